@@ -1,0 +1,179 @@
+"""Takes and training sets: mocap files -> body24 arrays in metres (Z up), split reproducibly.
+
+Caches go to ~/.cache/gfpose (or $GFPOSE_CACHE), never inside the repository: arrays derived from the
+Bandai-Namco set may not be committed or shared.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .bvh import read_bvh
+from .rig_map import RigMap, detect_rig_map, load_rig_map
+
+DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+CACHE_VERSION = 2
+
+# CMU subjects held out by the project's split (never used for training or model selection on `test`).
+CMU_TEST_SUBJECTS = frozenset({6, 13, 94})
+CMU_VAL_SUBJECTS = frozenset({8, 14})
+
+
+@dataclass
+class Take:
+    joints: np.ndarray  # (T, 24, 3) float32 metres, Z up, body24 order
+    fps: float
+    name: str
+
+
+def cache_dir() -> Path:
+    d = Path(os.environ.get("GFPOSE_CACHE", Path.home() / ".cache" / "gfpose"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _clip_name(path: str | os.PathLike) -> str:
+    name = os.path.basename(str(path))
+    for ext in (".gz", ".bvh"):
+        if name.lower().endswith(ext):
+            name = name[: -len(ext)]
+    return name
+
+
+def _manifest_row(path: Path) -> dict | None:
+    """The row describing this clip in a `manifest.csv` of its folder or the folder above."""
+    for folder in (path.parent, path.parent.parent):
+        m = folder / "manifest.csv"
+        if m.exists():
+            rows = _read_manifest(str(m))
+            return rows.get(_clip_name(path))
+    return None
+
+
+_MANIFESTS: dict[str, dict] = {}
+
+
+def _read_manifest(path: str) -> dict:
+    if path not in _MANIFESTS:
+        with open(path, newline="") as f:
+            _MANIFESTS[path] = {r["clip"]: r for r in csv.DictReader(f)}
+    return _MANIFESTS[path]
+
+
+def load_take(path: str | os.PathLike, rig: str | RigMap | None = None) -> Take:
+    """A BVH clip as body24 joints; `rig` is a rigs/*.toml path or name, or None to detect it."""
+    path = Path(path)
+    clip = read_bvh(path)
+    if rig is None:
+        rig_map = detect_rig_map(clip.skeleton.names, kind="bvh")
+    elif isinstance(rig, RigMap):
+        rig_map = rig
+    else:
+        rig_map = load_rig_map(rig)
+    positions, rotations = clip.forward_kinematics()
+    joints = rig_map.body24_positions(clip.skeleton.names, positions, rotations).astype(np.float32)
+    fps = clip.fps
+    row = _manifest_row(path)
+    if row and row.get("fps_true"):
+        fps = float(row["fps_true"])
+    return Take(joints=joints, fps=fps, name=clip.name)
+
+
+def resample(joints: np.ndarray, fps: float, target_fps: float) -> np.ndarray:
+    """Positions at another frame rate: every k-th frame for integer ratios, linear interpolation otherwise."""
+    ratio = fps / target_fps
+    if abs(ratio - round(ratio)) < 1e-6 and round(ratio) >= 1:
+        return joints[:: int(round(ratio))]
+    n_out = int(np.floor((len(joints) - 1) / ratio)) + 1
+    src = np.arange(n_out) * ratio
+    lo = np.minimum(np.floor(src).astype(int), len(joints) - 1)
+    hi = np.minimum(lo + 1, len(joints) - 1)
+    w = (src - lo)[:, None, None]
+    return (joints[lo] * (1 - w) + joints[hi] * w).astype(joints.dtype)
+
+
+def cmu_subject(clip: str) -> int:
+    return int(clip.split("_")[0])
+
+
+def cmu_split(clip: str) -> str:
+    s = cmu_subject(clip)
+    return "test" if s in CMU_TEST_SUBJECTS else "val" if s in CMU_VAL_SUBJECTS else "train"
+
+
+def bandai_split(clip: str) -> str:
+    """Bandai clips are for evaluation only: a fixed fifth (by a hash of the name) validates, the rest test."""
+    return "val" if zlib.crc32(clip.encode()) % 5 == 0 else "test"
+
+
+def _cached(key: dict, build):
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    path = cache_dir() / f"{key['name']}-{digest}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    arrays = build()
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+    return arrays
+
+
+def _files_key(files: list[Path]) -> list:
+    return [(str(f), f.stat().st_size, int(f.stat().st_mtime)) for f in files]
+
+
+def _rigs_key() -> str:
+    from .rig_map import RIGS_DIR
+    h = hashlib.sha1()
+    for p in sorted(RIGS_DIR.glob("*.toml")):
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def build_takes(files: list[Path], split_of, fps: float = 30.0, drop_first: bool = False,
+                name: str = "takes", progress=None) -> dict[str, np.ndarray]:
+    """Clips -> {"joints": (N,24,3), "clip": (N,) clip index, "split": (N,) str, "names": clip names}, cached."""
+    files = sorted(files)
+
+    def build():
+        joints, clip_idx, splits, names = [], [], [], []
+        for k, f in enumerate(files):
+            take = load_take(f)
+            j = take.joints[1:] if drop_first and len(take.joints) > 1 else take.joints
+            j = resample(j, take.fps, fps)
+            joints.append(j)
+            clip_idx.append(np.full(len(j), k))
+            splits.append(np.full(len(j), split_of(take.name)))
+            names.append(take.name)
+            if progress:
+                progress(k + 1, len(files))
+        return {"joints": np.concatenate(joints).astype(np.float32), "clip": np.concatenate(clip_idx),
+                "split": np.concatenate(splits), "names": np.array(names)}
+
+    key = {"name": name, "v": CACHE_VERSION, "fps": fps, "drop_first": drop_first, "files": _files_key(files),
+           "rigs": _rigs_key()}
+    return _cached(key, build)
+
+
+def cmu_takes(data_dir: Path = DATA_DIR, fps: float = 30.0, progress=None) -> dict[str, np.ndarray]:
+    """CMU BVH clips (both skeleton conventions) at `fps`; frame 0 (an added T-pose) dropped; split by subject."""
+    files = sorted((Path(data_dir) / "cmu" / "bvh").glob("*.bvh*"))
+    if not files:
+        raise FileNotFoundError(f"no CMU BVH files under {data_dir}/cmu/bvh")
+    return build_takes(files, cmu_split, fps, drop_first=True, name="cmu", progress=progress)
+
+
+def bandai_takes(data_dir: Path = DATA_DIR, fps: float = 30.0, progress=None) -> dict[str, np.ndarray]:
+    """Bandai clips for evaluation (cached outside the repository; never ship or commit these arrays)."""
+    files = sorted((Path(data_dir) / "bandai" / "data").glob("*.bvh*"))
+    if not files:
+        raise FileNotFoundError(f"no Bandai BVH files under {data_dir}/bandai/data")
+    return build_takes(files, bandai_split, fps, drop_first=False, name="bandai", progress=progress)
