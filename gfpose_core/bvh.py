@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,6 +16,7 @@ import numpy as np
 from .rotations import euler_to_matrix
 
 _CHANNELS = ("Xposition", "Yposition", "Zposition", "Xrotation", "Yrotation", "Zrotation")
+_MAX_DEPTH = 512  # deeper nesting is refused (a ValueError, not a RecursionError); real rigs nest < 50 deep
 
 
 @dataclass
@@ -82,7 +84,7 @@ def _open_text(path: str | os.PathLike) -> str:
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, gzip.BadGzipFile) as e:
-            raise ValueError(f"{path}: not a readable gzip file ({e})") from None
+            raise ValueError(f"{path}:1: not a readable gzip file ({e})") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -103,6 +105,7 @@ class _Parser:
         self.lines = text.splitlines()
         self.tokens: list[tuple[str, int]] = []
         self.pos = 0
+        self.end_flags: list[bool] = []   # End Sites are told by the file's structure, not by their names
 
     def fail(self, line: int, msg: str):
         raise ValueError(f"{self.path}:{line}: {msg}")
@@ -158,11 +161,11 @@ class _Parser:
             if tok.upper() != "ROOT":
                 self.fail(line, f"unexpected '{tok}' after the hierarchy")
             self.parse_joint(-1, names, parents, offsets, channels)
-        is_end = np.array([n.endswith(":end") for n in names])
+        is_end = np.array(self.end_flags, dtype=bool)
         return BvhSkeleton(names, np.array(parents, dtype=int), np.array(offsets, dtype=float).reshape(-1, 3),
                            channels, is_end)
 
-    def parse_joint(self, parent, names, parents, offsets, channels, end_site=False):
+    def parse_joint(self, parent, names, parents, offsets, channels, end_site=False, depth=0):
         if end_site:
             name = names[parent] + ":end"
             tok, line = self.next("Site")
@@ -170,11 +173,14 @@ class _Parser:
             name, line = self.next()
             if name in ("{", "}"):
                 self.fail(line, "joint without a name")
-            if name in names:
-                self.fail(line, f"duplicate joint name '{name}'")
+        if name in names:
+            self.fail(line, f"duplicate joint name '{name}'")
+        if depth > _MAX_DEPTH:
+            self.fail(line, f"hierarchy nested too deeply (more than {_MAX_DEPTH} levels)")
         me = len(names)
         names.append(name)
         parents.append(parent)
+        self.end_flags.append(end_site)
         self.next("{")
         self.next("OFFSET")
         offsets.append([self.number(), self.number(), self.number()])
@@ -182,7 +188,7 @@ class _Parser:
         if not end_site:
             self.next("CHANNELS")
             tok, cline = self.next()
-            if not tok.isdigit() or not 0 <= int(tok) <= 6:
+            if not (tok.isascii() and tok.isdigit()) or not 0 <= int(tok) <= 6:
                 self.fail(cline, f"bad channel count '{tok}'")
             for _ in range(int(tok)):
                 c, cl = self.next()
@@ -200,9 +206,9 @@ class _Parser:
             if end_site:
                 self.fail(line, f"unexpected '{tok}' in End Site")
             if up == "JOINT":
-                self.parse_joint(me, names, parents, offsets, channels)
+                self.parse_joint(me, names, parents, offsets, channels, depth=depth + 1)
             elif up == "END":
-                self.parse_joint(me, names, parents, offsets, channels, end_site=True)
+                self.parse_joint(me, names, parents, offsets, channels, end_site=True, depth=depth + 1)
             else:
                 self.fail(line, f"unexpected '{tok}' in joint '{name}'")
 
@@ -233,7 +239,15 @@ class _Parser:
         if len(rows) < n_frames:
             self.fail(len(self.lines), f"MOTION truncated: header says {n_frames} frames, file has {len(rows)}")
         rows = rows[:n_frames]
-        flat = np.fromstring(" ".join(rows), sep=" ") if rows else np.zeros(0)
+        # Every row must hold exactly one value per channel (a short row next to a long one is not a valid file).
+        if any(len(r.split()) != n_channels for r in rows):
+            self.locate_bad_row(first_row_line, n_channels)
+        try:
+            with warnings.catch_warnings():   # numpy < 2 warns (and will raise) where a value is not a number
+                warnings.simplefilter("ignore", DeprecationWarning)
+                flat = np.fromstring(" ".join(rows), sep=" ") if rows else np.zeros(0)
+        except ValueError:
+            flat = np.zeros(0)
         if flat.size != n_frames * n_channels or not np.isfinite(flat).all():
             self.locate_bad_row(first_row_line, n_channels)
         return flat.reshape(n_frames, n_channels), frame_time

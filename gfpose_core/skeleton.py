@@ -130,3 +130,25 @@ def restore(canon: np.ndarray, frame: Frame) -> np.ndarray:
     rot = rot.reshape(rot.shape[:1] + (1,) * extra + (3, 3))
     out = np.einsum("...ij,...kj->...ki", rot, canon) * frame.scale.reshape(shape)[..., None, None]
     return out + frame.root.reshape((-1,) + (1,) * extra + (3,))[..., None, :]
+
+
+def bone_directions(joints: np.ndarray) -> np.ndarray:
+    """(..., 24, 3) -> (..., 23, 3) unit vectors from each parent to its child (BONES order)."""
+    d = joints[..., BONES[:, 0], :] - joints[..., BONES[:, 1], :]
+    return d / np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-12)
+
+
+def from_bone_directions(directions: np.ndarray, lengths: np.ndarray, root: np.ndarray | None = None) -> np.ndarray:
+    """Rebuild joints from bone directions (..., 23, 3) and lengths (..., 23): forward along the chain."""
+    out = np.zeros(directions.shape[:-2] + (N_JOINTS, 3))
+    if root is not None:
+        out[..., 0, :] = root
+    vec = directions * np.asarray(lengths)[..., None]
+    for b, (child, parent) in enumerate(BONES):  # BONES is in topological order (parents come first)
+        out[..., child, :] = out[..., parent, :] + vec[..., b, :]
+    return out
+
+
+def with_bone_lengths(joints: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The same pose (bone directions, root) on a body with other bone lengths."""
+    return from_bone_directions(bone_directions(joints), lengths, joints[..., 0, :])

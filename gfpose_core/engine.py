@@ -1,0 +1,315 @@
+"""The four tasks behind one object, as DESIGN.md's API: complete, denoise, generate, lift.
+
+World-space poses go in and come out; the engine canonicalises (root, facing, scale) and restores them itself.
+NaN marks an unknown joint. Inputs that cannot be served raise ValueError naming the problem.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from .model import ScoreNet, ScoreNetConfig, condition
+from .pose_space import MODEL_JOINTS, POSE_DIM, PoseSpace
+from .samplers import SAMPLERS, time_grid
+from .sde import SubVPSDE
+from .skeleton import INDEX, JOINT_NAMES, N_JOINTS, Frame, canonicalise, restore, to_canonical
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+MAX_POSES = 200_000          # poses (N x H) per call; more is a mistake or a job for batches
+MAX_HYPOTHESES = 1000
+# Defaults chosen by measured quality per second (docs/benchmarks.md): see README "Samplers".
+DEFAULTS = {
+    "complete": ("mode", 10),
+    "hypotheses": ("sde_heun", 20),
+    "generate": ("sde_heun", 25),
+    "denoise": ("mode", 4),
+    "lift": ("sde_heun", 20),
+}
+
+
+def _device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _poses(a, name: str, dims: int = 3, allow_nan: bool = True) -> np.ndarray:
+    """Validate an (N, 24, dims) array (a single (24, dims) pose is taken as N = 1)."""
+    try:
+        arr = np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an array of numbers") from None
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[1:] != (N_JOINTS, dims):
+        raise ValueError(f"{name} must have shape (N, {N_JOINTS}, {dims}), got {tuple(np.shape(a))}")
+    if len(arr) == 0:
+        raise ValueError(f"{name} is empty")
+    if len(arr) > MAX_POSES:
+        raise ValueError(f"{name}: {len(arr)} poses is more than the limit of {MAX_POSES} per call")
+    if np.isinf(arr).any():
+        raise ValueError(f"{name} contains inf")
+    if not allow_nan and np.isnan(arr).any():
+        raise ValueError(f"{name} contains NaN")
+    return arr
+
+
+def _known_mask(arr: np.ndarray, known, name: str = "known") -> np.ndarray:
+    finite = np.isfinite(arr).all(-1)
+    if known is None:
+        return finite
+    k = np.asarray(known)
+    if k.ndim == 1:
+        k = k[None]
+    if k.shape != arr.shape[:2]:
+        raise ValueError(f"{name} must have shape {arr.shape[:2]}, got {np.shape(known)}")
+    if k.dtype != bool:
+        if not np.isin(k, (0, 1)).all():
+            raise ValueError(f"{name} must be booleans")
+        k = k.astype(bool)
+    return k & finite
+
+
+def _count(n, name: str, limit: int) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {n!r}")
+    if not 1 <= n <= limit:
+        raise ValueError(f"{name} must be between 1 and {limit}, got {n}")
+    return int(n)
+
+
+class Engine:
+    def __init__(self, net: ScoreNet, space: PoseSpace, config: dict, device: torch.device):
+        self.net, self.space, self.config, self.device = net, space, config, device
+        self.sde = SubVPSDE(config["sde"]["beta_min"], config["sde"]["beta_max"])
+        self.joint_names = list(JOINT_NAMES)
+        self.mean_pose = space.from_model(np.zeros(POSE_DIM))
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, device: str = "auto") -> "Engine":
+        """Weights from a folder holding model.safetensors + config.json (default: the shipped ones)."""
+        folder = Path(path) if path is not None else WEIGHTS_DIR
+        if folder.is_file():
+            folder = folder.parent
+        cfg_path, w_path = folder / "config.json", folder / "model.safetensors"
+        if not (cfg_path.exists() and w_path.exists()):
+            raise FileNotFoundError(f"no model.safetensors + config.json in {folder}")
+        config = json.loads(cfg_path.read_text())
+        dev = _device(device)
+        net = ScoreNet(ScoreNetConfig(**config["model"]))
+        net.load_state_dict(load_file(str(w_path)))
+        net.to(dev).eval()
+        return cls(net, PoseSpace.from_dict(config["space"]), config, dev)
+
+    # -- shared machinery ------------------------------------------------------------------------------------
+    def _generator(self, seed):
+        g = torch.Generator(device=self.device)
+        g.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,))))
+        return g
+
+    def _run(self, obs: np.ndarray, coord_mask: np.ndarray, is_2d: bool, *, sampler: str, steps: int,
+             generator, t_start: float = 1.0, x_start: np.ndarray | None = None, impute: bool = True,
+             callback=None) -> np.ndarray:
+        """Sample model vectors given observations (B, 69) in model units and their coordinate mask (B, 69)."""
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler '{sampler}' (known: {', '.join(SAMPLERS)})")
+        steps = _count(steps, "steps", 5000)
+        dev = self.device
+        obs_t = torch.as_tensor(np.nan_to_num(obs), dtype=torch.float32, device=dev)
+        mask_t = torch.as_tensor(coord_mask, dtype=torch.float32, device=dev)
+        flag = torch.full((len(obs),), float(is_2d), device=dev)
+        sde, net = self.sde, self.net
+
+        def score(x, t):
+            eps = net(x, t, condition(x, obs_t, mask_t, flag))
+            return -eps / sde.marginal_prob(x, t)[1][:, None]
+
+        deterministic = sampler in ("mode", "heun")
+        # 2D observations live in image coordinates, not in the pose space: they condition but are not pasted.
+        use_impute = impute and not is_2d and bool(mask_t.any())
+
+        def project(x, t):
+            alpha, sigma = sde.alpha_sigma(float(t))
+            pasted = float(alpha) * obs_t
+            if not deterministic:
+                pasted = pasted + float(sigma) * torch.randn(x.shape, generator=generator, device=dev)
+            return torch.where(mask_t > 0, pasted, x)
+
+        ts = time_grid(steps, t_start=t_start, device=dev)
+        if x_start is None:
+            x = sde.prior_sampling((len(obs), POSE_DIM), generator=generator, device=dev)
+        else:
+            x = torch.as_tensor(x_start, dtype=torch.float32, device=dev)
+        with torch.inference_mode():
+            if use_impute:
+                x = project(x, ts[0])
+            x = SAMPLERS[sampler](score, x, ts, sde, generator=generator,
+                                  project=project if use_impute else None, callback=callback)
+            if use_impute:
+                x = torch.where(mask_t > 0, obs_t, x)
+        return x.cpu().numpy().astype(np.float64)
+
+    def _canonical(self, joints: np.ndarray) -> tuple[np.ndarray, Frame]:
+        return canonicalise(joints, self.space.reference_bones, self.mean_pose)
+
+    @staticmethod
+    def _coord_mask(joint_mask: np.ndarray) -> np.ndarray:
+        return np.repeat(joint_mask[:, 1:], 3, axis=1)
+
+    # -- tasks -----------------------------------------------------------------------------------------------
+    def complete(self, joints, known=None, n_hypotheses: int = 1, seed=None, sampler: str | None = None,
+                 steps: int | None = None, callback=None) -> np.ndarray:
+        """Fill in the unknown joints of each pose; known joints come back unchanged.
+
+        joints (N, 24, 3) world space, known (N, 24) bool (NaN also marks unknown).
+        Returns (N, 24, 3), or (N, H, 24, 3) when n_hypotheses > 1.
+        """
+        arr = _poses(joints, "joints")
+        H = _count(n_hypotheses, "n_hypotheses", MAX_HYPOTHESES)
+        if len(arr) * H > MAX_POSES:
+            raise ValueError(f"{len(arr)} poses x {H} hypotheses is more than the limit of {MAX_POSES}")
+        known_mask = _known_mask(arr, known)
+        empty = np.flatnonzero(~known_mask.any(1))
+        if len(empty):
+            raise ValueError(f"pose(s) {empty[:10].tolist()} have no known joints: use generate() for free poses")
+        masked = np.where(known_mask[..., None], arr, np.nan)
+        canon, frame = self._canonical(masked)
+        obs = np.nan_to_num(self.space.to_model(canon))
+        cmask = self._coord_mask(known_mask)
+        default = DEFAULTS["complete"] if H == 1 else DEFAULTS["hypotheses"]
+        sampler, steps = sampler or default[0], steps or default[1]
+        x = self._run(np.repeat(obs, H, 0), np.repeat(cmask, H, 0), False, sampler=sampler, steps=steps,
+                      generator=self._generator(seed), callback=callback)
+        out_canon = self.space.from_model(x).reshape(len(arr), H, N_JOINTS, 3)
+        out = restore(out_canon, frame)
+        out = np.where(known_mask[:, None, :, None], arr[:, None], out)
+        out = out[:, 0] if H == 1 else out
+        return out[0] if np.ndim(joints) == 2 else out
+
+    def denoise(self, take, fps: float = 30.0, strength: float | None = None, sampler: str | None = None,
+                steps: int | None = None, callback=None) -> np.ndarray:
+        """A noisy take (T, 24, 3) comes back clean: spikes and dropouts (NaN) repaired, jitter removed.
+
+        strength in [0, 1] sets how far back into the noise each frame is sent (t = 0.5 * strength);
+        None estimates it from the take's own jitter. The whole take is one batch.
+        """
+        from .denoise import denoise_take
+        arr = _poses(take, "take")
+        if not (isinstance(fps, (int, float)) and np.isfinite(fps) and 0 < fps <= 1000):
+            raise ValueError(f"fps must be a positive number up to 1000, got {fps!r}")
+        if strength is not None and not (isinstance(strength, (int, float)) and 0 <= strength <= 1):
+            raise ValueError(f"strength must be between 0 and 1, got {strength!r}")
+        if not np.isfinite(arr).any():
+            raise ValueError("take has no known joints")
+        sampler, steps = sampler or DEFAULTS["denoise"][0], steps or DEFAULTS["denoise"][1]
+        return denoise_take(self, arr, float(fps), strength, sampler, steps, callback)
+
+    def generate(self, n: int, seed=None, around=None, pinned=None, diversity: float = 0.5,
+                 sampler: str | None = None, steps: int | None = None, callback=None) -> np.ndarray:
+        """n plausible poses: free (at the origin, facing -Y, reference size) or variations of `around`.
+
+        pinned: joint names or a (24,) bool mask of joints kept exactly; diversity in [0, 1].
+        """
+        n = _count(n, "n", MAX_POSES)
+        if not (isinstance(diversity, (int, float)) and 0 <= diversity <= 1):
+            raise ValueError(f"diversity must be between 0 and 1, got {diversity!r}")
+        gen = self._generator(seed)
+        sampler, steps = sampler or DEFAULTS["generate"][0], steps or DEFAULTS["generate"][1]
+        if around is None:
+            if pinned is not None:
+                raise ValueError("pinned joints need a pose to pin them to (around=...)")
+            none = np.zeros((n, POSE_DIM))
+            x = self._run(none, none, False, sampler=sampler, steps=steps, generator=gen, callback=callback)
+            return self.space.from_model(x)
+        base = _poses(around, "around")
+        if len(base) != 1:
+            raise ValueError(f"around must be one pose (24, 3), got {len(base)}")
+        base_known = np.isfinite(base).all(-1)[0]
+        if not base_known.any():
+            raise ValueError("around has no known joints")
+        pin = np.zeros(N_JOINTS, bool)
+        if pinned is not None:
+            pin = self._pin_mask(pinned)
+            missing = [JOINT_NAMES[j] for j in np.flatnonzero(pin & ~base_known)]
+            if missing:
+                raise ValueError(f"pinned joint(s) {', '.join(missing)} are unknown (NaN) in around")
+        canon, frame = self._canonical(base)
+        start = np.nan_to_num(self.space.to_model(canon))
+        obs = np.repeat(start, n, 0)
+        cmask = np.repeat(self._coord_mask(pin[None]), n, 0)
+        # diversity 0 stays at the pose, 1 starts from pure noise (free samples with the pins).
+        t0 = float(np.clip(0.05 + 0.95 * diversity, 0.05, 1.0))
+        alpha, sigma = (float(v) for v in self.sde.alpha_sigma(t0))
+        noise = torch.randn((n, POSE_DIM), generator=gen, device=self.device).cpu().numpy()
+        x0 = alpha * obs + sigma * noise
+        x = self._run(obs, cmask, False, sampler=sampler, steps=steps, generator=gen, t_start=t0, x_start=x0,
+                      callback=callback)
+        frames = Frame(np.repeat(frame.root, n, 0), np.repeat(frame.yaw, n), np.repeat(frame.scale, n))
+        out = restore(self.space.from_model(x), frames)
+        return np.where(pin[None, :, None], base, out)
+
+    @staticmethod
+    def _pin_mask(pinned) -> np.ndarray:
+        if isinstance(pinned, (list, tuple)) and all(isinstance(p, str) for p in pinned):
+            bad = [p for p in pinned if p not in INDEX]
+            if bad:
+                raise ValueError(f"unknown joint name(s) {', '.join(bad)}")
+            m = np.zeros(N_JOINTS, bool)
+            m[[INDEX[p] for p in pinned]] = True
+            return m
+        m = np.asarray(pinned)
+        if m.shape != (N_JOINTS,):
+            raise ValueError(f"pinned must be joint names or a ({N_JOINTS},) bool mask")
+        return m.astype(bool)
+
+    def lift(self, keypoints2d, n_hypotheses: int = 1, seed=None, sampler: str | None = None,
+             steps: int | None = None, callback=None) -> np.ndarray:
+        """2D keypoints (N, 24, 2) in image coordinates (x right, y down, any unit) -> 3D hypotheses.
+
+        Output: metres at the reference body size, in the camera's frame: x right, y away from the camera,
+        z up, pelvis at the origin. (N, 24, 3), or (N, H, 24, 3) when n_hypotheses > 1.
+        """
+        kp = _poses(keypoints2d, "keypoints2d", dims=2)
+        H = _count(n_hypotheses, "n_hypotheses", MAX_HYPOTHESES)
+        if len(kp) * H > MAX_POSES:
+            raise ValueError(f"{len(kp)} poses x {H} hypotheses is more than the limit of {MAX_POSES}")
+        known = np.isfinite(kp).all(-1)
+        if (known.sum(1) < 2).any():
+            raise ValueError("every pose needs at least two known keypoints")
+        obs, cmask = self._image_observation(kp, known)
+        sampler, steps = sampler or DEFAULTS["lift"][0], steps or DEFAULTS["lift"][1]
+        x = self._run(np.repeat(obs, H, 0), np.repeat(cmask, H, 0), True, sampler=sampler, steps=steps,
+                      generator=self._generator(seed), callback=callback)
+        out = self.space.from_model(x).reshape(len(kp), H, N_JOINTS, 3)
+        out = out[:, 0] if H == 1 else out
+        return out[0] if np.ndim(keypoints2d) == 2 else out
+
+    # Projected limbs look shorter than they are; this is the mean ratio for poses seen from random yaws.
+    FORESHORTENING = 0.85
+
+    def _image_observation(self, kp: np.ndarray, known: np.ndarray):
+        """Image keypoints -> model-space x/z observations (pelvis-centred, unit body size) and coordinate mask."""
+        from .skeleton import BONES
+        uv = np.stack([kp[..., 0], -kp[..., 1]], -1)  # image y runs down; the model's z runs up
+        pelvis = np.where(known[:, :1, None], uv[:, :1], np.nanmean(
+            np.where(known[:, [INDEX["hip_l"], INDEX["hip_r"]], None], uv[:, [INDEX["hip_l"], INDEX["hip_r"]]],
+                     np.nan), axis=1, keepdims=True))
+        pelvis = np.where(np.isfinite(pelvis), pelvis, np.nanmean(np.where(known[..., None], uv, np.nan), 1,
+                                                                  keepdims=True))
+        rel = uv - pelvis
+        seg = np.linalg.norm(rel[:, BONES[:, 0]] - rel[:, BONES[:, 1]], axis=-1)
+        ok = np.isfinite(seg)
+        ref = np.broadcast_to(self.space.reference_bones, seg.shape)
+        scale = np.where(ok, seg, 0).sum(1) / np.maximum(np.where(ok, ref, 0).sum(1), 1e-9) / self.FORESHORTENING
+        scale = np.where(scale > 0, scale, 1.0)
+        rel = rel / scale[:, None, None]
+        canon = np.zeros(kp.shape[:2] + (3,))
+        canon[..., 0], canon[..., 2] = rel[..., 0], rel[..., 1]
+        obs = np.nan_to_num(self.space.to_model(canon))
+        jm = known[:, 1:]
+        cmask = np.stack([jm, np.zeros_like(jm), jm], -1).reshape(len(kp), -1)
+        return obs, cmask

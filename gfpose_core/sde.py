@@ -1,0 +1,62 @@
+"""The sub-VP SDE (Song et al. 2021), as the GFPose paper uses it: beta from 0.1 to 20 over t in [0, 1]."""
+from __future__ import annotations
+
+import torch
+
+
+class SubVPSDE:
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, T: float = 1.0, eps: float = 1e-5):
+        self.beta_0, self.beta_1, self.T, self.eps = beta_min, beta_max, T, eps
+
+    def beta(self, t):
+        return self.beta_0 + t * (self.beta_1 - self.beta_0)
+
+    def _log_mean_coeff(self, t):
+        return -0.25 * t ** 2 * (self.beta_1 - self.beta_0) - 0.5 * t * self.beta_0
+
+    def sde(self, x, t):
+        """Forward drift f(x, t) and diffusion g(t)."""
+        beta = self.beta(t)
+        discount = 1.0 - torch.exp(-2 * self.beta_0 * t - (self.beta_1 - self.beta_0) * t ** 2)
+        return -0.5 * _col(beta, x) * x, torch.sqrt(beta * discount)
+
+    def marginal_prob(self, x0, t):
+        """Mean and std of p(x_t | x_0)."""
+        lmc = self._log_mean_coeff(t)
+        return _col(torch.exp(lmc), x0) * x0, 1.0 - torch.exp(2.0 * lmc)
+
+    def alpha_sigma(self, t):
+        lmc = self._log_mean_coeff(torch.as_tensor(t, dtype=torch.float64))
+        return torch.exp(lmc), 1.0 - torch.exp(2.0 * lmc)
+
+    def t_for_noise_ratio(self, ratio: float) -> float:
+        """The t at which sigma(t)/alpha(t) equals `ratio` (an observation's noise, in model units)."""
+        lo, hi = self.eps, self.T
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            a, s = self.alpha_sigma(mid)
+            lo, hi = (mid, hi) if float(s / a) < ratio else (lo, mid)
+        return 0.5 * (lo + hi)
+
+    def prior_sampling(self, shape, generator=None, device="cpu"):
+        return torch.randn(shape, generator=generator, device=device)
+
+    def reverse(self, score_fn, probability_flow: bool = False):
+        """Drift and diffusion of the reverse-time SDE (or of the probability-flow ODE: half the score term)."""
+        sde = self
+
+        def reverse_sde(x, t):
+            drift, g = sde.sde(x, t)
+            g2 = _col(g ** 2, x)
+            score = score_fn(x, t)
+            if probability_flow:
+                return drift - 0.5 * g2 * score, torch.zeros_like(g)
+            return drift - g2 * score, g
+
+        return reverse_sde
+
+
+def _col(v, like):
+    """Broadcast a per-sample (B,) value against a (B, D) batch."""
+    v = torch.as_tensor(v, dtype=like.dtype, device=like.device)
+    return v.reshape(v.shape + (1,) * (like.ndim - v.ndim)) if v.ndim else v

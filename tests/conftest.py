@@ -1,0 +1,34 @@
+"""Shared fixtures. Mocap data lives in ../shared/data from the repository root (never inside the repo)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+
+# Real clips used by several tests, one per skeleton convention (paths relative to DATA_DIR).
+CMU_MB31 = "cmu/bvh/01_01.bvh.gz"
+CMU_DAZ43 = "cmu/bvh/10_04.bvh.gz"
+CMU_ASF31 = "cmu/bvh/16_01.bvh.gz"
+BANDAI = "bandai/data/dataset-2_walk-turn-left_elderly_008.bvh.gz"  # 170 frames: walks and turns
+
+
+@pytest.fixture(scope="session")
+def DATA() -> Path:
+    """The shared mocap folder; tests that use it are skipped on machines without it."""
+    if not DATA_DIR.is_dir():
+        pytest.skip(f"mocap data folder {DATA_DIR} not present (tests needing real clips are skipped)")
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def data_file(DATA):
+    """data_file(rel) -> absolute path of a clip under DATA, skipping when that clip is missing."""
+    def get(rel: str) -> Path:
+        p = DATA / rel
+        if not p.exists():
+            pytest.skip(f"mocap clip {p} not present")
+        return p
+    return get
