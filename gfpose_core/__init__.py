@@ -1,4 +1,6 @@
 """GFPose engine: a score-based prior of plausible 3D human poses (body24), importable without Blender."""
+__version__ = "0.1.0"
+
 from .data import Take, load_take
 from .skeleton import JOINT_NAMES, PARENTS
 

@@ -60,6 +60,116 @@ def _cmd_train(args):
               f"weights in {args.out}/model.safetensors", flush=True)
 
 
+def _engine(args):
+    from .engine import Engine
+    try:
+        return Engine.load(args.weights, device=args.device)
+    except RuntimeError as e:  # e.g. CUDA asked for but absent
+        raise CliError(str(e).splitlines()[0]) from None
+
+
+def _read_json(path: str) -> dict:
+    import json
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise CliError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(data, dict):
+        raise CliError(f"{path}: expected a JSON object")
+    return data
+
+
+def _nested(data: dict, key: str, path: str, width: int = 3):
+    import numpy as np
+    if key not in data:
+        raise CliError(f"{path}: no \"{key}\" field")
+    try:
+        arr = np.array(data[key], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise CliError(f"{path}: \"{key}\" must be a (N, 24, {width}) array of numbers or null") from None
+    return arr
+
+
+def _write_json(path: str, payload: dict):
+    import json
+    with open(path, "w") as f:
+        json.dump(payload, f)
+
+
+def _progress(desc: str):
+    """A tqdm bar fed by the samplers' callback (shown only on a terminal, for work longer than a second)."""
+    from tqdm import tqdm
+    bar = tqdm(desc=desc, unit="step", leave=False, disable=None, mininterval=1.0, delay=1.0)
+
+    def callback(i, n):
+        bar.total = n
+        bar.n = i
+        bar.refresh() if i == n else bar.update(0)
+    return bar, callback
+
+
+def _cmd_complete(args):
+    data = _read_json(args.input)
+    joints = _nested(data, "joints", args.input)
+    known = data.get("known")
+    eng = _engine(args)
+    bar, cb = _progress("complete")
+    with bar:
+        out = eng.complete(joints, known, n_hypotheses=args.hypotheses, seed=args.seed, callback=cb)
+    _write_json(args.output, {"joints": out.tolist(), "joint_names": eng.joint_names})
+    print(f"completed {len(joints) if joints.ndim == 3 else 1} pose(s) -> {args.output}")
+
+
+def _cmd_lift(args):
+    data = _read_json(args.input)
+    kp = _nested(data, "keypoints2d", args.input, width=2)
+    eng = _engine(args)
+    bar, cb = _progress("lift")
+    with bar:
+        out = eng.lift(kp, n_hypotheses=args.hypotheses, seed=args.seed, callback=cb)
+    _write_json(args.output, {"joints": out.tolist(), "joint_names": eng.joint_names})
+    print(f"lifted {len(kp) if kp.ndim == 3 else 1} pose(s) -> {args.output}")
+
+
+def _cmd_generate(args):
+    around = None
+    if args.around:
+        data = _read_json(args.around)
+        around = _nested(data, "joints", args.around)
+        around = around[0] if around.ndim == 3 else around
+    eng = _engine(args)
+    bar, cb = _progress("generate")
+    with bar:
+        out = eng.generate(args.n, seed=args.seed, around=around, pinned=args.pin or None,
+                           diversity=args.diversity, callback=cb)
+    if args.output.lower().endswith((".bvh", ".bvh.gz")):
+        from .body24_bvh import write_body24_bvh
+        write_body24_bvh(args.output, out, fps=args.fps)
+    else:
+        _write_json(args.output, {"joints": out.tolist(), "joint_names": eng.joint_names})
+    print(f"generated {args.n} pose(s) -> {args.output}")
+
+
+def _cmd_serve(args):
+    import os
+    from .server import serve
+    token = args.token or os.environ.get("GFPOSE_TOKEN") or None
+    from .server import is_loopback
+    if not is_loopback(args.host) and not token:
+        raise CliError(f"refusing to bind {args.host} without a token: anyone who reaches this port could use "
+                       "the engine. Give --token or set GFPOSE_TOKEN")
+    eng = _engine(args)
+    print(f"gfpose engine on http://{args.host}:{args.port} ({eng.device}); schema at /docs", flush=True)
+    serve(eng, args.host, args.port, token)
+
+
+def _engine_args(p):
+    p.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--seed", type=int, default=None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gfpose", description="GFPose engine: a learned 3D human pose prior")
     sub = p.add_subparsers(dest="command", required=True)
@@ -77,6 +187,37 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto")
     t.set_defaults(func=_cmd_train)
+
+    c = sub.add_parser("complete", help="fill in the unknown joints of poses (JSON in, JSON out)")
+    c.add_argument("input", help='JSON {"joints": (N,24,3) with null for unknown, "known": (N,24) optional}')
+    c.add_argument("-o", "--output", required=True)
+    c.add_argument("-H", "--hypotheses", type=int, default=1)
+    _engine_args(c)
+    c.set_defaults(func=_cmd_complete)
+
+    li = sub.add_parser("lift", help="2D keypoints to 3D poses (JSON in, JSON out)")
+    li.add_argument("input", help='JSON {"keypoints2d": (N,24,2) image x right, y down; null = unseen}')
+    li.add_argument("-o", "--output", required=True)
+    li.add_argument("-H", "--hypotheses", type=int, default=1)
+    _engine_args(li)
+    li.set_defaults(func=_cmd_lift)
+
+    g = sub.add_parser("generate", help="plausible poses, free or around a pose (BVH or JSON out)")
+    g.add_argument("-n", type=int, default=16)
+    g.add_argument("-o", "--output", required=True, help="a .bvh or .json file")
+    g.add_argument("--around", help='JSON {"joints": (24,3)} pose to vary')
+    g.add_argument("--pin", nargs="*", default=[], help="body24 joint names kept exactly (with --around)")
+    g.add_argument("--diversity", type=float, default=0.5)
+    g.add_argument("--fps", type=float, default=30.0, help="frame rate of the BVH (one pose per frame)")
+    _engine_args(g)
+    g.set_defaults(func=_cmd_generate)
+
+    s = sub.add_parser("serve", help="the engine over HTTP (loopback by default)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8765)
+    s.add_argument("--token", default=None, help="required for non-loopback hosts (or GFPOSE_TOKEN)")
+    _engine_args(s)
+    s.set_defaults(func=_cmd_serve)
     return p
 
 

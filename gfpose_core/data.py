@@ -120,7 +120,7 @@ def _cached(key: dict, build):
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     arrays = build()
-    tmp = path.with_suffix(".tmp.npz")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")  # several ranks may build at once
     np.savez(tmp, **arrays)
     os.replace(tmp, path)
     return arrays

@@ -1,0 +1,173 @@
+"""`gfpose serve`: the engine over HTTP for the Blender add-on, shared GPU boxes and pipeline scripts.
+
+JSON has no NaN: an unknown joint is `null`. Bad requests get 4xx with a message naming the problem (413 for
+limits, 422 for content, 401 without the token); a failing request never takes the server down.
+"""
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import threading
+from typing import Literal, Optional
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from . import __version__
+from .engine import MAX_HYPOTHESES
+from .samplers import SAMPLERS
+
+MAX_BODY_BYTES = 32 * 1024 * 1024
+MAX_POSES = 20_000          # poses x hypotheses per request
+MAX_STEPS = 1000
+
+Sampler = Optional[Literal[tuple(SAMPLERS)]]  # type: ignore[valid-type]
+Coord = Optional[float]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="null")
+
+
+class _Sampling(_Strict):
+    seed: Optional[int] = Field(None, ge=0, le=2**62)
+    sampler: Sampler = None
+    steps: Optional[int] = Field(None, ge=1, le=MAX_STEPS)
+
+
+class CompleteRequest(_Sampling):
+    joints: list[list[list[Coord]]] = Field(description="(N, 24, 3) world positions in metres; null = unknown")
+    known: Optional[list[list[bool]]] = Field(None, description="(N, 24); default: the joints that are not null")
+    n_hypotheses: int = Field(1, ge=1, le=MAX_HYPOTHESES)
+
+
+class DenoiseRequest(_Sampling):
+    take: list[list[list[Coord]]] = Field(description="(T, 24, 3) one take; null = dropout")
+    fps: float = Field(30.0, gt=0, le=1000)
+    strength: Optional[float] = Field(None, ge=0, le=1)
+
+
+class GenerateRequest(_Sampling):
+    n: int = Field(1, ge=1, le=MAX_POSES)
+    around: Optional[list[list[Coord]]] = Field(None, description="(24, 3) a pose to vary")
+    pinned: Optional[list[str]] = Field(None, description="body24 joint names kept exactly")
+    diversity: float = Field(0.5, ge=0, le=1)
+
+
+class LiftRequest(_Sampling):
+    keypoints2d: list[list[list[Coord]]] = Field(description="(N, 24, 2) image x right, y down; null = unseen")
+    n_hypotheses: int = Field(1, ge=1, le=MAX_HYPOTHESES)
+
+
+class PosesResponse(BaseModel):
+    joints: list = Field(description="(N, 24, 3) or (N, H, 24, 3) metres")
+
+
+def _array(nested, name: str, width: int) -> np.ndarray:
+    """Nested lists with nulls -> float array with NaN; ragged or mis-sized input is a 422 naming the field."""
+    try:
+        arr = np.array(nested, dtype=np.float64)  # None -> nan
+    except (ValueError, TypeError):
+        raise HTTPException(422, f"{name} is ragged: every pose needs 24 joints of {width} numbers") from None
+    if arr.ndim != 3 or arr.shape[1:] != (24, width):
+        raise HTTPException(422, f"{name} must have shape (N, 24, {width}), got {arr.shape}")
+    if np.isinf(arr).any():
+        raise HTTPException(422, f"{name} contains infinite numbers")
+    return arr
+
+
+def _limit(count: int, what: str):
+    if count > MAX_POSES:
+        raise HTTPException(413, f"{what}: {count} poses is over this server's limit of {MAX_POSES} per request")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def create_app(engine, token: str | None = None) -> FastAPI:
+    app = FastAPI(title="GFPose engine", version=__version__,
+                  description="A learned 3D human pose prior (body24): complete, denoise, generate, lift.")
+    lock = threading.Lock()  # one sampling job at a time on the device; requests queue here
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        if token is not None and request.url.path not in ("/docs", "/openapi.json"):
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                return JSONResponse({"detail": "missing or wrong token (Authorization: Bearer ...)"}, 401)
+        size = request.headers.get("content-length")
+        if size is not None and (not size.isdigit() or int(size) > MAX_BODY_BYTES):
+            return JSONResponse({"detail": f"request body over the limit of {MAX_BODY_BYTES} bytes"}, 413)
+        return await call_next(request)
+
+    def run(fn, *args, **kwargs):
+        try:
+            with lock:
+                return fn(*args, **kwargs)
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
+
+    @app.get("/health")
+    def health():
+        return {"status": "ok"}
+
+    @app.get("/info")
+    def info():
+        t = engine.config.get("training", {})
+        return {"version": __version__, "device": str(engine.device), "joints": engine.joint_names,
+                "parameters": t.get("parameters"), "trained_on": t.get("data"), "samplers": list(SAMPLERS),
+                "limits": {"poses_per_request": MAX_POSES, "body_bytes": MAX_BODY_BYTES, "steps": MAX_STEPS}}
+
+    @app.post("/complete", response_model=PosesResponse)
+    def complete(req: CompleteRequest):
+        joints = _array(req.joints, "joints", 3)
+        _limit(len(joints) * req.n_hypotheses, "joints x n_hypotheses")
+        known = None if req.known is None else np.array(req.known, dtype=object)
+        if known is not None:
+            if known.shape != joints.shape[:2]:
+                raise HTTPException(422, f"known must have shape {joints.shape[:2]}, got {known.shape}")
+            known = known.astype(bool)
+        out = run(engine.complete, joints, known, n_hypotheses=req.n_hypotheses, seed=req.seed,
+                  sampler=req.sampler, steps=req.steps)
+        return {"joints": out.tolist()}
+
+    @app.post("/denoise", response_model=PosesResponse)
+    def denoise(req: DenoiseRequest):
+        take = _array(req.take, "take", 3)
+        _limit(len(take), "take")
+        out = run(engine.denoise, take, fps=req.fps, strength=req.strength, sampler=req.sampler, steps=req.steps)
+        return {"joints": out.tolist()}
+
+    @app.post("/generate", response_model=PosesResponse)
+    def generate(req: GenerateRequest):
+        around = None if req.around is None else _array([req.around], "around", 3)[0]
+        out = run(engine.generate, req.n, seed=req.seed, around=around, pinned=req.pinned,
+                  diversity=req.diversity, sampler=req.sampler, steps=req.steps)
+        return {"joints": out.tolist()}
+
+    @app.post("/lift", response_model=PosesResponse)
+    def lift(req: LiftRequest):
+        kp = _array(req.keypoints2d, "keypoints2d", 2)
+        _limit(len(kp) * req.n_hypotheses, "keypoints2d x n_hypotheses")
+        out = run(engine.lift, kp, n_hypotheses=req.n_hypotheses, seed=req.seed, sampler=req.sampler,
+                  steps=req.steps)
+        return {"joints": out.tolist()}
+
+    return app
+
+
+def serve(engine, host: str = "127.0.0.1", port: int = 8765, token: str | None = None, log_level="info"):
+    """Run until SIGTERM/SIGINT (uvicorn finishes in-flight requests, then exits)."""
+    import uvicorn
+    if not is_loopback(host) and not token:
+        raise ValueError(f"binding {host} exposes the engine beyond this machine: give a token "
+                         "(--token or GFPOSE_TOKEN) that every request must carry")
+    uvicorn.run(create_app(engine, token), host=host, port=port, log_level=log_level)

@@ -1,0 +1,149 @@
+"""The Engine's contract (DESIGN.md) with the real shipped model."""
+import numpy as np
+import pytest
+
+from gfpose_core import Engine
+from gfpose_core.skeleton import BODY_PARTS, INDEX, bone_lengths, yaw_matrix
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return Engine.load(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def real_poses(engine):
+    """Poses of held-out CMU test subjects when the data is here, else poses the model itself generated."""
+    from gfpose_core.data import DATA_DIR, cmu_takes
+    if (DATA_DIR / "cmu" / "bvh").exists():
+        d = cmu_takes()
+        poses = d["joints"][d["split"] == "test"][::97][:40].astype(np.float64)
+    else:
+        poses = engine.generate(40, seed=3)
+    # Put them somewhere in the world, facing anywhere.
+    rng = np.random.default_rng(0)
+    rot = yaw_matrix(rng.uniform(-np.pi, np.pi, len(poses)))
+    return np.einsum("nij,nkj->nki", rot, poses) + rng.normal(0, 2, (len(poses), 1, 3)) * [1, 1, 0]
+
+
+def arm_unknown(n):
+    known = np.ones((n, 24), bool)
+    known[:, BODY_PARTS["arm_l"]] = False
+    return known
+
+
+def test_joint_names(engine):
+    assert engine.joint_names[:6] == ["pelvis", "spine", "chest", "neck", "head", "head_end"]
+    assert len(engine.joint_names) == 24
+
+
+def test_complete_shapes_and_known_joints_exact(engine, real_poses):
+    known = arm_unknown(len(real_poses))
+    out = engine.complete(real_poses, known, seed=0)
+    assert out.shape == real_poses.shape
+    assert np.array_equal(out[known], real_poses[known])
+    assert np.isfinite(out).all()
+    hyps = engine.complete(real_poses[:5], known[:5], n_hypotheses=4, seed=0)
+    assert hyps.shape == (5, 4, 24, 3)
+    assert np.array_equal(hyps[:, 2][known[:5]], real_poses[:5][known[:5]])
+    assert np.ptp(hyps[:, :, INDEX["wrist_l"]], axis=1).max() > 0.01  # the hypotheses differ
+
+
+def test_nan_marks_unknown(engine, real_poses):
+    known = arm_unknown(len(real_poses))
+    holes = np.where(known[..., None], real_poses, np.nan)
+    a = engine.complete(holes, None, seed=1)
+    b = engine.complete(real_poses, known, seed=1)
+    np.testing.assert_allclose(a, b, atol=1e-9)
+
+
+def test_completion_is_plausible(engine, real_poses):
+    """The completed arm lies closer to the truth than the rest (mean) pose's arm does."""
+    known = arm_unknown(len(real_poses))
+    out = engine.complete(real_poses, known, seed=0)
+    rest = engine.complete(real_poses, known, seed=0, steps=1, sampler="mode")  # one step barely moves
+    err = np.linalg.norm(out - real_poses, axis=-1)[~known].mean()
+    assert err < 0.2
+    lengths = bone_lengths(out)[:, [INDEX["elbow_l"] - 1, INDEX["wrist_l"] - 1]]
+    truth = bone_lengths(real_poses)[:, [INDEX["elbow_l"] - 1, INDEX["wrist_l"] - 1]]
+    assert np.abs(lengths - truth).mean() < 0.05
+    assert rest.shape == out.shape
+
+
+def test_same_seed_same_result(engine, real_poses):
+    known = arm_unknown(len(real_poses))
+    a = engine.complete(real_poses, known, n_hypotheses=2, seed=7)
+    b = engine.complete(real_poses, known, n_hypotheses=2, seed=7)
+    c = engine.complete(real_poses, known, n_hypotheses=2, seed=8)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_rotating_and_scaling_input_does_the_same_to_output(engine, real_poses):
+    known = arm_unknown(len(real_poses))
+    base = engine.complete(real_poses, known, seed=0)
+    rot = yaw_matrix(np.array(0.9))
+    moved = 1.3 * real_poses @ rot.T + np.array([1.0, -2.0, 0.5])
+    out = engine.complete(moved, known, seed=0)
+    np.testing.assert_allclose(out, 1.3 * base @ rot.T + np.array([1.0, -2.0, 0.5]), atol=1e-4)
+
+
+def test_denoise_take(engine, real_poses):
+    from gfpose_core.data import DATA_DIR, load_take
+    clip = DATA_DIR / "cmu" / "bvh" / "06_01.bvh.gz"
+    if not clip.exists():
+        pytest.skip(f"{clip} not present")
+    take = load_take(clip)
+    clean = take.joints[1::4][:150].astype(np.float64)
+    noisy = clean + np.random.default_rng(0).normal(0, 0.04, clean.shape)
+    noisy[40:50, INDEX["wrist_r"]] = np.nan  # a dropout
+    out = engine.denoise(noisy, fps=30.0)
+    assert out.shape == clean.shape and np.isfinite(out).all()
+    before = np.nanmean(np.linalg.norm(noisy - clean, axis=-1))
+    after = np.linalg.norm(out - clean, axis=-1).mean()
+    assert after < 0.6 * before
+    assert np.linalg.norm(out[40:50, INDEX["wrist_r"]] - clean[40:50, INDEX["wrist_r"]], axis=-1).mean() < 0.1
+
+
+def test_generate(engine, real_poses):
+    free = engine.generate(6, seed=0)
+    assert free.shape == (6, 24, 3) and np.isfinite(free).all()
+    assert np.abs(free[:, 0]).max() < 1e-9  # at the origin
+    assert (free[:, INDEX["head"], 2] > free[:, INDEX["ankle_l"], 2]).all()  # upright
+    pose = real_poses[0]
+    var = engine.generate(5, seed=0, around=pose, pinned=["ankle_l", "ankle_r", "pelvis"], diversity=0.3)
+    assert var.shape == (5, 24, 3)
+    for j in ("ankle_l", "ankle_r", "pelvis"):
+        assert np.array_equal(var[:, INDEX[j]], np.repeat(pose[None, INDEX[j]], 5, 0))
+    near = engine.generate(5, seed=0, around=pose, diversity=0.0)
+    far = engine.generate(5, seed=0, around=pose, diversity=1.0)
+    assert np.linalg.norm(near - pose, axis=-1).mean() < np.linalg.norm(far - pose, axis=-1).mean()
+
+
+def test_lift(engine, real_poses):
+    kp = real_poses[:4, :, [0, 2]] * [100, -100]  # a front view in pixels, y down
+    out = engine.lift(kp, seed=0)
+    assert out.shape == (4, 24, 3) and np.isfinite(out).all()
+    hyps = engine.lift(kp, n_hypotheses=3, seed=0)
+    assert hyps.shape == (4, 3, 24, 3)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda e, p: e.complete(p[:, :20]), "shape"),
+    (lambda e, p: e.complete(np.where(np.arange(24)[None, :, None] == 3, np.inf, p)), "inf"),
+    (lambda e, p: e.complete(np.full_like(p, np.nan)), "no known joints"),
+    (lambda e, p: e.complete(p, n_hypotheses=10**9), "n_hypotheses"),
+    (lambda e, p: e.complete(p, n_hypotheses=0), "n_hypotheses"),
+    (lambda e, p: e.complete(p, known=np.ones((3, 24))), "known"),
+    (lambda e, p: e.complete(p, sampler="nope"), "sampler"),
+    (lambda e, p: e.generate(10**9), "n"),
+    (lambda e, p: e.generate(2, diversity=3), "diversity"),
+    (lambda e, p: e.generate(2, pinned=["pelvis"]), "pinned"),
+    (lambda e, p: e.generate(2, around=p[0], pinned=["tail"]), "tail"),
+    (lambda e, p: e.denoise(p, fps=-1), "fps"),
+    (lambda e, p: e.denoise(p, strength=2), "strength"),
+    (lambda e, p: e.lift(p), "shape"),
+    (lambda e, p: e.complete("pose"), "array"),
+])
+def test_bad_input_names_the_problem(engine, real_poses, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(engine, real_poses[:2])
