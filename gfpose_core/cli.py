@@ -218,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--token", default=None, help="required for non-loopback hosts (or GFPOSE_TOKEN)")
     _engine_args(s)
     s.set_defaults(func=_cmd_serve)
+
+    from . import bench
+    bench.add_parser(sub)
     return p
 
 

@@ -1,0 +1,83 @@
+"""Add-on preferences: where the engine is, and the engine process this add-on may have started."""
+from __future__ import annotations
+
+import bpy
+
+from .engine_client import EngineClient, EngineError, LocalEngine
+
+_local: dict[str, LocalEngine] = {}
+
+
+class GFPosePreferences(bpy.types.AddonPreferences):
+    bl_idname = __package__
+
+    engine_url: bpy.props.StringProperty(
+        name="Engine URL", default="http://127.0.0.1:8765",
+        description="A running GFPose engine (gfpose serve). Used when Engine Python is empty")
+    engine_python: bpy.props.StringProperty(
+        name="Engine Python", default="", subtype="FILE_PATH",
+        description="A Python with gfpose_core installed; the add-on starts `gfpose serve` with it on a free "
+                    "loopback port and stops it when Blender exits")
+    engine_device: bpy.props.EnumProperty(
+        name="Device", items=[("auto", "Auto", "CUDA when present"), ("cpu", "CPU", ""), ("cuda", "CUDA", "")],
+        default="auto")
+    token: bpy.props.StringProperty(name="Token", default="", subtype="PASSWORD",
+                                    description="Needed only for an engine on another machine")
+    status: bpy.props.StringProperty(name="Status", default="not checked")
+
+    def draw(self, context):
+        col = self.layout.column()
+        col.prop(self, "engine_python")
+        if self.engine_python:
+            col.prop(self, "engine_device")
+        else:
+            col.prop(self, "engine_url")
+            col.prop(self, "token")
+        row = col.row()
+        row.operator("gfpose.test_connection", icon="LINKED")
+        row.label(text=self.status)
+
+
+def prefs(context=None) -> GFPosePreferences:
+    context = context or bpy.context
+    return context.preferences.addons[__package__].preferences
+
+
+def client(context=None) -> EngineClient:
+    """The engine to talk to: a started local one when Engine Python is set, else the URL."""
+    p = prefs(context)
+    if p.engine_python:
+        key = f"{p.engine_python}|{p.engine_device}"
+        eng = _local.get(key)
+        if eng is None or not eng.alive():
+            stop_local()
+            eng = _local[key] = LocalEngine(bpy.path.abspath(p.engine_python), p.engine_device)
+        return EngineClient(eng.url)
+    return EngineClient(p.engine_url, p.token)
+
+
+def stop_local():
+    for eng in _local.values():
+        eng.stop()
+    _local.clear()
+
+
+class GFPOSE_OT_test_connection(bpy.types.Operator):
+    bl_idname = "gfpose.test_connection"
+    bl_label = "Test Connection"
+    bl_description = "Ask the engine for its model and device"
+
+    def execute(self, context):
+        p = prefs(context)
+        try:
+            info = client(context).info()
+        except EngineError as e:
+            p.status = "no engine"
+            self.report({"ERROR"}, str(e))
+            return {"CANCELLED"}
+        p.status = f"ok: {info.get('device')}, {(info.get('parameters') or 0) / 1e6:.1f} M parameters"
+        self.report({"INFO"}, p.status)
+        return {"FINISHED"}
+
+
+classes = (GFPosePreferences, GFPOSE_OT_test_connection)
