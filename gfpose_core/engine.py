@@ -16,7 +16,8 @@ from .model import ScoreNet, ScoreNetConfig, condition
 from .pose_space import MODEL_JOINTS, POSE_DIM, PoseSpace
 from .samplers import SAMPLERS, time_grid
 from .sde import SubVPSDE
-from .skeleton import INDEX, JOINT_NAMES, N_JOINTS, Frame, canonicalise, restore, to_canonical
+from .skeleton import (INDEX, JOINT_NAMES, N_JOINTS, Frame, bone_lengths, canonicalise, fit_bone_lengths,
+                       known_bone_lengths, restore, with_bone_lengths)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MAX_POSES = 200_000          # poses (N x H) per call; more is a mistake or a job for batches
@@ -187,6 +188,10 @@ class Engine:
         out_canon = self.space.from_model(x).reshape(len(arr), H, N_JOINTS, 3)
         out = restore(out_canon, frame)
         out = np.where(known_mask[:, None, :, None], arr[:, None], out)
+        # The filled-in bones get the pose's own lengths (measured, mirrored, or the reference body's at its scale).
+        lengths = known_bone_lengths(masked, self.space.reference_bones * frame.scale[:, None])
+        out = fit_bone_lengths(out.reshape(-1, N_JOINTS, 3), np.repeat(lengths, H, 0),
+                               np.repeat(known_mask, H, 0)).reshape(out.shape)
         out = out[:, 0] if H == 1 else out
         return out[0] if np.ndim(joints) == 2 else out
 
@@ -224,7 +229,7 @@ class Engine:
                 raise ValueError("pinned joints need a pose to pin them to (around=...)")
             none = np.zeros((n, POSE_DIM))
             x = self._run(none, none, False, sampler=sampler, steps=steps, generator=gen, callback=callback)
-            return self.space.from_model(x)
+            return with_bone_lengths(self.space.from_model(x), self.space.reference_bones)
         base = _poses(around, "around")
         if len(base) != 1:
             raise ValueError(f"around must be one pose (24, 3), got {len(base)}")
@@ -249,8 +254,9 @@ class Engine:
         x = self._run(obs, cmask, False, sampler=sampler, steps=steps, generator=gen, t_start=t0, x_start=x0,
                       callback=callback)
         frames = Frame(np.repeat(frame.root, n, 0), np.repeat(frame.yaw, n), np.repeat(frame.scale, n))
-        out = restore(self.space.from_model(x), frames)
-        return np.where(pin[None, :, None], base, out)
+        out = np.where(pin[None, :, None], base, restore(self.space.from_model(x), frames))
+        lengths = known_bone_lengths(base, self.space.reference_bones * frame.scale[:, None])
+        return fit_bone_lengths(out, np.repeat(lengths, n, 0), np.repeat(pin[None], n, 0))
 
     @staticmethod
     def _pin_mask(pinned) -> np.ndarray:

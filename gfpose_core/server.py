@@ -61,6 +61,16 @@ class LiftRequest(_Sampling):
     n_hypotheses: int = Field(1, ge=1, le=MAX_HYPOTHESES)
 
 
+class BindRequest(_Strict):
+    armature: dict = Field(description="armature description (blender_addon.rig_io.describe_armature)")
+    rig: Optional[str] = Field(None, description="rig map name; default: detected from the bone names")
+
+
+class PoseForRigRequest(BindRequest):
+    joints: list[list[list[float]]] = Field(description="(F, 24, 3) body24 poses, world metres")
+    root_scale: Optional[float] = Field(None, gt=0, le=1000)
+
+
 class PosesResponse(BaseModel):
     joints: list = Field(description="(N, 24, 3) or (N, H, 24, 3) metres")
 
@@ -160,6 +170,31 @@ def create_app(engine, token: str | None = None) -> FastAPI:
         out = run(engine.lift, kp, n_hypotheses=req.n_hypotheses, seed=req.seed, sampler=req.sampler,
                   steps=req.steps)
         return {"joints": out.tolist()}
+
+    def rig_call(fn, *args, **kwargs):
+        from .rig_map import RigMapError
+        try:
+            return fn(*args, **kwargs)
+        except RigMapError as e:
+            raise HTTPException(422, str(e)) from None
+        except (ValueError, KeyError, TypeError, IndexError) as e:
+            raise HTTPException(422, f"bad armature description: {e}") from None
+
+    @app.post("/bind")
+    def bind(req: BindRequest):
+        """Which bone points give each body24 joint on this armature (the add-on reads poses with it)."""
+        from .retarget import bind_for_rig
+        return rig_call(bind_for_rig, req.armature, req.rig)
+
+    @app.post("/pose_for_rig")
+    def pose_for_rig(req: PoseForRigRequest):
+        """body24 poses -> bone rotations and root locations to key on the posted armature."""
+        from .retarget import pose_for_rig as solve
+        joints = _array(req.joints, "joints", 3)
+        _limit(len(joints), "joints")
+        if np.isnan(joints).any():
+            raise HTTPException(422, "joints must all be known to pose a rig")
+        return rig_call(solve, req.armature, joints, req.rig, req.root_scale)
 
     return app
 

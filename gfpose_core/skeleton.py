@@ -152,3 +152,58 @@ def from_bone_directions(directions: np.ndarray, lengths: np.ndarray, root: np.n
 def with_bone_lengths(joints: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """The same pose (bone directions, root) on a body with other bone lengths."""
     return from_bone_directions(bone_directions(joints), lengths, joints[..., 0, :])
+
+
+_CHILDREN = [np.flatnonzero(PARENTS == j) for j in range(N_JOINTS)]
+BONE_MIRROR = np.array([list(BONES[:, 0]).index(MIRROR[c]) for c in BONES[:, 0]])
+
+
+def known_bone_lengths(joints: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """(N, 24, 3) with NaN -> (N, 23) lengths: measured where both ends are known, else the mirror bone's,
+    else `fallback` (N, 23) (e.g. the reference body at the pose's scale)."""
+    measured = bone_lengths(joints)
+    out = np.where(np.isfinite(measured), measured, measured[..., BONE_MIRROR])
+    return np.where(np.isfinite(out), out, fallback)
+
+
+def fit_bone_lengths(proposal: np.ndarray, lengths: np.ndarray, fixed: np.ndarray) -> np.ndarray:
+    """Move the free joints of `proposal` (N, 24, 3) so their bones get `lengths` (N, 23); `fixed` (N, 24) stay.
+
+    A free joint with nothing fixed below it keeps its direction from its (already placed) parent. A free joint
+    between a placed parent and a fixed only child is put on the circle both bones allow, nearest the proposal
+    (elbows and knees between known shoulders and wrists). Learned priors let bone lengths drift; rigs cannot.
+    """
+    out = proposal.copy()
+    fixed_below = np.zeros(fixed.shape, bool)
+    for j in range(N_JOINTS - 1, -1, -1):
+        for c in _CHILDREN[j]:
+            fixed_below[:, j] |= fixed[:, c] | fixed_below[:, c]
+    bone_of_child = {c: b for b, c in enumerate(BONES[:, 0])}
+    for j in range(1, N_JOINTS):
+        p, b = PARENTS[j], bone_of_child[j]
+        free = ~fixed[:, j]
+        direction = proposal[:, j] - proposal[:, p]
+        direction /= np.maximum(np.linalg.norm(direction, axis=-1, keepdims=True), 1e-12)
+        chain = free & ~fixed_below[:, j]
+        out[chain, j] = out[chain, p] + direction[chain] * lengths[chain, b, None]
+        kids = _CHILDREN[j]
+        if len(kids) == 1:
+            c = kids[0]
+            hinge = free & fixed[:, c]
+            if hinge.any():
+                out[hinge, j] = _two_bone(out[hinge, p], out[hinge, c], lengths[hinge, b],
+                                          lengths[hinge, bone_of_child[c]], proposal[hinge, j])
+    return out
+
+
+def _two_bone(start, end, l1, l2, hint):
+    """The point at l1 from start and l2 from end nearest `hint` (on the start-end line when out of reach)."""
+    axis = end - start
+    d = np.maximum(np.linalg.norm(axis, axis=-1), 1e-12)
+    u = axis / d[:, None]
+    a = np.clip((l1 ** 2 - l2 ** 2 + d ** 2) / (2 * d), -l1, l1)
+    h = np.sqrt(np.maximum(l1 ** 2 - a ** 2, 0.0))
+    side = hint - start
+    side = side - np.sum(side * u, -1, keepdims=True) * u
+    side /= np.maximum(np.linalg.norm(side, axis=-1, keepdims=True), 1e-12)
+    return start + u * a[:, None] + side * h[:, None]

@@ -23,10 +23,8 @@ from .masking import MaskingConfig, draw_is_2d, hierarchical_mask
 from .model import ScoreNet, ScoreNetConfig, condition
 from .pose_space import MODEL_JOINTS, PoseSpace, coordinate_mask
 from .sde import SubVPSDE
-from .skeleton import BONES, JOINT_NAMES, MIRROR, PARENTS, bone_lengths, canonicalise, mirror, with_bone_lengths
-
-# Bone b's mirror partner, in BONES order (bone b ends at joint BONES[b, 0]).
-BONE_MIRROR = np.array([list(BONES[:, 0]).index(MIRROR[c]) for c in BONES[:, 0]])
+from .skeleton import (BONE_MIRROR, BONES, JOINT_NAMES, PARENTS, bone_lengths, canonicalise, mirror,
+                       with_bone_lengths)
 
 
 @dataclass
