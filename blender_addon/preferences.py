@@ -1,11 +1,14 @@
 """Add-on preferences: where the engine is, and the engine process this add-on may have started."""
 from __future__ import annotations
 
+import threading
+
 import bpy
 
 from .engine_client import EngineClient, EngineError, LocalEngine
 
 _local: dict[str, LocalEngine] = {}
+_lock = threading.Lock()
 
 
 class GFPosePreferences(bpy.types.AddonPreferences):
@@ -43,23 +46,52 @@ def prefs(context=None) -> GFPosePreferences:
     return context.preferences.addons[__package__].preferences
 
 
+def engine_spec(context=None) -> dict:
+    """What `connect` needs, read on the main thread (bpy is not safe on the job threads)."""
+    p = prefs(context)
+    python = bpy.path.abspath(p.engine_python) if p.engine_python else ""
+    return {"python": python, "device": p.engine_device, "url": p.engine_url, "token": p.token}
+
+
+def connect(spec: dict) -> EngineClient:
+    """The engine to talk to: a local one started (once) from spec["python"] when set, else spec["url"].
+    Safe to call from a background thread; starting an engine takes seconds."""
+    if spec["python"]:
+        key = f"{spec['python']}|{spec['device']}"
+        with _lock:
+            eng = _local.get(key)
+            if eng is None or not eng.alive():
+                _stop_all()
+                eng = _local[key] = LocalEngine(spec["python"], spec["device"])
+        return EngineClient(eng.url)
+    return EngineClient(spec["url"], spec["token"])
+
+
 def client(context=None) -> EngineClient:
     """The engine to talk to: a started local one when Engine Python is set, else the URL."""
-    p = prefs(context)
-    if p.engine_python:
-        key = f"{p.engine_python}|{p.engine_device}"
-        eng = _local.get(key)
-        if eng is None or not eng.alive():
-            stop_local()
-            eng = _local[key] = LocalEngine(bpy.path.abspath(p.engine_python), p.engine_device)
-        return EngineClient(eng.url)
-    return EngineClient(p.engine_url, p.token)
+    return connect(engine_spec(context))
 
 
-def stop_local():
+def _stop_all():
     for eng in _local.values():
         eng.stop()
     _local.clear()
+
+
+def stop_local():
+    with _lock:
+        _stop_all()
+
+
+def set_status(text: str, context=None) -> None:
+    try:
+        prefs(context).status = text
+    except (KeyError, AttributeError):  # the add-on went away meanwhile
+        pass
+
+
+def describe_info(info: dict) -> str:
+    return f"ok: {info.get('device')}, {(info.get('parameters') or 0) / 1e6:.1f} M parameters"
 
 
 class GFPOSE_OT_test_connection(bpy.types.Operator):
@@ -75,7 +107,7 @@ class GFPOSE_OT_test_connection(bpy.types.Operator):
             p.status = "no engine"
             self.report({"ERROR"}, str(e))
             return {"CANCELLED"}
-        p.status = f"ok: {info.get('device')}, {(info.get('parameters') or 0) / 1e6:.1f} M parameters"
+        p.status = describe_info(info)
         self.report({"INFO"}, p.status)
         return {"FINISHED"}
 

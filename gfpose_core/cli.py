@@ -151,6 +151,70 @@ def _cmd_generate(args):
     print(f"generated {args.n} pose(s) -> {args.output}")
 
 
+def _denoise_inputs(patterns: list[str]) -> list:
+    import glob
+    files = []
+    for pat in patterns:
+        p = Path(pat)
+        if p.is_dir():
+            files += sorted(q for q in p.iterdir() if q.name.lower().endswith((".bvh", ".bvh.gz")))
+        elif any(ch in pat for ch in "*?["):
+            files += [Path(q) for q in sorted(glob.glob(pat, recursive=True))]
+        else:
+            files.append(p)
+    if not files:
+        raise CliError(f"no BVH takes in {' '.join(patterns)}")
+    return files
+
+
+def _denoise_target(src: Path, args, many: bool) -> Path:
+    if not many and args.output and not Path(args.output).is_dir():
+        return Path(args.output)
+    folder = Path(args.output) if args.output else src.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    name = src.name[:-3] if src.name.lower().endswith(".gz") else src.name
+    stem = name[:-4]
+    return folder / (f"{stem}{args.suffix}.bvh" if folder == src.parent else f"{stem}.bvh")
+
+
+def _cmd_denoise(args):
+    from tqdm import tqdm
+
+    from .bvh import read_bvh, write_bvh
+    from .bvh_retarget import apply_body24
+    from .rig_map import detect_rig_map, load_rig_map
+
+    files = _denoise_inputs(args.inputs)
+    many = len(files) > 1 or any(Path(p).is_dir() or any(c in p for c in "*?[") for p in args.inputs)
+    if not many and not args.output:
+        raise CliError("give -o CLEAN.bvh (or a folder)")
+    eng = _engine(args)
+    rig = load_rig_map(args.rig) if args.rig else None
+    done, failed = [], []
+    for src in tqdm(files, desc="denoise", unit="take", disable=None if many else True):
+        try:
+            clip = read_bvh(src)
+            rig_map = rig or detect_rig_map(clip.skeleton.names, kind="bvh")
+            pos, rot = clip.forward_kinematics()
+            before = rig_map.body24_positions(clip.skeleton.names, pos, rot)
+            after = eng.denoise(before, fps=clip.fps, strength=args.strength)
+            target = _denoise_target(src, args, many)
+            write_bvh(target, apply_body24(clip, rig_map, before, after))
+            done.append((src, target))
+        except (ValueError, OSError) as e:
+            if not many:
+                raise
+            failed.append((src, str(e).splitlines()[0]))
+    for src, target in done:
+        print(f"{src} -> {target}")
+    if many:
+        print(f"denoised {len(done)} of {len(files)} take(s)" + (f"; skipped {len(failed)}:" if failed else ""))
+        for src, why in failed:
+            print(f"  {src}: {why}")
+    if not done:
+        raise CliError("no take could be denoised")
+
+
 def _cmd_serve(args):
     import os
     from .server import serve
@@ -211,6 +275,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--fps", type=float, default=30.0, help="frame rate of the BVH (one pose per frame)")
     _engine_args(g)
     g.set_defaults(func=_cmd_generate)
+
+    d = sub.add_parser("denoise", help="clean BVH takes (a file, a folder or a glob; same skeleton out)")
+    d.add_argument("inputs", nargs="+", help="BVH files (.bvh or .bvh.gz), folders or globs")
+    d.add_argument("-o", "--output", help="output file for one take, or a folder (default: beside each take)")
+    d.add_argument("--rig", help="rig map name or path (default: detected from the joint names)")
+    d.add_argument("--strength", type=float, default=None, help="0..1; default: estimated from the jitter")
+    d.add_argument("--suffix", default="_clean", help="added to names written beside their takes")
+    _engine_args(d)
+    d.set_defaults(func=_cmd_denoise)
 
     s = sub.add_parser("serve", help="the engine over HTTP (loopback by default)")
     s.add_argument("--host", default="127.0.0.1")

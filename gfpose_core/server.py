@@ -184,7 +184,14 @@ def create_app(engine, token: str | None = None) -> FastAPI:
     def bind(req: BindRequest):
         """Which bone points give each body24 joint on this armature (the add-on reads poses with it)."""
         from .retarget import bind_for_rig
-        return rig_call(bind_for_rig, req.armature, req.rig)
+        from .rig_map import load_rig_map
+        out = rig_call(bind_for_rig, req.armature, req.rig)
+        # Which bone turns with which body24 joint (the add-on keys only the bones of joints it completes).
+        w = rig_call(load_rig_map, req.rig or out["rig"]).write
+        pre = out["prefix"]
+        out["write"] = None if w is None else {"root": pre + w.root, "rest": [pre + b for b in w.rest],
+                                               "bones": {pre + b: j for b, j in w.bones.items()}}
+        return out
 
     @app.post("/pose_for_rig")
     def pose_for_rig(req: PoseForRigRequest):
