@@ -67,6 +67,16 @@ def connect(spec: dict) -> EngineClient:
     return EngineClient(spec["url"], spec["token"])
 
 
+def ready(spec: dict) -> EngineClient | None:
+    """The engine to talk to when nothing has to be started first (a URL, or a local engine already running);
+    None when `connect` would start one."""
+    if not spec["python"]:
+        return EngineClient(spec["url"], spec["token"])
+    with _lock:
+        eng = _local.get(f"{spec['python']}|{spec['device']}")
+        return EngineClient(eng.url) if eng is not None and eng.alive() else None
+
+
 def client(context=None) -> EngineClient:
     """The engine to talk to: a started local one when Engine Python is set, else the URL."""
     return connect(engine_spec(context))

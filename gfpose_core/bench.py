@@ -122,6 +122,27 @@ def _r(v, nd=4) -> float | None:
     return None if v is None or not np.isfinite(v) else round(float(v), nd)
 
 
+class _threads:
+    """Run a block with `n` torch intra-op threads (CPU only), then restore the previous setting.
+
+    The quality sections and the sampler curve run single-threaded: their numbers do not depend on threads, and on
+    a shared 2-core machine a second thread fighting other processes stalls every small operation (measured: 10 to
+    20 times slower at batch 40). Task timings run with torch's default threads, as a user's engine does.
+    """
+    def __init__(self, n: int | None):
+        self.n = n
+
+    def __enter__(self):
+        import torch
+        self.prev = torch.get_num_threads()
+        if self.n:
+            torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        import torch
+        torch.set_num_threads(self.prev)
+
+
 def _timed(fn, *a, **k):
     t = time.perf_counter()
     out = fn(*a, **k)
@@ -697,8 +718,10 @@ def run_speed(engine, data: BenchData, sizes: Sizes, weights, data_dir=None) -> 
         g["floor_seconds"] = {k: (_r(v * flops / (g["gflops"] * 1e9), 7) if v else None)
                               for k, v in g["sample_evals"].items()}
         res["gpu"] = g
-    _log("  sampler quality versus steps (CPU)")
-    res["curve"] = quality_curve(cpu, data, sizes)
+    _log("  sampler quality versus steps (CPU, one thread)")
+    with _threads(1):
+        res["curve"] = quality_curve(cpu, data, sizes)
+    res["curve_threads"] = 1
     res["equal_quality"] = equal_quality(res["curve"])
     eq = res["equal_quality"]
     res["floor_default_complete_s_per_pose"] = _r(_evals(eq["default_sampler"], eq["default_steps"]) * flops
@@ -894,7 +917,7 @@ def make_plots(results: dict, out: Path) -> dict:
         d = next(c for c in spd["curve"] if c["default"])
         axes[0].plot([d["steps"]], [d["mpjpe_mm"]], "k*", ms=14, label="default")
         axes[1].plot([d["seconds_per_pose"] * 1000], [d["mpjpe_mm"]], "k*", ms=14, label="default")
-        for ax, xl in ((axes[0], "sampler steps"), (axes[1], "CPU time per pose (ms)")):
+        for ax, xl in ((axes[0], "sampler steps"), (axes[1], "CPU time per pose, one thread (ms)")):
             ax.set_xscale("log")
             ax.set_xlabel(xl)
             ax.set_ylabel("completion MPJPE on unknown joints (mm)")
@@ -1010,8 +1033,10 @@ PROTOCOL = """\
   (x right, y depth, z up, pelvis at the origin, unit body size). MPJPE after a least-squares scale per hypothesis
   (pelvis-centred), PA-MPJPE, and raw MPJPE; best of H = per pose the best of the first H hypotheses.
 - **Speed**: wall time per call on this machine (median of repeats; the CPU run uses torch's default threads),
-  on the GPU as well when there is one. Quality versus steps: single-hypothesis completion on CMU test poses (the
-  five unknown sets in turn), the same poses and seed for every sampler setting. Equal-quality ratio: CPU time of
+  on the GPU as well when there is one. The quality sections above run with one torch thread on the CPU (their
+  numbers do not depend on it; a second thread competing with other processes stalls small operations).
+  Quality versus steps: single-hypothesis completion on CMU test poses (the five unknown sets in turn), the same
+  poses and seed for every sampler setting, timed with one CPU thread. Equal-quality ratio: CPU time of
   Euler-Maruyama at the step count (interpolated on the curve) that reaches the default sampler's MPJPE, divided
   by the default's time; when Euler-Maruyama never gets there, the ratio against its largest step count is given.
   FLOPs count 2 x in x out per sample for every Linear layer of one network evaluation; floor = FLOPs x network
@@ -1171,7 +1196,8 @@ def write_report(results: dict, out: Path, plots: dict) -> str:
             L.append(f"![sampler curve]({plots['sampler_curve']})\n")
         rows = [[c["sampler"] + (" (default)" if c["default"] else ""), c["steps"], c["evals_per_pose"],
                  _fmt(c["mpjpe_mm"]), _fmt(c["seconds_per_pose"] * 1000, 3)] for c in spd["curve"]]
-        L.append(_table(["sampler", "steps", "network evals", "MPJPE (mm)", "CPU ms per pose"], rows) + "\n")
+        L.append(_table(["sampler", "steps", "network evals", "MPJPE (mm)", "CPU ms per pose (one thread)"], rows)
+                 + "\n")
         eq = spd["equal_quality"]
         if eq["em_reaches_default_quality"]:
             L.append(f"Euler-Maruyama reaches the default sampler's quality ({eq['default_mpjpe_mm']:.1f} mm) at about "
@@ -1231,7 +1257,7 @@ def run_bench(engine, out_dir, sizes: Sizes, weights=None, data_dir=None, sectio
     for name in SECTIONS:
         if name not in sections:
             continue
-        with sw.section(name):
+        with sw.section(name), _threads(1 if name != "speed" and engine.device.type == "cpu" else None):
             try:
                 steps[name]()
             except (ValueError, RuntimeError, FloatingPointError, np.linalg.LinAlgError) as e:
@@ -1245,6 +1271,7 @@ def run_bench(engine, out_dir, sizes: Sizes, weights=None, data_dir=None, sectio
         "weights_steps_run": cfg.get("steps_run"), "weights_best_step": cfg.get("best_step"),
         "weights_parameters": cfg.get("parameters"),
         "device": str(engine.device), "torch": torch.__version__, "python": platform.python_version(),
+        "torch_threads_default": torch.get_num_threads(), "torch_threads_quality_sections": 1,
         "machine": f"{platform.machine()} {os.cpu_count()} cores" + (
             f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""),
         "git_commit": _git_commit(), "load_start": load_start, "load_end": _r(os.getloadavg()[0], 2),

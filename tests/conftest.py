@@ -32,3 +32,12 @@ def data_file(DATA):
             pytest.skip(f"mocap clip {p} not present")
         return p
     return get
+
+
+@pytest.fixture(scope="session")
+def rigify_blend(tmp_path_factory) -> Path:
+    """A Rigify rig generated once per session from the human metarig and saved (object "rig"), so that Blender
+    tests can open it in a second instead of generating it again."""
+    bpy = pytest.importorskip("bpy", reason="Blender's Python module (bpy==5.0.1) is not installed")
+    from blender_rigs import make_rigify_blend
+    return make_rigify_blend(bpy, tmp_path_factory.mktemp("rigify") / "rigify.blend")

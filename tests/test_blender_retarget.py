@@ -11,10 +11,8 @@ go to pytest's tmp folder.
 """
 from __future__ import annotations
 
-import gzip
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -23,9 +21,10 @@ import pytest
 
 from gfpose_core import retarget as rt
 from gfpose_core.data import load_take
-from gfpose_core.rig_map import RigMapError, load_rig_map
+from gfpose_core.rig_map import RigMapError
 from gfpose_core.skeleton import BONES, INDEX, JOINT_NAMES
 
+import blender_rigs
 from conftest import BANDAI, CMU_MB31, REPO_ROOT
 
 pytestmark = pytest.mark.blender
@@ -55,48 +54,19 @@ def artifacts(tmp_path_factory) -> Path:
 
 
 def _fresh(bpy):
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-
-
-def _enable_rigify():
-    import addon_utils
-    addon_utils.enable("rigify", default_set=True)
+    blender_rigs.fresh(bpy)
 
 
 def _metarig(bpy):
-    _enable_rigify()
-    assert bpy.ops.object.armature_human_metarig_add() == {"FINISHED"}
-    return bpy.context.active_object
-
-
-@pytest.fixture(scope="module")
-def rigify_blend(tmp_path_factory) -> Path:
-    """A Rigify rig generated once from the human metarig and saved, so that tests can open it in a second."""
-    bpy = _bpy()
-    _fresh(bpy)
-    meta = _metarig(bpy)
-    assert bpy.ops.pose.rigify_generate() == {"FINISHED"}
-    bpy.data.objects.remove(meta)
-    path = tmp_path_factory.mktemp("rigify") / "rigify.blend"
-    bpy.ops.wm.save_as_mainfile(filepath=str(path))
-    return path
+    return blender_rigs.metarig(bpy)
 
 
 def _rigify(bpy, blend: Path):
-    bpy.ops.wm.open_mainfile(filepath=str(blend))
-    return bpy.data.objects["rig"]
+    return blender_rigs.open_rigify(bpy, blend)
 
 
 def _import_bvh(bpy, path: Path, rig_name: str, tmp_path: Path):
-    plain = tmp_path / (path.name.replace(".gz", ""))     # Blender reads plain text only
-    with gzip.open(path) as src, open(plain, "wb") as dst:
-        shutil.copyfileobj(src, dst)
-    before = set(bpy.data.objects)
-    assert bpy.ops.import_anim.bvh(filepath=str(plain), global_scale=load_rig_map(rig_name).unit_scale,
-                                   axis_forward="-Z", axis_up="Y", rotate_mode="NATIVE", update_scene_fps=False,
-                                   frame_start=1, use_fps_scale=False) == {"FINISHED"}
-    (obj,) = [o for o in bpy.data.objects if o not in before and o.type == "ARMATURE"]
-    return obj
+    return blender_rigs.import_bvh(bpy, path, rig_name, tmp_path)
 
 
 def _mixamo(bpy, rig_io, prefix="mixamorig:", seed=0, drop=()):
@@ -329,83 +299,12 @@ def test_cmu_pose_onto_rigify_looks_the_same_and_renders(rig_io, rigify_blend, d
     print(f"\ncomparison render: {png}")
 
 
-def _cmu_bones(obj):
-    return [b.name for b in obj.data.bones]
-
-
-def _rigify_bones(obj):
-    body = ("DEF-spine", "DEF-shoulder", "DEF-upper_arm", "DEF-forearm", "DEF-hand", "DEF-thigh", "DEF-shin",
-            "DEF-foot", "DEF-toe", "DEF-pelvis")
-    return [b.name for b in obj.data.bones if b.name.startswith(body)]
-
-
-def _stick_figure(bpy, rig_io, obj, bones, name):
-    """A mesh of tapered tubes along the given bones of an armature as it is posed now, in world space."""
-    import bmesh
-    from mathutils import Matrix
-    world = np.array(obj.matrix_world)
-    scale = np.linalg.norm(world[:3, 0])
-    names = [b.name for b in obj.data.bones]
-    mats = rig_io.read_pose_matrices(obj)[0]
-    bm = bmesh.new()
-    for bone in bones:
-        i = names.index(bone)
-        length = obj.data.bones[bone].length * scale
-        if length < 1e-3:
-            continue
-        head = world[:3, :3] @ mats[i, :3, 3] + world[:3, 3]
-        z = world[:3, :3] @ mats[i, :3, 1]
-        z /= np.linalg.norm(z)
-        x = np.cross(z, [0, 0, 1.0] if abs(z[2]) < 0.9 else [1.0, 0, 0])
-        x /= np.linalg.norm(x)
-        m = np.eye(4)
-        m[:3, :3] = np.stack([x, np.cross(z, x), z], axis=1)
-        m[:3, 3] = head + z * length / 2          # create_cone centres the cone on the origin, along Z
-        geom = bmesh.ops.create_cone(bm, cap_ends=True, segments=8, radius1=0.025, radius2=0.012, depth=length)
-        bmesh.ops.transform(bm, matrix=Matrix(m.tolist()), verts=geom["verts"])
-    mesh = bpy.data.meshes.new(name)
-    bm.to_mesh(mesh)
-    bm.free()
-    return bpy.data.objects.new(name, mesh)
+_cmu_bones = blender_rigs.cmu_bones
+_rigify_bones = blender_rigs.rigify_bones
 
 
 def _render_side_by_side(bpy, rig_io, rigs, picks, out: Path) -> Path:
-    """Workbench render (headless) of each rig's own bones as tubes: one column per picked frame, the rigs side by
-    side within a column; top row seen from the front, bottom row the same figures seen from their left side."""
-    from mathutils import Matrix
-    scene = bpy.context.scene
-    made = []
-    for col, k in enumerate(picks):
-        for side, (obj, frames, bones, colour) in enumerate(rigs):
-            scene.frame_set(frames[k])
-            stick = _stick_figure(bpy, rig_io, obj, bones, f"sticks_{obj.name}_{col}")
-            co = np.array([v.co for v in stick.data.vertices])
-            # Centre the figure on its own origin (feet stay on the ground), then place it in its cell.
-            stick.data.transform(Matrix.Translation((-co[:, 0].mean(), -co[:, 1].mean(), 0.0)))
-            for row in (0, 1):
-                fig = stick if row == 0 else bpy.data.objects.new(stick.name + "_side", stick.data)
-                fig.location = (col * 2.2 + (side - 0.5) * 0.9, 0.0, -2.4 * row)
-                fig.rotation_euler = (0.0, 0.0, -np.pi / 2 * row)   # bottom row: turned to show the profile
-                fig.color = colour
-                scene.collection.objects.link(fig)
-                made.append(fig)
-    for o in bpy.data.objects:
-        o.hide_render = o not in made
-    cam = bpy.data.objects.new("cam", bpy.data.cameras.new("cam"))
-    scene.collection.objects.link(cam)
-    cam.data.type = "ORTHO"
-    cam.data.ortho_scale = 2.2 * len(picks) + 0.2
-    cam.location = (2.2 * (len(picks) - 1) / 2, -10.0, -0.25)
-    cam.rotation_euler = (np.pi / 2, 0, 0)              # looking along +Y at the characters' fronts
-    scene.camera = cam
-    scene.render.engine = "BLENDER_WORKBENCH"
-    scene.display.shading.color_type = "OBJECT"
-    scene.display.shading.light = "STUDIO"
-    scene.render.resolution_x, scene.render.resolution_y = 1320, 1080
-    scene.render.resolution_percentage = 100
-    scene.render.filepath = str(out)
-    bpy.ops.render.render(write_still=True)
-    return out
+    return blender_rigs.render_side_by_side(bpy, rig_io, rigs, picks, out)
 
 
 # --- clear errors ---------------------------------------------------------------------------------------------------

@@ -1,0 +1,27 @@
+"""GFPose for Blender: complete, denoise and vary poses on your own armature with a learned human pose prior.
+
+An extension (blender_manifest.toml; id `gfpose`). The engine runs as a separate process reached over HTTP (add-on
+preferences: Engine URL, or Engine Python to start one); this package imports only bpy, mathutils, numpy and the
+standard library. Operators: gfpose.complete_pose, gfpose.denoise_action, gfpose.generate_variations; panel:
+View3D > Sidebar > GFPose.
+"""
+from __future__ import annotations
+
+import bpy
+
+from . import operators, panel, preferences
+
+_classes = preferences.classes + operators.classes + panel.classes
+
+
+def register():
+    for cls in _classes:
+        bpy.utils.register_class(cls)
+    operators.register_properties()
+
+
+def unregister():
+    preferences.stop_local()      # an engine this add-on started goes with it
+    operators.unregister_properties()
+    for cls in reversed(_classes):
+        bpy.utils.unregister_class(cls)

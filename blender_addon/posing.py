@@ -1,0 +1,287 @@
+"""What the operators need on top of rig_io: which bones the animator posed, which body24 joints that makes known,
+and keys for the other bones that land exactly where the engine's solve put them, under the animator's own bones.
+
+bpy + numpy + the standard library only (the engine is reached over HTTP by the operators).
+"""
+from __future__ import annotations
+
+import re
+
+import bpy
+import numpy as np
+from bpy_extras import anim_utils
+from mathutils import Matrix
+
+# body24, the engine's joint set (DESIGN.md, a contract): names in order and parents.
+JOINT_NAMES = ("pelvis", "spine", "chest", "neck", "head", "head_end",
+               "collar_l", "shoulder_l", "elbow_l", "wrist_l", "hand_end_l",
+               "collar_r", "shoulder_r", "elbow_r", "wrist_r", "hand_end_r",
+               "hip_l", "knee_l", "ankle_l", "toe_l", "hip_r", "knee_r", "ankle_r", "toe_r")
+PARENTS = (-1, 0, 1, 2, 3, 4, 2, 6, 7, 8, 9, 2, 11, 12, 13, 14, 0, 16, 17, 18, 0, 20, 21, 22)
+INDEX = {n: i for i, n in enumerate(JOINT_NAMES)}
+CHILDREN = tuple(tuple(c for c in range(24) if PARENTS[c] == j) for j in range(24))
+
+_TRANSFORM_PATHS = ("rotation_quaternion", "rotation_euler", "rotation_axis_angle", "location", "scale")
+_BONE_PATH = re.compile(r'^pose\.bones\["((?:[^"\\]|\\.)*)"\]\.(\w+)$')
+
+
+# --- what the animator posed --------------------------------------------------------------------------------------
+
+def channelbag(obj):
+    """F-curves of the action slot that animates the object, or None (Blender 4.4+ slotted actions; a legacy
+    action's own fcurves on 4.2/4.3)."""
+    ad = obj.animation_data
+    if ad is None or ad.action is None:
+        return None
+    if hasattr(ad, "action_slot"):
+        return anim_utils.animdata_get_channelbag_for_assigned_slot(ad)
+    return ad.action  # Blender < 4.4: action.fcurves
+
+
+def bone_of_path(path: str) -> tuple[str, str] | None:
+    m = _BONE_PATH.match(path)
+    if not m:
+        return None
+    return m.group(1).replace('\\"', '"').replace("\\\\", "\\"), m.group(2)
+
+
+def keyframe_frames(fc) -> np.ndarray:
+    co = np.empty(len(fc.keyframe_points) * 2, dtype=np.float32)
+    fc.keyframe_points.foreach_get("co", co)
+    return co[0::2]
+
+
+def keyed_bones(obj, frame: float | None = None) -> set[str]:
+    """Bones with a transform key at `frame` (None: at any frame) in the object's active action."""
+    bag = channelbag(obj)
+    out: set[str] = set()
+    if bag is None:
+        return out
+    for fc in bag.fcurves:
+        hit = bone_of_path(fc.data_path)
+        if hit is None or hit[1] not in _TRANSFORM_PATHS or hit[0] in out:
+            continue
+        frames = keyframe_frames(fc)
+        if len(frames) and (frame is None or np.any(np.abs(frames - frame) < 0.5)):
+            out.add(hit[0])
+    return out
+
+
+def key_frames(obj, start: float, end: float) -> list[int]:
+    """Frames (whole numbers) between start and end where any bone of the object has a transform key."""
+    bag = channelbag(obj)
+    found: set[int] = set()
+    if bag is not None:
+        for fc in bag.fcurves:
+            hit = bone_of_path(fc.data_path)
+            if hit is None or hit[1] not in _TRANSFORM_PATHS:
+                continue
+            f = keyframe_frames(fc)
+            found.update(int(round(x)) for x in f[(f >= start - 0.5) & (f <= end + 0.5)])
+    return sorted(found)
+
+
+def selected_bones(obj) -> set[str]:
+    out = set()
+    for pb in obj.pose.bones:
+        sel = pb.select if hasattr(pb, "select") else pb.bone.select  # Blender 5.0 moved selection to pose bones
+        if sel:
+            out.add(pb.name)
+    return out
+
+
+def set_selected(obj, names) -> None:
+    names = set(names)
+    for pb in obj.pose.bones:
+        if hasattr(pb, "select"):
+            pb.select = pb.name in names
+        else:
+            pb.bone.select = pb.name in names
+
+
+# --- known joints and the bones to key -------------------------------------------------------------------------------
+
+def _bones_by_joint(write: dict) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for bone, joint in write["bones"].items():
+        out.setdefault(joint, []).append(bone)
+    return out
+
+
+def known_joints(write: dict, posed: set[str]) -> list[bool]:
+    """A body24 joint is known when the animator's bones alone fix it: the root bone carries the pelvis, and a
+    joint is known when its parent joint is and a posed bone turns with that parent (a joint no bone turns with
+    follows its parent)."""
+    by_joint = _bones_by_joint(write)
+    known = [False] * 24
+    known[0] = write["root"] in posed
+    for c in range(1, 24):
+        a = PARENTS[c]
+        turners = by_joint.get(JOINT_NAMES[a], [])
+        known[c] = known[a] and (not turners or any(b in posed for b in turners))
+    return known
+
+
+def bones_to_key(write: dict, posed: set[str], known: list[bool]) -> list[str]:
+    """The mapped bones the animator did not pose that turn with a joint whose children are not known (and the
+    root when the pelvis is not known)."""
+    out = []
+    for bone, joint in write["bones"].items():
+        if bone in posed:
+            continue
+        j = INDEX[joint]
+        if any(not known[c] for c in CHILDREN[j]) or (bone == write["root"] and not known[0]):
+            out.append(bone)
+    if write["root"] not in posed and not known[0] and write["root"] not in out:
+        out.append(write["root"])
+    return out
+
+
+def joints_from_posed_bones(write: dict, posed: set[str]) -> list[str]:
+    """The body24 joints the given bones hold (for Generate's pinned joints): the joint each turns with and that
+    joint's children (the root bone holds the pelvis)."""
+    names: set[str] = set()
+    for bone, joint in write["bones"].items():
+        if bone in posed:
+            j = INDEX[joint]
+            names.add(joint)
+            names.update(JOINT_NAMES[c] for c in CHILDREN[j])
+    if write["root"] in posed:
+        names.add("pelvis")
+    return [n for n in JOINT_NAMES if n in names]
+
+
+# --- keys that land where the solve put the bones ------------------------------------------------------------------
+
+def _rotation_path(mode: str) -> str:
+    return {"QUATERNION": "rotation_quaternion", "AXIS_ANGLE": "rotation_axis_angle"}.get(mode, "rotation_euler")
+
+
+def _save_basis(pb) -> tuple:
+    return (pb.rotation_mode, tuple(pb.rotation_quaternion), tuple(pb.rotation_euler),
+            tuple(pb.rotation_axis_angle), tuple(pb.location), tuple(pb.scale))
+
+
+def _load_basis(pb, saved: tuple) -> None:
+    mode, q, e, aa, loc, scale = saved
+    if pb.rotation_mode != mode:
+        pb.rotation_mode = mode
+    pb.rotation_quaternion, pb.rotation_euler, pb.rotation_axis_angle = q, e, aa
+    pb.location, pb.scale = loc, scale
+
+
+def _depth(bone) -> int:
+    d = 0
+    while bone.parent is not None:
+        bone, d = bone.parent, d + 1
+    return d
+
+
+def slice_pose(pose: dict, k: int) -> dict[tuple[str, str], list[float]]:
+    """Channel values of one frame of an engine pose (pose_for_rig): {(bone, path): values}."""
+    return {(c["bone"], c["path"]): list(c["values"][k]) for c in pose["channels"]}
+
+
+def solved_keys(obj, pose: dict, k: int, bones: list[str], root: str) -> dict:
+    """Keys (one frame) for `bones` that put them where frame k of the engine's solve puts them in armature space,
+    each under its actual parent: the animator's bones keep their own values, so the keyed bones are placed
+    relative to them (a twist or offset the solve did not see on a posed parent does not swing the child away).
+
+    Returns a write_keys pose dict (frames 1) for those bones: rotations in the solve's modes, and the root's
+    location when the root is among them. The pose of the armature is left showing the keyed values."""
+    vl = bpy.context.view_layer
+    values = slice_pose(pose, k)
+    modes = pose.get("rotation_modes", {})
+    pbs = obj.pose.bones
+    involved = sorted({b for b, _ in values} | set(bones))
+    saved = {b: _save_basis(pbs[b]) for b in involved}
+    targets = {}
+    try:
+        # The whole solved pose, to read where the solve puts each bone in armature space.
+        for (b, path), v in values.items():
+            pb = pbs[b]
+            if path != "location" and b in modes and pb.rotation_mode != modes[b]:
+                pb.rotation_mode = modes[b]
+            setattr(pb, path, v)
+        vl.update()
+        for b in bones:
+            targets[b] = pbs[b].matrix.copy()
+    finally:
+        for b, s in saved.items():
+            _load_basis(pbs[b], s)
+    # Now under the real parents, parents first; only the rotation (and the root's location) is kept.
+    out_channels = []
+    by_depth: dict[int, list[str]] = {}
+    for b in bones:
+        by_depth.setdefault(_depth(obj.data.bones[b]), []).append(b)
+    ok = False
+    try:
+        vl.update()
+        for depth in sorted(by_depth):
+            for b in by_depth[depth]:
+                pb = pbs[b]
+                mode = modes.get(b, pb.rotation_mode)
+                if mode == "AXIS_ANGLE":
+                    mode = "QUATERNION"
+                if pb.rotation_mode != mode:
+                    pb.rotation_mode = mode
+                pb.matrix = Matrix(targets[b])
+                path = _rotation_path(mode)
+                rot = list(getattr(pb, path))
+                if path == "rotation_quaternion":
+                    before = saved[b][1]
+                    if sum(x * y for x, y in zip(rot, before)) < 0:   # the sign nearest the key already there
+                        rot = [-x for x in rot]
+                    pb.rotation_quaternion = rot
+                out_channels.append({"bone": b, "path": path, "values": [rot]})
+                if b == root:
+                    out_channels.append({"bone": b, "path": "location", "values": [list(pb.location)]})
+                else:
+                    pb.location = saved[b][4]
+                pb.scale = saved[b][5]
+            vl.update()
+        ok = True
+    finally:
+        if not ok:
+            for b, s in saved.items():
+                _load_basis(pbs[b], s)
+    return {"frames": 1, "channels": out_channels,
+            "rotation_modes": {c["bone"]: pbs[c["bone"]].rotation_mode for c in out_channels},
+            "properties": pose.get("properties", [])}
+
+
+def set_pose_values(obj, pose: dict, k: int = 0) -> None:
+    """Show frame k of a write_keys pose dict on the armature now (the keys hold it on later frame changes)."""
+    pbs = obj.pose.bones
+    for bone, mode in pose.get("rotation_modes", {}).items():
+        if pbs[bone].rotation_mode != mode:
+            pbs[bone].rotation_mode = mode
+    for (b, path), v in slice_pose(pose, k).items():
+        setattr(pbs[b], path, v)
+    bpy.context.view_layer.update()
+
+
+# --- snapshots (tests, undo-safety checks) ----------------------------------------------------------------------------
+
+def fcurve_snapshot(obj, action=None) -> dict:
+    """Every F-curve of the object's action slot (or of `action`'s slot for the object): keyframe co, handles and
+    interpolation as exact float32/int arrays, by (data path, index)."""
+    if action is None:
+        bag = channelbag(obj)
+    else:
+        slot = obj.animation_data.action_slot if (obj.animation_data and obj.animation_data.action == action) \
+            else (action.slots[0] if len(action.slots) else None)
+        bag = anim_utils.action_get_channelbag_for_slot(action, slot)
+    out = {}
+    if bag is None:
+        return out
+    for fc in bag.fcurves:
+        n = len(fc.keyframe_points)
+        arrays = []
+        for prop, width, dtype in (("co", 2, np.float32), ("handle_left", 2, np.float32),
+                                   ("handle_right", 2, np.float32), ("interpolation", 1, np.int32)):
+            a = np.empty(n * width, dtype=dtype)
+            fc.keyframe_points.foreach_get(prop, a)
+            arrays.append(a)
+        out[(fc.data_path, fc.array_index)] = arrays
+    return out

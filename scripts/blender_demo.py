@@ -1,0 +1,342 @@
+"""The main demo: the GFPose add-on in real Blender (the `bpy` module), end to end, headless.
+
+    .venv/bin/python scripts/blender_demo.py [--out demo_out]      (scripts/demo runs this)
+
+It builds a scene with a Rigify rig generated from Blender's human metarig, keys its legs and spine from a real
+CMU pose (../shared/data; a hand-made pose where the data is absent) and leaves arms, neck and head at rest;
+builds the extension zip and installs it into a throw-away extension repository under the out folder (your own
+Blender configuration is not touched); sets the add-on's Engine Python to this Python, so the add-on starts the
+engine (`gfpose serve`, shipped weights) itself; then runs the three operators as a script would:
+
+- Complete Pose on the posed keyframe (and three hypotheses cycled), with a timing of one Complete Pose from
+  execute to keys with the engine warm (the benchmark, `benchmark_complete`);
+- Denoise Action on a noisy take keyed on an armature imported from a CMU BVH file (a take made from generated
+  poses where the data is absent), into a new action beside the original;
+- Generate Variations of the completed pose with legs and hips pinned, keyed on the frames after it.
+
+It writes into the out folder: gfpose_demo.blend, complete_before.png / complete_after.png, hypotheses.png,
+variations.png (Workbench renders of the rig's deform bones), denoise.png (a joint's path before/after) and
+blender_demo.json (the numbers it prints).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+for _p in (ROOT, ROOT / "tests"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+MODULE = "bl_ext.user_default.gfpose"
+DATA = ROOT.parent / "shared" / "data"
+CLIP_POSE = DATA / "cmu" / "bvh" / "06_01.bvh.gz"      # a CMU subject the shipped weights never saw
+POSE_FRAME = 200
+LEGS_SPINE = ["torso", "spine_fk.002", "spine_fk.003", "thigh_fk.L", "shin_fk.L", "foot_fk.L", "thigh_fk.R",
+              "shin_fk.R", "foot_fk.R"]
+REST_KEYED = ["root", "hips", "chest", "spine_fk", "spine_fk.001"]
+PINNED = ["torso", "thigh_fk.L", "shin_fk.L", "foot_fk.L", "thigh_fk.R", "shin_fk.R", "foot_fk.R"]
+COMPLETED = [("collar_l", "shoulder_l"), ("shoulder_l", "elbow_l"), ("elbow_l", "wrist_l"),
+             ("collar_r", "shoulder_r"), ("shoulder_r", "elbow_r"), ("elbow_r", "wrist_r"),
+             ("neck", "head"), ("head", "head_end")]
+BLUE, ORANGE, GREY = (0.2, 0.45, 0.9, 1), (0.95, 0.5, 0.15, 1), (0.6, 0.6, 0.6, 1)
+
+
+def _say(text: str):
+    print(text, flush=True)
+
+
+def _direction_error(a, b, index) -> float:
+    """Mean degrees between the completed segments' directions in two poses (24, 3)."""
+    out = []
+    for p, c in COMPLETED:
+        d1, d2 = a[index[c]] - a[index[p]], b[index[c]] - b[index[p]]
+        out.append(np.degrees(np.arccos(np.clip(d1 @ d2 / np.linalg.norm(d1) / np.linalg.norm(d2), -1, 1))))
+    return float(np.mean(out))
+
+
+def _jitter_mm(take) -> float:
+    t = np.asarray(take)
+    return float(np.linalg.norm(t[2:] - 2 * t[1:-1] + t[:-2], axis=-1).mean() * 1000)
+
+
+def benchmark_complete(bpy, addon, obj, posed_bones, repeats: int = 5) -> dict:
+    """Milliseconds of one Complete Pose on `obj` with the engine warm, the posed bones given by selection so that
+    every run does the same work (one warm-up run first):
+
+    - execute_ms: bpy.ops.gfpose.complete_pose() as scripts call it (execute: read the rig, engine calls, keys);
+    - modal_ms: the same steps as the panel's button runs them (invoke -> modal): engine calls on a thread, the
+      main thread picking each answer up on a 20 ms timer tick (emulated here by polling every 20 ms)."""
+    addon.posing.set_selected(obj, posed_bones)
+    bpy.context.view_layer.objects.active = obj
+    op_cls = addon.operators.GFPOSE_OT_complete_pose
+    settings = SimpleNamespace(frames="CURRENT", known_from="SELECTED", frame_start=1, frame_end=1, n_hypotheses=1,
+                               seed=0)
+    spec = addon.preferences.engine_spec()
+    execute, modal = [], []
+    for i in range(repeats + 1):
+        t = time.perf_counter()
+        assert bpy.ops.gfpose.complete_pose(known_from="SELECTED") == {"FINISHED"}
+        dt = (time.perf_counter() - t) * 1000
+        t = time.perf_counter()
+        job = addon.jobs.Job(op_cls.steps(settings, obj, spec, bpy.context.scene))
+        done = job.start()
+        while not done:
+            time.sleep(0.02)
+            done = job.poll()
+        assert job.error is None, job.error
+        if i:
+            execute.append(dt)
+            modal.append((time.perf_counter() - t) * 1000)
+    return {"runs": repeats, "bones": len(obj.pose.bones),
+            "execute_ms": {"median": statistics.median(execute), "min": min(execute), "max": max(execute)},
+            "modal_ms": {"median": statistics.median(modal), "min": min(modal), "max": max(modal)}}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="demo_out", help="folder for the .blend, renders and numbers")
+    ap.add_argument("--device", default="auto", help="engine device: auto, cpu, cuda")
+    ap.add_argument("--no-data", action="store_true", help="act as if ../shared/data were absent")
+    args = ap.parse_args(argv)
+    use_data = CLIP_POSE.exists() and not args.no_data
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    numbers: dict = {}
+
+    import bpy
+
+    import blender_rigs
+    import build_addon
+
+    # --- the add-on, installed from its zip into a throw-away repository -------------------------------------
+    blender_rigs.fresh(bpy)
+    repos = bpy.context.preferences.extensions.repos
+    repo = repos[[r.module for r in repos].index("user_default")]
+    repo.use_custom_directory = True
+    repo.custom_directory = str(out / "extensions")
+    zip_path = build_addon.build(ROOT / "dist")
+    assert bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default",
+                                                    enable_on_install=True) == {"FINISHED"}
+    addon = sys.modules[MODULE]
+    rig_io, posing = addon.rig_io, addon.posing
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    prefs.engine_python = sys.executable
+    prefs.engine_device = args.device
+    _say(f"installed {zip_path.name} into {out / 'extensions'} and enabled it ({MODULE})")
+    t = time.perf_counter()
+    assert bpy.ops.gfpose.test_connection() == {"FINISHED"}
+    numbers["engine_start_s"] = time.perf_counter() - t
+    _say(f"engine started by the add-on from {sys.executable}: {prefs.status} "
+         f"({numbers['engine_start_s']:.1f} s)")
+
+    # --- a Rigify rig, legs and spine posed ---------------------------------------------------------------
+    t = time.perf_counter()
+    meta = blender_rigs.metarig(bpy)
+    assert bpy.ops.pose.rigify_generate() == {"FINISHED"}
+    bpy.data.objects.remove(meta)
+    rig = bpy.data.objects["rig"]
+    bpy.context.view_layer.objects.active = rig
+    scene = bpy.context.scene
+    scene.frame_set(1)
+    _say(f"generated a Rigify rig from the human metarig: {len(rig.pose.bones)} bones "
+         f"({time.perf_counter() - t:.1f} s)")
+    client = addon.preferences.client()
+    bound = client.post("/bind", {"armature": rig_io.describe_armature(rig)})
+    binding = {k: bound[k] for k in ("rig", "prefix", "bones", "points", "weights")}
+    rig_io.apply_properties(rig, bound["properties"])
+    from gfpose_core.skeleton import INDEX
+    real = None
+    if use_data:
+        from gfpose_core.data import load_take
+        real = load_take(CLIP_POSE).joints[POSE_FRAME].astype(np.float64)
+        pose = client.post("/pose_for_rig", {"armature": rig_io.describe_armature(rig), "joints": [real.tolist()],
+                                             "rig": "rigify", "root_scale": 1.0})
+        keep = set(LEGS_SPINE + REST_KEYED)
+        pose["channels"] = [c for c in pose["channels"] if c["bone"] in keep]
+        pose["rotation_modes"] = {b: m for b, m in pose["rotation_modes"].items() if b in keep}
+        rig_io.write_keys(rig, pose, frame_start=1, action="posed")
+        source = f"{CLIP_POSE.name} frame {POSE_FRAME}"
+    else:   # no mocap data here: a hand-made step, keyed on the FK controls
+        from mathutils import Euler
+        turns = {"thigh_fk.L": (-0.6, 0, 0), "shin_fk.L": (0.9, 0, 0), "foot_fk.L": (-0.3, 0, 0),
+                 "thigh_fk.R": (0.35, 0, 0), "shin_fk.R": (0.2, 0, 0), "spine_fk.002": (0.15, 0, 0.1),
+                 "spine_fk.003": (0.1, 0, 0.1), "torso": (0, 0, 0.2)}
+        for b in LEGS_SPINE:
+            pb = rig.pose.bones[b]
+            pb.rotation_mode = "QUATERNION"
+            pb.rotation_quaternion = Euler(turns.get(b, (0, 0, 0))).to_quaternion()
+            pb.keyframe_insert("rotation_quaternion", frame=1)
+            if b == "torso":
+                pb.location = (0, 0, -0.06)
+                pb.keyframe_insert("location", frame=1)
+        source = "a hand-made step (no ../shared/data here)"
+    scene.frame_set(1)
+    posed_keys = posing.fcurve_snapshot(rig)
+    rest_pose = rig_io.read_body24(rig, binding)[0]
+    _say(f"keyed legs and spine ({len(LEGS_SPINE)} FK controls) from {source}; arms, neck and head at rest")
+    deform = blender_rigs.rigify_bones(rig)
+    blender_rigs.render_figures(bpy, [[(blender_rigs.stick_figure(bpy, rig_io, rig, deform, "before"), GREY)]],
+                                out / "complete_before.png")
+
+    # --- Complete Pose ----------------------------------------------------------------------------------------
+    t = time.perf_counter()
+    assert bpy.ops.gfpose.complete_pose() == {"FINISHED"}
+    numbers["complete_first_ms"] = (time.perf_counter() - t) * 1000
+    done = rig_io.read_body24(rig, binding)[0]
+    after_keys = posing.fcurve_snapshot(rig)
+    unchanged = all(all(np.array_equal(x, y) for x, y in zip(posed_keys[k], after_keys[k])) for k in posed_keys)
+    new_bones = sorted({hit[0] for hit in (posing.bone_of_path(k[0]) for k in set(after_keys) - set(posed_keys))
+                        if hit is not None})
+    numbers["complete"] = {"posed_keys_unchanged": unchanged, "keyed_bones": new_bones}
+    line = (f"Complete Pose: keyed {len(new_bones)} bones ({', '.join(new_bones)}); the {len(posed_keys)} posed "
+            f"F-curves are {'bit for bit unchanged' if unchanged else 'CHANGED'} "
+            f"({numbers['complete_first_ms']:.0f} ms, first run: binding included)")
+    if real is not None:
+        e_rest, e_done = _direction_error(rest_pose, real, INDEX), _direction_error(done, real, INDEX)
+        numbers["complete"].update({"arms_head_deg_rest": e_rest, "arms_head_deg_completed": e_done})
+        line += (f"\n  arm and head segments vs the real pose: {e_rest:.1f} deg at rest -> {e_done:.1f} deg "
+                 "completed (mean angle between directions)")
+    _say(line)
+    blender_rigs.render_figures(
+        bpy, [[(blender_rigs.stick_figure(bpy, rig_io, rig, deform, "after"), ORANGE)]], out / "complete_after.png")
+
+    bench = benchmark_complete(bpy, addon, rig, LEGS_SPINE)
+    numbers["benchmark_complete"] = bench
+    ex, mo = bench["execute_ms"], bench["modal_ms"]
+    _say(f"benchmark, one Complete Pose on the Rigify rig ({bench['bones']} bones), engine warm, {bench['runs']} "
+         f"runs: execute to keys median {ex['median']:.0f} ms (min {ex['min']:.0f}, max {ex['max']:.0f}); as the "
+         f"button runs it (threaded, 20 ms timer) median {mo['median']:.0f} ms (min {mo['min']:.0f}, "
+         f"max {mo['max']:.0f})")
+
+    # Hypotheses: three completions, cycled, the first accepted.
+    assert bpy.ops.gfpose.complete_pose(known_from="SELECTED", n_hypotheses=3, seed=7) == {"FINISHED"}
+    figures = []
+    for k in range(3):
+        figures.append([(blender_rigs.stick_figure(bpy, rig_io, rig, deform, f"hyp{k}"), ORANGE)])
+        assert bpy.ops.gfpose.cycle_hypothesis() == {"FINISHED"}
+    assert rig.gfpose.hypothesis == 0
+    assert bpy.ops.gfpose.accept_hypothesis() == {"FINISHED"}
+    blender_rigs.render_figures(bpy, figures, out / "hypotheses.png")
+    _say("three hypotheses cycled with Cycle Hypothesis (hypotheses.png), the first accepted")
+
+    # --- Generate Variations -----------------------------------------------------------------------------------
+    posing.set_selected(rig, PINNED)
+    now = rig_io.read_body24(rig, binding)[0]
+    assert bpy.ops.gfpose.generate_variations(n_variations=4, diversity=0.6, seed=3) == {"FINISHED"}
+    var = rig_io.read_body24(rig, binding, frames=range(1, 6))
+    pinned_idx = [INDEX[j] for j in ("pelvis", "hip_l", "knee_l", "ankle_l", "hip_r", "knee_r", "ankle_r")]
+    free_idx = [INDEX[j] for j in ("elbow_l", "wrist_l", "elbow_r", "wrist_r", "head_end")]
+    numbers["generate"] = {
+        "variations": 4, "pinned_max_mm": float(np.abs(var[1:, pinned_idx] - now[pinned_idx]).max() * 1000),
+        "free_joints_spread_mm": float(np.linalg.norm(var[1:, free_idx] - var[1:, free_idx].mean(0), axis=-1)
+                                       .mean() * 1000)}
+    _say(f"Generate Variations: 4 variations keyed on frames 2..5, legs and hips pinned (moved at most "
+         f"{numbers['generate']['pinned_max_mm']:.2f} mm), arms and head vary by "
+         f"{numbers['generate']['free_joints_spread_mm']:.0f} mm on average")
+    cols = []
+    for f in range(1, 6):
+        scene.frame_set(f)
+        cols.append([(blender_rigs.stick_figure(bpy, rig_io, rig, deform, f"var{f}"), GREY if f == 1 else ORANGE)])
+    scene.frame_set(1)
+    blender_rigs.render_figures(bpy, cols, out / "variations.png")
+
+    # --- Denoise Action on a BVH armature -------------------------------------------------------------------
+    scene.render.fps = 30
+    if use_data:
+        import tempfile
+        from gfpose_core.data import load_take
+        with tempfile.TemporaryDirectory() as tmp:
+            cmu = blender_rigs.import_bvh(bpy, CLIP_POSE, "cmu_mb31", Path(tmp), frames=2)
+        cmu.location.x = 1.5
+        clean = load_take(CLIP_POSE).joints[100:100 + 4 * 90:4].astype(np.float64) + [1.5, 0, 0]  # 30 fps, 3 s
+        what = f"{CLIP_POSE.name}, 90 frames at 30 fps, on the armature Blender's BVH importer made from it"
+    else:
+        cmu = rig
+        keys = np.array(client.post("/generate", {"n": 4, "around": now.tolist(), "diversity": 0.4,
+                                                  "seed": 1})["joints"])
+        s = np.linspace(0, 3, 90)
+        i0 = np.minimum(s.astype(int), 2)
+        w = (s - i0)[:, None, None]
+        w = w * w * (3 - 2 * w)
+        clean = keys[i0] * (1 - w) + keys[i0 + 1] * w
+        what = "90 frames blended between generated poses, on the Rigify rig"
+    rng = np.random.default_rng(0)
+    noisy = clean + rng.normal(0, 0.012, clean.shape)
+    spikes = rng.choice(len(noisy), 4, replace=False)
+    noisy[spikes, rng.integers(0, 24, 4)] += rng.normal(0, 0.08, (4, 3))
+    bound_cmu = client.post("/bind", {"armature": rig_io.describe_armature(cmu)})
+    rig_io.apply_properties(cmu, bound_cmu["properties"])
+    take = client.post("/pose_for_rig", {"armature": rig_io.describe_armature(cmu), "joints": noisy.tolist(),
+                                         "rig": bound_cmu["rig"], "root_scale": 1.0})
+    original = rig_io.write_keys(cmu, take, frame_start=1, action="take_noisy")
+    bpy.context.view_layer.objects.active = cmu
+    binding_cmu = {k: bound_cmu[k] for k in ("rig", "prefix", "bones", "points", "weights")}
+    frames = range(1, len(noisy) + 1)
+    read_noisy = rig_io.read_body24(cmu, binding_cmu, frames=frames)
+    kept = posing.fcurve_snapshot(cmu, original)
+    t = time.perf_counter()
+    assert bpy.ops.gfpose.denoise_action() == {"FINISHED"}
+    numbers["denoise_ms"] = (time.perf_counter() - t) * 1000
+    read_clean = rig_io.read_body24(cmu, binding_cmu, frames=frames)
+    still = posing.fcurve_snapshot(cmu, original)
+    untouched = set(kept) == set(still) and all(all(np.array_equal(x, y) for x, y in zip(kept[k], still[k]))
+                                                for k in kept)
+    numbers["denoise"] = {"take": what, "new_action": cmu.animation_data.action.name,
+                          "original_unchanged": untouched, "jitter_mm_noisy": _jitter_mm(read_noisy),
+                          "jitter_mm_denoised": _jitter_mm(read_clean)}
+    line = (f"Denoise Action on {what}: new action '{cmu.animation_data.action.name}', "
+            f"'{original.name}' {'unchanged' if untouched else 'CHANGED'}; jitter "
+            f"{_jitter_mm(read_noisy):.1f} -> {_jitter_mm(read_clean):.1f} mm/frame^2 "
+            f"({numbers['denoise_ms']:.0f} ms)")
+    ref = None
+    if cmu is not rig:     # the same body as the take: positions compare to the clean motion directly
+        ref = np.asarray(client.post("/pose_for_rig", {"armature": rig_io.describe_armature(cmu),
+                                                        "joints": clean.tolist(), "rig": bound_cmu["rig"],
+                                                        "root_scale": 1.0})["joints"])
+        e_noisy = float(np.linalg.norm(read_noisy - ref, axis=-1).mean() * 1000)
+        e_clean = float(np.linalg.norm(read_clean - ref, axis=-1).mean() * 1000)
+        numbers["denoise"].update({"error_mm_noisy": e_noisy, "error_mm_denoised": e_clean})
+        line += f"\n  mean joint error to the clean capture: {e_noisy:.1f} mm noisy -> {e_clean:.1f} mm denoised"
+    _say(line)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    j = INDEX["wrist_r"]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), sharex=True)
+    for a, axis in zip(axes, "xyz"):
+        a.plot(read_noisy[:, j, "xyz".index(axis)], color="#bbbbbb", label="noisy take (original action)")
+        if ref is not None:
+            a.plot(ref[:, j, "xyz".index(axis)], color="#3070e0", lw=1, label="clean capture")
+        a.plot(read_clean[:, j, "xyz".index(axis)], color="#f08020", label="denoised (new action)")
+        a.set_title(f"right wrist {axis} (m)")
+        a.set_xlabel("frame")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "denoise.png", dpi=110)
+    plt.close(fig)
+
+    # --- save ----------------------------------------------------------------------------------------------
+    bpy.context.view_layer.objects.active = rig
+    scene.frame_set(1)
+    scene.frame_end = len(noisy)
+    blend = out / "gfpose_demo.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    addon.preferences.stop_local()
+    numbers["total_s"] = time.perf_counter() - t_start
+    (out / "blender_demo.json").write_text(json.dumps(numbers, indent=2))
+    _say(f"saved {blend.name}, complete_before.png, complete_after.png, hypotheses.png, variations.png, "
+         f"denoise.png and blender_demo.json in {out} ({numbers['total_s']:.0f} s in all)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
