@@ -47,9 +47,9 @@ GENERATION_METHODS = ("engine", "train_poses", "gaussian", "noise", "test_poses"
 GENERATION_METRICS = ("precision", "recall", "coverage", "apd_mm", "fd_m2", "nn_mpjpe_mm")
 LIFT_HYPOTHESES = (1, 10, 200)
 SPEED_TASKS = ("complete_1", "complete_1_h10", "complete_batch", "denoise_take", "generate_batch", "lift_1_h10",
-               "lift_1_hmany")
+               "lift_1_hmany", "complete_1_http")
 TARGETS = ("completion_one_limb", "completion_best_of_10", "denoise_jitter", "generation_vs_noise",
-           "sampler_speed_quality", "latency_complete_1", "denoise_10000_frames", "bvh_read_all")
+           "sampler_speed_quality", "latency_complete_1", "denoise_10000_frames", "bvh_read_all", "http_overhead")
 
 # Filter parameters searched on the validation split (per dataset and noise condition).
 BUTTER_CUTOFFS_HZ = (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
@@ -352,26 +352,11 @@ def paper_per_frame_denoise(engine, take: np.ndarray, fps: float = 30.0, seed: i
     return restore(engine.space.from_model(x), frame)
 
 
-def foot_skate_on_contacts(pred: np.ndarray, clean: np.ndarray, fps: float, height: float = 0.05) -> float:
-    """Mean horizontal speed (m/s) of the output's ankles and toes on the frame steps where the clean take has
-    that joint in ground contact (within `height` of the clean take's lowest foot point at both ends of the step).
-
-    Contacts come from the clean take so that noise cannot hide them (a noisy take has no stable ground height);
-    the clean take's own value is the floor a perfect method reaches.
-    """
-    from .metrics import FOOT_JOINTS
-    cf, pf = clean[:, FOOT_JOINTS], pred[:, FOOT_JOINTS]
-    low = cf[..., 2] <= np.nanmin(cf[..., 2]) + height
-    contact = low[1:] & low[:-1]
-    speed = np.linalg.norm(np.diff(pf[..., :2], axis=0), axis=-1) * fps
-    return float(speed[contact].mean()) if contact.any() else float("nan")
-
-
 def denoise_scores(pred: np.ndarray, clean: np.ndarray, fps: float) -> dict:
-    from .metrics import acceleration_error, bone_length_error, mpjpe
+    from .metrics import acceleration_error, bone_length_error, foot_skate, mpjpe
     return {"mpjpe_mm": float(mpjpe(pred, clean)), "accel_err_m_s2": float(acceleration_error(pred, clean, fps)),
             "bone_err_mm": float(bone_length_error(pred, clean)),
-            "foot_skate_mm_s": foot_skate_on_contacts(pred, clean, fps)}
+            "foot_skate_mm_s": foot_skate(pred, fps, contacts_from=clean)}
 
 
 def run_denoising(engine, data: BenchData, sizes: Sizes, fps: float = 30.0) -> tuple[dict, dict]:
@@ -579,6 +564,17 @@ def _latency(fn, repeats: int) -> float:
     return float(np.median(times))
 
 
+def _http_latency(engine, joints: np.ndarray, known: np.ndarray, repeats: int) -> float:
+    """Median seconds of one /complete request to a real server on loopback (JSON both ways)."""
+    import httpx
+
+    from .server import ServerThread
+    body = {"joints": np.where(known[..., None], joints, np.nan).tolist(), "seed": 0}
+    body["joints"] = [[[None if v != v else v for v in j] for j in pose] for pose in body["joints"]]
+    with ServerThread(engine) as url, httpx.Client(base_url=url, timeout=60) as client:
+        return _latency(lambda: client.post("/complete", json=body).raise_for_status(), repeats)
+
+
 def time_tasks(engine, data: BenchData, sizes: Sizes) -> dict:
     """Seconds per task call on this engine's device (median of repeats for the short ones)."""
     from .engine import DEFAULTS
@@ -602,6 +598,7 @@ def time_tasks(engine, data: BenchData, sizes: Sizes) -> dict:
         "lift_1_h10": _latency(lambda: engine.lift(kp, n_hypotheses=10, seed=0), r),
         "lift_1_hmany": _latency(lambda: engine.lift(kp, n_hypotheses=sizes.speed_hypotheses, seed=0),
                                  max(1, r // 3)),
+        "complete_1_http": _http_latency(engine, query[:1], ~unknown[:1], max(5, r)),
     }
     n_eval = {
         "complete_1": 1 * _evals(*DEFAULTS["complete"]),
@@ -612,6 +609,7 @@ def time_tasks(engine, data: BenchData, sizes: Sizes) -> dict:
         "generate_batch": sizes.speed_generate * _evals(*DEFAULTS["generate"]),
         "lift_1_h10": 10 * _evals(*DEFAULTS["lift"]),
         "lift_1_hmany": sizes.speed_hypotheses * _evals(*DEFAULTS["lift"]),
+        "complete_1_http": 1 * _evals(*DEFAULTS["complete"]),
     }
     what = {"complete_1": "complete 1 keyframe (one leg unknown)",
             "complete_1_h10": "complete 1 keyframe, 10 hypotheses",
@@ -619,7 +617,8 @@ def time_tasks(engine, data: BenchData, sizes: Sizes) -> dict:
             "denoise_take": f"denoise one take of {len(long)} frames (20 mm jitter)",
             "generate_batch": f"generate {sizes.speed_generate} free poses",
             "lift_1_h10": "lift 1 pose, 10 hypotheses",
-            "lift_1_hmany": f"lift 1 pose, {sizes.speed_hypotheses} hypotheses"}
+            "lift_1_hmany": f"lift 1 pose, {sizes.speed_hypotheses} hypotheses",
+            "complete_1_http": "complete 1 keyframe through `gfpose serve` (HTTP on loopback, one request at a time)"}
     return {"seconds": {k: _r(v, 5) for k, v in t.items()}, "sample_evals": n_eval, "tasks": what,
             "denoise_frames": int(len(long))}
 
@@ -788,6 +787,12 @@ def evaluate_targets(results: dict) -> dict:
         full = spd["cpu"]["denoise_frames"] >= 10000
         t["denoise_10000_frames"] = entry(f"denoising {spd['cpu']['denoise_frames']} frames (CPU), s", d, 10,
                                           (d < 10) if full else None)
+        h = spd["cpu"]["seconds"].get("complete_1_http")
+        if h is not None:
+            over = (h - c1) * 1000
+            t["http_overhead"] = entry("HTTP hop of one-keyframe completion through the server, over a direct Engine "
+                                       "call, ms", _r(over, 2), 20, over < 20,
+                                       {"requests_per_s": _r(1 / h, 1), "http_ms": _r(h * 1000, 2)})
         b = spd["bvh_read_all"]["seconds"]
         t["bvh_read_all"] = entry(f"read + convert every BVH clip cold ({spd['bvh_read_all']['files']} files), s",
                                   b, 30, None if b is None else b < 30)

@@ -137,18 +137,20 @@ def acceleration_error(pred, gt, fps: float) -> float:
     return float(np.linalg.norm(diff, axis=-1).mean())
 
 
-def foot_skate(take, fps: float, height_threshold: float = 0.05) -> float:
+def foot_skate(take, fps: float, height_threshold: float = 0.05, contacts_from=None) -> float:
     """Mean horizontal speed (m/s) of ankles and toes while in ground contact; 0 without contact.
 
-    Ground is the take's lowest ankle/toe height; a joint is in contact on a frame step when it is within
-    `height_threshold` of the ground at both ends of the step (a foot lifting off is not skating).
+    Ground is the lowest ankle/toe height; a joint is in contact on a frame step when it is within
+    `height_threshold` of the ground at both ends of the step (a foot lifting off is not skating). Contacts come
+    from `contacts_from` (e.g. the clean take, so that noise cannot hide them) or else from the take itself.
     """
     feet = _f64(take)[:, FOOT_JOINTS, :]                      # (T, 4, 3)
-    if len(feet) < 2 or not np.isfinite(feet[..., 2]).any():
+    ref = feet if contacts_from is None else _f64(contacts_from)[:, FOOT_JOINTS, :]
+    if len(feet) < 2 or not np.isfinite(ref[..., 2]).any():
         return 0.0
-    ground = np.nanmin(feet[..., 2])
+    ground = np.nanmin(ref[..., 2])
     with np.errstate(invalid="ignore"):
-        low = feet[..., 2] <= ground + height_threshold   # NaN compares False: unknown is not contact
+        low = ref[..., 2] <= ground + height_threshold    # NaN compares False: unknown is not contact
     contact = low[1:] & low[:-1]
     speed = np.linalg.norm(np.diff(feet[..., :2], axis=0), axis=-1) * fps
     contact &= np.isfinite(speed)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import queue
 import threading
+import time
 from typing import Literal, Optional
 
 import numpy as np
@@ -93,6 +95,65 @@ def _limit(count: int, what: str):
         raise HTTPException(413, f"{what}: {count} poses is over this server's limit of {MAX_POSES} per request")
 
 
+class CompleteBatcher:
+    """Merges concurrent one-hypothesis completions that asked for no seed into one engine call.
+
+    Several animators (or one scrubbing through keys) send many one-keyframe requests; one batched network pass
+    costs little more than one. Requests with a seed run alone, so that a seed still gives the same result.
+    """
+
+    def __init__(self, engine, lock: threading.Lock, window_s: float = 0.004):
+        self.engine, self.lock, self.window = engine, lock, window_s
+        self.jobs: queue.Queue = queue.Queue()
+        threading.Thread(target=self._loop, daemon=True, name="gfpose-batcher").start()
+
+    def complete(self, joints: np.ndarray, known, sampler, steps) -> np.ndarray:
+        if known is None:
+            known = np.isfinite(joints).all(-1)
+        job = {"joints": joints, "known": known & np.isfinite(joints).all(-1), "key": (sampler, steps),
+               "done": threading.Event(), "out": None, "error": None}
+        self.jobs.put(job)
+        job["done"].wait()
+        if job["error"] is not None:
+            raise job["error"]
+        return job["out"]
+
+    def _loop(self):
+        while True:
+            batch = [self.jobs.get()]
+            deadline = time.monotonic() + self.window
+            size = len(batch[0]["joints"])
+            while size < MAX_POSES:
+                try:
+                    batch.append(self.jobs.get(timeout=max(0.0, deadline - time.monotonic())))
+                    size += len(batch[-1]["joints"])
+                except queue.Empty:
+                    break
+            groups: dict = {}
+            for job in batch:
+                groups.setdefault(job["key"], []).append(job)
+            for (sampler, steps), jobs in groups.items():
+                self._run(jobs, sampler, steps)
+
+    def _run(self, jobs, sampler, steps):
+        try:
+            with self.lock:
+                out = self.engine.complete(np.concatenate([j["joints"] for j in jobs]),
+                                           np.concatenate([j["known"] for j in jobs]), sampler=sampler,
+                                           steps=steps)
+            ends = np.cumsum([len(j["joints"]) for j in jobs])
+            for job, piece in zip(jobs, np.split(out, ends[:-1])):
+                job["out"] = piece
+        except Exception as e:  # one bad request must not fail the others: run them one by one to say whose
+            if len(jobs) > 1:
+                for job in jobs:
+                    self._run([job], sampler, steps)
+                return
+            jobs[0]["error"] = e
+        for job in jobs:
+            job["done"].set()
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -106,6 +167,7 @@ def create_app(engine, token: str | None = None) -> FastAPI:
     app = FastAPI(title="GFPose engine", version=__version__,
                   description="A learned 3D human pose prior (body24): complete, denoise, generate, lift.")
     lock = threading.Lock()  # one sampling job at a time on the device; requests queue here
+    batcher = CompleteBatcher(engine, lock)
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
@@ -145,8 +207,14 @@ def create_app(engine, token: str | None = None) -> FastAPI:
             if known.shape != joints.shape[:2]:
                 raise HTTPException(422, f"known must have shape {joints.shape[:2]}, got {known.shape}")
             known = known.astype(bool)
-        out = run(engine.complete, joints, known, n_hypotheses=req.n_hypotheses, seed=req.seed,
-                  sampler=req.sampler, steps=req.steps)
+        if req.seed is None and req.n_hypotheses == 1:
+            try:
+                out = batcher.complete(joints, known, req.sampler, req.steps)
+            except ValueError as e:
+                raise HTTPException(422, str(e)) from None
+        else:
+            out = run(engine.complete, joints, known, n_hypotheses=req.n_hypotheses, seed=req.seed,
+                      sampler=req.sampler, steps=req.steps)
         return {"joints": out.tolist()}
 
     @app.post("/denoise", response_model=PosesResponse)
@@ -213,3 +281,34 @@ def serve(engine, host: str = "127.0.0.1", port: int = 8765, token: str | None =
         raise ValueError(f"binding {host} exposes the engine beyond this machine: give a token "
                          "(--token or GFPOSE_TOKEN) that every request must carry")
     uvicorn.run(create_app(engine, token), host=host, port=port, log_level=log_level)
+
+
+class ServerThread:
+    """The server in a background thread of this process (benchmarks, notebooks): `with ServerThread(engine) as url`."""
+
+    def __init__(self, engine, host: str = "127.0.0.1", port: int = 0, token: str | None = None):
+        import socket
+
+        import uvicorn
+        if port == 0:
+            with socket.socket() as s:
+                s.bind((host, 0))
+                port = s.getsockname()[1]
+        self.url = f"http://{host}:{port}"
+        config = uvicorn.Config(create_app(engine, token), host=host, port=port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        import time
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started:
+            if time.time() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the engine server did not start")
+            time.sleep(0.02)
+        return self.url
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

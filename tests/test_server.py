@@ -153,3 +153,31 @@ def test_token_is_required_when_set():
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_concurrent_completions_are_batched_and_each_gets_its_own(server, pose):
+    """Many one-keyframe requests at once: every answer keeps its own known joints and fills the rest."""
+    from concurrent.futures import ThreadPoolExecutor
+    rng = np.random.default_rng(1)
+    poses = [pose + rng.normal(0, 0.02, pose.shape) * [1, 1, 0] + [k * 0.1, 0, 0] for k in range(12)]
+
+    def ask(p):
+        joints = p.tolist()
+        for j in (16, 17, 18, 19):
+            joints[j] = [None, None, None]
+        r = httpx.post(server + "/complete", json={"joints": [joints]}, timeout=60)
+        assert r.status_code == 200, r.text
+        return np.array(r.json()["joints"])[0]
+
+    with ThreadPoolExecutor(12) as pool:
+        outs = list(pool.map(ask, poses))
+    for p, out in zip(poses, outs):
+        keep = [j for j in range(24) if j not in (16, 17, 18, 19)]
+        np.testing.assert_array_equal(out[keep], p[keep])
+        assert np.linalg.norm(out[16] - p[0]) < 0.3  # the hip lands beside its own pelvis
+    # A bad request among good ones fails alone.
+    bad = {"joints": [[[None, None, None]] * 24]}
+    with ThreadPoolExecutor(3) as pool:
+        codes = list(pool.map(lambda b: httpx.post(server + "/complete", json=b, timeout=60).status_code,
+                              [bad, {"joints": [pose.tolist()]}, bad]))
+    assert codes == [422, 200, 422]
