@@ -85,7 +85,7 @@ def apply_body24(clip: BvhClip, rig_map: RigMap, before: np.ndarray, after: np.n
         local = np.einsum("fji,fjk->fik", new_rot[:, p], new_rot[:, j]) if p >= 0 else new_rot[:, j]
         order = "".join(c[0] for c in chans if c.endswith("rotation"))
         rcols = [col + k for k, c in enumerate(chans) if c.endswith("rotation")]
-        if order:
+        if len(order) == 3:  # fewer rotation channels cannot hold an arbitrary rotation: keep them as they were
             motion[:, rcols] = _closest_euler(matrix_to_euler(local, order), clip.motion[:, rcols])
         if p < 0:
             for k, c in enumerate(chans):

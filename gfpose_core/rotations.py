@@ -22,9 +22,9 @@ def axis_rotation(axis: str, degrees: np.ndarray) -> np.ndarray:
 
 
 def euler_to_matrix(angles: np.ndarray, order: str) -> np.ndarray:
-    """Angles (..., 3) in degrees, applied in the written channel order (BVH: R = R1 @ R2 @ R3)."""
+    """Angles (..., K) in degrees for the K (1 to 3) axes in `order`, applied as written (BVH: R = R1 @ R2 @ R3)."""
     m = axis_rotation(order[0], angles[..., 0])
-    for n in (1, 2):
+    for n in range(1, len(order)):
         m = m @ axis_rotation(order[n], angles[..., n])
     return m
 

@@ -350,3 +350,14 @@ def test_fuzzed_files_raise_only_value_error(mutations, gz, fuzz_dir):
     assert clip.frame_time > 0 and clip.motion.shape[0] >= 1
     pos, _ = clip.forward_kinematics()
     assert pos.shape == (clip.motion.shape[0], len(clip.skeleton.names), 3)
+
+
+def test_joint_with_fewer_rotation_channels(tmp_path):
+    """Some exporters write only the axes a joint turns about (found by the fuzz test)."""
+    text = ("HIERARCHY\nROOT Hips\n{\n OFFSET 0 0 0\n CHANNELS 4 Xposition Yposition Zposition Yrotation\n"
+            " JOINT Knee\n {\n  OFFSET 0 -10 0\n  CHANNELS 1 Xrotation\n  End Site\n  {\n   OFFSET 0 -10 0\n  }\n"
+            " }\n}\nMOTION\nFrames: 1\nFrame Time: 0.033333\n0 0 0 0 90\n")
+    path = tmp_path / "partial.bvh"
+    path.write_text(text)
+    pos, _ = read_bvh(path).forward_kinematics()
+    np.testing.assert_allclose(pos[0, 2], [0, -10, -10], atol=1e-9)  # the shin turned 90 degrees about X
