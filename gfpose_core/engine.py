@@ -5,6 +5,7 @@ NaN marks an unknown joint. Inputs that cannot be served raise ValueError naming
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from .skeleton import (INDEX, JOINT_NAMES, N_JOINTS, Frame, bone_lengths, canoni
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MAX_POSES = 200_000          # poses (N x H) per call; more is a mistake or a job for batches
 MAX_HYPOTHESES = 1000
+SMALL_BATCH = 32             # poses sampled on one CPU thread (see _threads_for)
 # Defaults chosen by measured quality per second (docs/benchmarks.md): see README "Samplers".
 DEFAULTS = {
     "complete": ("mode", 10),
@@ -73,6 +75,19 @@ def _known_mask(arr: np.ndarray, known, name: str = "known") -> np.ndarray:
             raise ValueError(f"{name} must be booleans")
         k = k.astype(bool)
     return k & finite
+
+
+@contextlib.contextmanager
+def _threads_for(batch: int, device: torch.device):
+    """One CPU thread for a few poses: they are too small to share, and with another process on a core (Blender
+    itself) a second thread stalls every small operation (the benchmark measured 10x slower on 2 cores)."""
+    threads = torch.get_num_threads()
+    if device.type == "cpu" and batch <= SMALL_BATCH and threads > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _count(n, name: str, limit: int) -> int:
@@ -145,7 +160,7 @@ class Engine:
             x = sde.prior_sampling((len(obs), POSE_DIM), generator=generator, device=dev)
         else:
             x = torch.as_tensor(x_start, dtype=torch.float32, device=dev)
-        with torch.inference_mode():
+        with torch.inference_mode(), _threads_for(len(obs), dev):
             if use_impute:
                 x = project(x, ts[0])
             x = SAMPLERS[sampler](score, x, ts, sde, generator=generator,
