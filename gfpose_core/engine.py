@@ -90,6 +90,11 @@ def _threads_for(batch: int, device: torch.device):
         torch.set_num_threads(threads)
 
 
+def _sampling(sampler, steps, default: tuple[str, int]) -> tuple[str, int]:
+    """The task's default sampler and step count where the caller named none (0 steps is an error, not a default)."""
+    return (default[0] if sampler is None else sampler), (default[1] if steps is None else steps)
+
+
 def _count(n, name: str, limit: int) -> int:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise ValueError(f"{name} must be an integer, got {n!r}")
@@ -197,7 +202,7 @@ class Engine:
         obs = np.nan_to_num(self.space.to_model(canon))
         cmask = self._coord_mask(known_mask)
         default = DEFAULTS["complete"] if H == 1 else DEFAULTS["hypotheses"]
-        sampler, steps = sampler or default[0], steps or default[1]
+        sampler, steps = _sampling(sampler, steps, default)
         x = self._run(np.repeat(obs, H, 0), np.repeat(cmask, H, 0), False, sampler=sampler, steps=steps,
                       generator=self._generator(seed), callback=callback)
         out_canon = self.space.from_model(x).reshape(len(arr), H, N_JOINTS, 3)
@@ -225,7 +230,7 @@ class Engine:
             raise ValueError(f"strength must be between 0 and 1, got {strength!r}")
         if not np.isfinite(arr).any():
             raise ValueError("take has no known joints")
-        sampler, steps = sampler or DEFAULTS["denoise"][0], steps or DEFAULTS["denoise"][1]
+        sampler, steps = _sampling(sampler, steps, DEFAULTS["denoise"])
         return denoise_take(self, arr, float(fps), strength, sampler, steps, callback)
 
     def generate(self, n: int, seed=None, around=None, pinned=None, diversity: float = 0.5,
@@ -238,7 +243,7 @@ class Engine:
         if not (isinstance(diversity, (int, float)) and 0 <= diversity <= 1):
             raise ValueError(f"diversity must be between 0 and 1, got {diversity!r}")
         gen = self._generator(seed)
-        sampler, steps = sampler or DEFAULTS["generate"][0], steps or DEFAULTS["generate"][1]
+        sampler, steps = _sampling(sampler, steps, DEFAULTS["generate"])
         if around is None:
             if pinned is not None:
                 raise ValueError("pinned joints need a pose to pin them to (around=...)")
@@ -302,7 +307,7 @@ class Engine:
         if (known.sum(1) < 2).any():
             raise ValueError("every pose needs at least two known keypoints")
         obs, cmask = self._image_observation(kp, known)
-        sampler, steps = sampler or DEFAULTS["lift"][0], steps or DEFAULTS["lift"][1]
+        sampler, steps = _sampling(sampler, steps, DEFAULTS["lift"])
         x = self._run(np.repeat(obs, H, 0), np.repeat(cmask, H, 0), True, sampler=sampler, steps=steps,
                       generator=self._generator(seed), callback=callback)
         out = self.space.from_model(x).reshape(len(kp), H, N_JOINTS, 3)

@@ -135,6 +135,7 @@ def test_lift(engine, real_poses):
     (lambda e, p: e.complete(p, n_hypotheses=0), "n_hypotheses"),
     (lambda e, p: e.complete(p, known=np.ones((3, 24))), "known"),
     (lambda e, p: e.complete(p, sampler="nope"), "sampler"),
+    (lambda e, p: e.complete(p, steps=0), "steps"),
     (lambda e, p: e.generate(10**9), "n"),
     (lambda e, p: e.generate(2, diversity=3), "diversity"),
     (lambda e, p: e.generate(2, pinned=["pelvis"]), "pinned"),
