@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .asf_amc import asf_path_for, read_amc
 from .bvh import read_bvh
 from .rig_map import RigMap, detect_rig_map, load_rig_map
 
@@ -41,7 +42,7 @@ def cache_dir() -> Path:
 
 def _clip_name(path: str | os.PathLike) -> str:
     name = os.path.basename(str(path))
-    for ext in (".gz", ".bvh"):
+    for ext in (".gz", ".bvh", ".amc"):
         if name.lower().endswith(ext):
             name = name[: -len(ext)]
     return name
@@ -67,10 +68,16 @@ def _read_manifest(path: str) -> dict:
     return _MANIFESTS[path]
 
 
+def is_amc(path: str | os.PathLike) -> bool:
+    return str(path).lower().endswith((".amc", ".amc.gz"))
+
+
 def load_take(path: str | os.PathLike, rig: str | RigMap | None = None) -> Take:
-    """A BVH clip as body24 joints; `rig` is a rigs/*.toml path or name, or None to detect it."""
+    """A BVH clip, or an ASF/AMC one (`SS_TT.amc[.gz]` beside its `SS.asf`), as body24 joints; `rig` is a
+    rigs/*.toml path or name, or None to detect it. AMC clips take the CMU BVH conversions' geometry (the thorax
+    and wrist lengths dropped, see asf_amc) so that they match the BVH clips and the cmu_asf31 map."""
     path = Path(path)
-    clip = read_bvh(path)
+    clip = read_amc(path, asf_path_for(path), bvh_compatible=True) if is_amc(path) else read_bvh(path)
     if rig is None:
         rig_map = detect_rig_map(clip.skeleton.names, kind="bvh")
     elif isinstance(rig, RigMap):
@@ -147,7 +154,8 @@ def build_takes(files: list[Path], split_of, fps: float = 30.0, drop_first: bool
         joints, clip_idx, splits, names = [], [], [], []
         for k, f in enumerate(files):
             take = load_take(f)
-            j = take.joints[1:] if drop_first and len(take.joints) > 1 else take.joints
+            # drop_first removes the T-pose the CMU BVH conversions add; AMC files have none.
+            j = take.joints[1:] if drop_first and not is_amc(f) and len(take.joints) > 1 else take.joints
             j = resample(j, take.fps, fps)
             joints.append(j)
             clip_idx.append(np.full(len(j), k))
@@ -163,11 +171,15 @@ def build_takes(files: list[Path], split_of, fps: float = 30.0, drop_first: bool
     return _cached(key, build)
 
 
-def cmu_takes(data_dir: Path = DATA_DIR, fps: float = 30.0, progress=None) -> dict[str, np.ndarray]:
-    """CMU BVH clips (both skeleton conventions) at `fps`; frame 0 (an added T-pose) dropped; split by subject."""
+def cmu_takes(data_dir: Path = DATA_DIR, fps: float = 30.0, progress=None,
+              include_amc: bool = False) -> dict[str, np.ndarray]:
+    """CMU BVH clips (both skeleton conventions) at `fps`; frame 0 (an added T-pose) dropped; split by subject.
+    `include_amc` adds the ASF/AMC clips of cmu/amc (off by default: the shipped weights were trained without)."""
     files = sorted((Path(data_dir) / "cmu" / "bvh").glob("*.bvh*"))
     if not files:
         raise FileNotFoundError(f"no CMU BVH files under {data_dir}/cmu/bvh")
+    if include_amc:
+        files += sorted((Path(data_dir) / "cmu" / "amc").glob("*.amc*"))
     return build_takes(files, cmu_split, fps, drop_first=True, name="cmu", progress=progress)
 
 
