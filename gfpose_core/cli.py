@@ -31,8 +31,9 @@ def _cmd_train(args):
         takes = build_takes(files, cmu_split, drop_first=False, name="custom")
         note = f"{len(files)} BVH files from {', '.join(args.data)}"
     else:
-        takes = cmu_takes(DATA_DIR)
-        note = ("CMU Graphics Lab Motion Capture Database (mocap.cs.cmu.edu), BVH clips of ../shared/data/cmu, "
+        takes = cmu_takes(DATA_DIR, include_amc=args.amc)
+        note = ("CMU Graphics Lab Motion Capture Database (mocap.cs.cmu.edu), BVH"
+                + (" and ASF/AMC" if args.amc else "") + " clips of ../shared/data/cmu, "
                 "training subjects only (test subjects 6, 13, 94 and validation subjects 8, 14 held out), "
                 "30 fps, with mirror copies")
     train = takes["joints"][takes["split"] == "train"]
@@ -241,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train the score model")
     t.add_argument("--data", nargs="*", help="BVH files or folders (default: the CMU set in ../shared/data)")
     t.add_argument("--out", required=True, help="run directory (checkpoints resume from here)")
+    t.add_argument("--amc", action="store_true", help="add the CMU ASF/AMC clips to the default data")
     t.add_argument("--steps", type=int, default=12000)
     t.add_argument("--batch", type=int, default=512)
     t.add_argument("--lr", type=float, default=1e-3)
