@@ -110,27 +110,27 @@ def _progress(desc: str):
     return bar, callback
 
 
-def _cmd_complete(args):
+def _json_task(args, task: str, field: str, width: int, done: str):
+    """complete and lift: poses from a JSON file through one engine task, hypotheses and seed, JSON out."""
     data = _read_json(args.input)
-    joints = _nested(data, "joints", args.input)
-    known = data.get("known")
+    poses = _nested(data, field, args.input, width=width)
+    extra = {"known": data.get("known")} if task == "complete" else {}
     eng = _engine(args)
-    bar, cb = _progress("complete")
+    bar, cb = _progress(task)
     with bar:
-        out = eng.complete(joints, known, n_hypotheses=args.hypotheses, seed=args.seed, callback=cb)
+        out = getattr(eng, task)(poses, n_hypotheses=args.hypotheses, seed=args.seed, callback=cb, **extra)
     _write_json(args.output, {"joints": out.tolist(), "joint_names": eng.joint_names})
-    print(f"completed {len(joints) if joints.ndim == 3 else 1} pose(s) -> {args.output}")
+    print(f"{done} {len(poses) if poses.ndim == 3 else 1} pose(s) -> {args.output}")
+
+
+def _cmd_complete(args):
+    """fill in the unknown joints of poses"""
+    _json_task(args, "complete", "joints", 3, "completed")
 
 
 def _cmd_lift(args):
-    data = _read_json(args.input)
-    kp = _nested(data, "keypoints2d", args.input, width=2)
-    eng = _engine(args)
-    bar, cb = _progress("lift")
-    with bar:
-        out = eng.lift(kp, n_hypotheses=args.hypotheses, seed=args.seed, callback=cb)
-    _write_json(args.output, {"joints": out.tolist(), "joint_names": eng.joint_names})
-    print(f"lifted {len(kp) if kp.ndim == 3 else 1} pose(s) -> {args.output}")
+    """2D keypoints to 3D poses"""
+    _json_task(args, "lift", "keypoints2d", 2, "lifted")
 
 
 def _cmd_generate(args):
@@ -254,19 +254,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto")
     t.set_defaults(func=_cmd_train)
 
-    c = sub.add_parser("complete", help="fill in the unknown joints of poses (JSON in, JSON out)")
-    c.add_argument("input", help='JSON {"joints": (N,24,3) with null for unknown, "known": (N,24) optional}')
-    c.add_argument("-o", "--output", required=True)
-    c.add_argument("-H", "--hypotheses", type=int, default=1)
-    _engine_args(c)
-    c.set_defaults(func=_cmd_complete)
-
-    li = sub.add_parser("lift", help="2D keypoints to 3D poses (JSON in, JSON out)")
-    li.add_argument("input", help='JSON {"keypoints2d": (N,24,2) image x right, y down; null = unseen}')
-    li.add_argument("-o", "--output", required=True)
-    li.add_argument("-H", "--hypotheses", type=int, default=1)
-    _engine_args(li)
-    li.set_defaults(func=_cmd_lift)
+    for task, fmt, func in (
+            ("complete", '{"joints": (N,24,3) with null for unknown, "known": (N,24) optional}', _cmd_complete),
+            ("lift", '{"keypoints2d": (N,24,2) image x right, y down; null = unseen}', _cmd_lift)):
+        c = sub.add_parser(task, help=f"{func.__doc__ or task} (JSON in, JSON out)")
+        c.add_argument("input", help=f"JSON {fmt}")
+        c.add_argument("-o", "--output", required=True)
+        c.add_argument("-H", "--hypotheses", type=int, default=1)
+        _engine_args(c)
+        c.set_defaults(func=func)
 
     g = sub.add_parser("generate", help="plausible poses, free or around a pose (BVH or JSON out)")
     g.add_argument("-n", type=int, default=16)
