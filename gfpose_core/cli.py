@@ -16,8 +16,16 @@ def _cmd_train(args):
     from .data import DATA_DIR, build_takes, cmu_split, cmu_takes
     from .train import TrainConfig, Trainer
 
-    cfg = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, max_minutes=args.minutes)
-    cfg.model.hidden, cfg.model.embed, cfg.model.blocks = args.hidden, args.embed, args.blocks
+    if args.motion:
+        from .motion_train import MotionTrainConfig
+        cfg = MotionTrainConfig(steps=args.steps, batch=args.batch or 64, lr=args.lr, seed=args.seed,
+                                max_minutes=args.minutes)
+        cfg.model.hidden, cfg.model.blocks = args.hidden or 192, args.blocks or 8
+        cfg.model.embed, cfg.model.frames = args.embed, args.frames
+    else:
+        cfg = TrainConfig(steps=args.steps, batch=args.batch or 512, lr=args.lr, seed=args.seed,
+                          max_minutes=args.minutes)
+        cfg.model.hidden, cfg.model.embed, cfg.model.blocks = args.hidden or 768, args.embed, args.blocks or 2
     if args.data:
         files = []
         for d in args.data:
@@ -36,20 +44,24 @@ def _cmd_train(args):
                 + (" and ASF/AMC" if args.amc else "") + " clips of ../shared/data/cmu, "
                 "training subjects only (test subjects 6, 13, 94 and validation subjects 8, 14 held out), "
                 "30 fps, with mirror copies")
-    train = takes["joints"][takes["split"] == "train"]
-    val = takes["joints"][takes["split"] == "val"]
-    if len(val) == 0:
-        rng = np.random.default_rng(0)
-        pick = rng.random(len(train)) < 0.05
-        train, val = train[~pick], train[pick]
     device = args.device
     if device == "auto":
         import torch
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    trainer = Trainer(cfg, train, val, args.out, data_note=note, device=device)
+    if args.motion:
+        trainer = _motion_trainer(cfg, takes, args.out, note, device)
+        what = f"{len(trainer.train_rel)} windows of {cfg.model.frames} frames (mirrored included)"
+    else:
+        train = takes["joints"][takes["split"] == "train"]
+        val = takes["joints"][takes["split"] == "val"]
+        if len(val) == 0:
+            rng = np.random.default_rng(0)
+            pick = rng.random(len(train)) < 0.05
+            train, val = train[~pick], train[pick]
+        trainer = Trainer(cfg, train, val, args.out, data_note=note, device=device)
+        what = f"{len(train)} poses (x2 mirrored), validating on {len(val)}"
     if trainer.rank == 0:
-        print(f"training {trainer.n_params / 1e6:.2f} M parameters on {len(train)} poses (x2 mirrored), "
-              f"validating on {len(val)}; writing {args.out}", flush=True)
+        print(f"training {trainer.n_params / 1e6:.2f} M parameters on {what}; writing {args.out}", flush=True)
 
     def report(step, total, loss, val_loss):
         print(f"step {step}/{total} loss {loss:.4f} val {val_loss:.4f} "
@@ -59,6 +71,20 @@ def _cmd_train(args):
     if trainer.rank == 0:
         print(f"done: best validation loss {result['best_val']:.4f} at step {result['best_step']}; "
               f"weights in {args.out}/model.safetensors", flush=True)
+
+
+def _motion_trainer(cfg, takes: dict, out: str, note: str, device: str):
+    import numpy as np
+
+    from .motion_train import MotionTrainer, split_clips
+    train, val = split_clips(takes, "train"), split_clips(takes, "val")
+    if len(val["joints"]) == 0:
+        # whole clips held out: every 20th clip of the training set validates
+        clips = np.unique(train["clip"])
+        held = np.isin(train["clip"], clips[::20])
+        val = {k: v[held] for k, v in train.items()}
+        train = {k: v[~held] for k, v in train.items()}
+    return MotionTrainer(cfg, train, val, out, data_note=note, device=device)
 
 
 def _engine(args):
@@ -243,12 +269,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", nargs="*", help="BVH files or folders (default: the CMU set in ../shared/data)")
     t.add_argument("--out", required=True, help="run directory (checkpoints resume from here)")
     t.add_argument("--amc", action="store_true", help="add the CMU ASF/AMC clips to the default data")
+    t.add_argument("--motion", action="store_true",
+                   help="train the motion model (windows of frames) instead of the per-frame pose model")
     t.add_argument("--steps", type=int, default=12000)
-    t.add_argument("--batch", type=int, default=512)
+    t.add_argument("--batch", type=int, help="default: 512 poses, or 64 windows for --motion")
     t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--hidden", type=int, default=768)
+    t.add_argument("--hidden", type=int, help="default: 768, or 192 for --motion")
     t.add_argument("--embed", type=int, default=256)
-    t.add_argument("--blocks", type=int, default=2)
+    t.add_argument("--blocks", type=int, help="default: 2, or 8 for --motion")
+    t.add_argument("--frames", type=int, default=64, help="--motion: window length in frames")
     t.add_argument("--minutes", type=float, default=0.0, help="stop after this many minutes (0: no limit)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto")

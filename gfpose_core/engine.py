@@ -14,8 +14,9 @@ import torch
 from safetensors.torch import load_file
 
 from .model import ScoreNet, ScoreNetConfig, condition
+from .motion import WEIGHTS_SUBDIR, MotionPrior
 from .pose_space import MODEL_JOINTS, POSE_DIM, PoseSpace
-from .samplers import SAMPLERS, time_grid
+from .samplers import sample_known
 from .sde import SubVPSDE
 from .skeleton import (INDEX, JOINT_NAMES, N_JOINTS, Frame, bone_lengths, canonicalise, fit_bone_lengths,
                        known_bone_lengths, restore, with_bone_lengths)
@@ -23,6 +24,7 @@ from .skeleton import (INDEX, JOINT_NAMES, N_JOINTS, Frame, bone_lengths, canoni
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MAX_POSES = 200_000          # poses (N x H) per call; more is a mistake or a job for batches
 MAX_HYPOTHESES = 1000
+MAX_STEPS = 5000
 SMALL_BATCH = 32             # poses sampled on one CPU thread (see _threads_for)
 # Defaults chosen by measured quality per second (docs/benchmarks.md): see README "Samplers".
 DEFAULTS = {
@@ -31,6 +33,8 @@ DEFAULTS = {
     "generate": ("sde_heun", 25),
     "denoise": ("mode", 4),
     "lift": ("sde_heun", 20),
+    "inbetween": ("mode", 20),
+    "denoise_motion": ("mode", 4),
 }
 
 
@@ -104,15 +108,17 @@ def _count(n, name: str, limit: int) -> int:
 
 
 class Engine:
-    def __init__(self, net: ScoreNet, space: PoseSpace, config: dict, device: torch.device):
+    def __init__(self, net: ScoreNet, space: PoseSpace, config: dict, device: torch.device, motion=None):
         self.net, self.space, self.config, self.device = net, space, config, device
+        self.motion = motion  # MotionPrior for takes, or None where the weights have no motion/ folder
         self.sde = SubVPSDE(config["sde"]["beta_min"], config["sde"]["beta_max"])
         self.joint_names = list(JOINT_NAMES)
         self.mean_pose = space.from_model(np.zeros(POSE_DIM))
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str = "auto") -> "Engine":
-        """Weights from a folder holding model.safetensors + config.json (default: the shipped ones)."""
+        """Weights from a folder holding model.safetensors + config.json (default: the shipped ones), and the motion
+        model from its motion/ subfolder where there is one."""
         folder = Path(path) if path is not None else WEIGHTS_DIR
         if folder.is_file():
             folder = folder.parent
@@ -124,7 +130,10 @@ class Engine:
         net = ScoreNet(ScoreNetConfig(**config["model"]))
         net.load_state_dict(load_file(str(w_path)))
         net.to(dev).eval()
-        return cls(net, PoseSpace.from_dict(config["space"]), config, dev)
+        motion = None
+        if (folder / WEIGHTS_SUBDIR / "config.json").exists():
+            motion = MotionPrior.load(folder / WEIGHTS_SUBDIR, dev)
+        return cls(net, PoseSpace.from_dict(config["space"]), config, dev, motion)
 
     # -- shared machinery ------------------------------------------------------------------------------------
     def _generator(self, seed):
@@ -136,9 +145,7 @@ class Engine:
              generator, t_start: float = 1.0, x_start: np.ndarray | None = None, impute: bool = True,
              callback=None) -> np.ndarray:
         """Sample model vectors given observations (B, 69) in model units and their coordinate mask (B, 69)."""
-        if sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler '{sampler}' (known: {', '.join(SAMPLERS)})")
-        steps = _count(steps, "steps", 5000)
+        steps = _count(steps, "steps", MAX_STEPS)
         dev = self.device
         obs_t = torch.as_tensor(np.nan_to_num(obs), dtype=torch.float32, device=dev)
         mask_t = torch.as_tensor(coord_mask, dtype=torch.float32, device=dev)
@@ -149,29 +156,11 @@ class Engine:
             eps = net(x, t, condition(x, obs_t, mask_t, flag))
             return -eps / sde.marginal_prob(x, t)[1][:, None]
 
-        deterministic = sampler in ("mode", "heun")
-        # 2D observations live in image coordinates, not in the pose space: they condition but are not pasted.
-        use_impute = impute and not is_2d and bool(mask_t.any())
-
-        def project(x, t):
-            alpha, sigma = sde.alpha_sigma(float(t))
-            pasted = float(alpha) * obs_t
-            if not deterministic:
-                pasted = pasted + float(sigma) * torch.randn(x.shape, generator=generator, device=dev)
-            return torch.where(mask_t > 0, pasted, x)
-
-        ts = time_grid(steps, t_start=t_start, device=dev)
-        if x_start is None:
-            x = sde.prior_sampling((len(obs), POSE_DIM), generator=generator, device=dev)
-        else:
-            x = torch.as_tensor(x_start, dtype=torch.float32, device=dev)
+        x0 = None if x_start is None else torch.as_tensor(x_start, dtype=torch.float32, device=dev)
         with torch.inference_mode(), _threads_for(len(obs), dev):
-            if use_impute:
-                x = project(x, ts[0])
-            x = SAMPLERS[sampler](score, x, ts, sde, generator=generator,
-                                  project=project if use_impute else None, callback=callback)
-            if use_impute:
-                x = torch.where(mask_t > 0, obs_t, x)
+            # 2D observations live in image coordinates, not in the pose space: they condition but are not pasted.
+            x = sample_known(score, obs_t, mask_t, sde, sampler=sampler, steps=steps, generator=generator,
+                             t_start=t_start, x_start=x0, impute=impute and not is_2d, callback=callback)
         return x.cpu().numpy().astype(np.float64)
 
     def _canonical(self, joints: np.ndarray) -> tuple[np.ndarray, Frame]:
@@ -216,22 +205,58 @@ class Engine:
         return out[0] if np.ndim(joints) == 2 else out
 
     def denoise(self, take, fps: float = 30.0, strength: float | None = None, sampler: str | None = None,
-                steps: int | None = None, callback=None) -> np.ndarray:
+                steps: int | None = None, temporal: bool | None = None, seed=0, callback=None) -> np.ndarray:
         """A noisy take (T, 24, 3) comes back clean: spikes and dropouts (NaN) repaired, jitter removed.
 
-        strength in [0, 1] sets how far back into the noise each frame is sent (t = 0.5 * strength);
-        None estimates it from the take's own jitter. The whole take is one batch.
+        temporal: use the motion model over windows of frames (default where the engine has one), or the
+        per-frame prior between low-pass filters. strength in [0, 1] sets how far back into the noise the take
+        is sent (t = 0.5 * strength); None estimates it from the take's own jitter. Feet planted stay planted.
         """
-        from .denoise import denoise_take
-        arr = _poses(take, "take")
-        if not (isinstance(fps, (int, float)) and np.isfinite(fps) and 0 < fps <= 1000):
-            raise ValueError(f"fps must be a positive number up to 1000, got {fps!r}")
+        arr = self._take(take, fps)
         if strength is not None and not (isinstance(strength, (int, float)) and 0 <= strength <= 1):
             raise ValueError(f"strength must be between 0 and 1, got {strength!r}")
         if not np.isfinite(arr).any():
             raise ValueError("take has no known joints")
+        if self._temporal(temporal):
+            from .takes import denoise_motion
+            sampler, steps = _sampling(sampler, steps, DEFAULTS["denoise_motion"])
+            steps = _count(steps, "steps", MAX_STEPS)
+            with torch.inference_mode():
+                return denoise_motion(self, arr, float(fps), strength, sampler=sampler, steps=steps,
+                                      generator=self._generator(seed), callback=callback)
+        from .denoise import denoise_take
         sampler, steps = _sampling(sampler, steps, DEFAULTS["denoise"])
         return denoise_take(self, arr, float(fps), strength, sampler, steps, callback)
+
+    def inbetween(self, take, known=None, fps: float = 30.0, seed=None, sampler: str | None = None,
+                  steps: int | None = None, lock_feet: bool = True, callback=None) -> np.ndarray:
+        """Fill the frames between keys: take (T, 24, 3) with NaN for every unknown joint (whole frames or
+        some joints of a frame), known (T, 24) optional. Known joints come back exactly; filled bones keep the
+        take's lengths; a foot resting in one place at two keys stays there between them (lock_feet).
+        Known frames may be at most the motion model's window less two frames apart (62 at 30 fps).
+        """
+        arr = self._take(take, fps)
+        known_mask = _known_mask(arr, known)
+        if not known_mask.any():
+            raise ValueError("take has no known joints: use generate() for free poses")
+        self._temporal(True)
+        from .takes import inbetween_take
+        sampler, steps = _sampling(sampler, steps, DEFAULTS["inbetween"])
+        steps = _count(steps, "steps", MAX_STEPS)
+        with torch.inference_mode():
+            return inbetween_take(self, arr, known_mask, float(fps), sampler=sampler, steps=steps,
+                                  generator=self._generator(seed), lock=lock_feet, callback=callback)
+
+    def _take(self, take, fps) -> np.ndarray:
+        arr = _poses(take, "take")
+        if isinstance(fps, bool) or not (isinstance(fps, (int, float)) and np.isfinite(fps) and 0 < fps <= 1000):
+            raise ValueError(f"fps must be a positive number up to 1000, got {fps!r}")
+        return arr
+
+    def _temporal(self, temporal: bool | None) -> bool:
+        if temporal and self.motion is None:
+            raise ValueError("these weights have no motion model (a motion/ folder beside model.safetensors)")
+        return self.motion is not None if temporal is None else bool(temporal)
 
     def generate(self, n: int, seed=None, around=None, pinned=None, diversity: float = 0.5,
                  sampler: str | None = None, steps: int | None = None, callback=None) -> np.ndarray:

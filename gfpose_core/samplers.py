@@ -90,3 +90,33 @@ def sde_heun(score_fn, x, ts, sde: SubVPSDE, *, generator=None, project=None, ca
 
 
 SAMPLERS = {"em": euler_maruyama, "mode": mode_seeking, "heun": heun_ode, "sde_heun": sde_heun}
+
+
+def sample_known(score_fn, obs, coord_mask, sde: SubVPSDE, *, sampler: str, steps: int, generator,
+                 t_start: float = 1.0, x_start=None, impute: bool = True, callback=None):
+    """Sample x given what is known: `obs` (B, D) where `coord_mask` (B, D) is 1, with the named sampler.
+
+    The score function carries the condition (guidance); imputation also pastes the known values, noised to the
+    current time, after every step (exactly at the end). Deterministic samplers paste without noise so they stay
+    deterministic. x_start: where to start at t_start (default: the prior).
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler '{sampler}' (known: {', '.join(SAMPLERS)})")
+    deterministic = sampler in ("mode", "heun")
+    known = coord_mask > 0
+    use_impute = impute and bool(known.any())
+
+    def project(x, t):
+        alpha, sigma = sde.alpha_sigma(float(t))
+        pasted = float(alpha) * obs
+        if not deterministic:
+            pasted = pasted + float(sigma) * torch.randn(x.shape, generator=generator, device=x.device)
+        return torch.where(known, pasted, x)
+
+    ts = time_grid(steps, t_start=t_start, device=obs.device)
+    x = sde.prior_sampling(obs.shape, generator=generator, device=obs.device) if x_start is None else x_start
+    if use_impute:
+        x = project(x, ts[0])
+    x = SAMPLERS[sampler](score_fn, x, ts, sde, generator=generator, project=project if use_impute else None,
+                          callback=callback)
+    return torch.where(known, obs, x) if use_impute else x

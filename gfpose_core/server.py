@@ -49,6 +49,14 @@ class DenoiseRequest(_Sampling):
     take: list[list[list[Coord]]] = Field(description="(T, 24, 3) one take; null = dropout")
     fps: float = Field(30.0, gt=0, le=1000)
     strength: Optional[float] = Field(None, ge=0, le=1)
+    temporal: Optional[bool] = Field(None, description="use the motion model (default: when the engine has one)")
+
+
+class InbetweenRequest(_Sampling):
+    take: list[list[list[Coord]]] = Field(description="(T, 24, 3) keys and the frames between; null = to fill")
+    known: Optional[list[list[bool]]] = Field(None, description="(T, 24); default: the joints that are not null")
+    fps: float = Field(30.0, gt=0, le=1000)
+    lock_feet: bool = Field(True, description="keep a foot that rests in one place at two keys planted between")
 
 
 class GenerateRequest(_Sampling):
@@ -180,6 +188,14 @@ def create_app(engine, token: str | None = None) -> FastAPI:
             return JSONResponse({"detail": f"request body over the limit of {MAX_BODY_BYTES} bytes"}, 413)
         return await call_next(request)
 
+    def _known(known, shape):
+        if known is None:
+            return None
+        k = np.array(known, dtype=object)
+        if k.shape != shape:
+            raise HTTPException(422, f"known must have shape {shape}, got {k.shape}")
+        return k.astype(bool)
+
     def run(fn, *args, **kwargs):
         try:
             with lock:
@@ -196,17 +212,14 @@ def create_app(engine, token: str | None = None) -> FastAPI:
         t = engine.config.get("training", {})
         return {"version": __version__, "device": str(engine.device), "joints": engine.joint_names,
                 "parameters": t.get("parameters"), "trained_on": t.get("data"), "samplers": list(SAMPLERS),
+                "motion_model": engine.motion is not None,
                 "limits": {"poses_per_request": MAX_POSES, "body_bytes": MAX_BODY_BYTES, "steps": MAX_STEPS}}
 
     @app.post("/complete", response_model=PosesResponse)
     def complete(req: CompleteRequest):
         joints = _array(req.joints, "joints", 3)
         _limit(len(joints) * req.n_hypotheses, "joints x n_hypotheses")
-        known = None if req.known is None else np.array(req.known, dtype=object)
-        if known is not None:
-            if known.shape != joints.shape[:2]:
-                raise HTTPException(422, f"known must have shape {joints.shape[:2]}, got {known.shape}")
-            known = known.astype(bool)
+        known = _known(req.known, joints.shape[:2])
         if req.seed is None and req.n_hypotheses == 1:
             try:
                 out = batcher.complete(joints, known, req.sampler, req.steps)
@@ -221,7 +234,17 @@ def create_app(engine, token: str | None = None) -> FastAPI:
     def denoise(req: DenoiseRequest):
         take = _array(req.take, "take", 3)
         _limit(len(take), "take")
-        out = run(engine.denoise, take, fps=req.fps, strength=req.strength, sampler=req.sampler, steps=req.steps)
+        out = run(engine.denoise, take, fps=req.fps, strength=req.strength, sampler=req.sampler, steps=req.steps,
+                  temporal=req.temporal)
+        return {"joints": out.tolist()}
+
+    @app.post("/inbetween", response_model=PosesResponse)
+    def inbetween(req: InbetweenRequest):
+        take = _array(req.take, "take", 3)
+        _limit(len(take), "take")
+        known = _known(req.known, take.shape[:2])
+        out = run(engine.inbetween, take, known, fps=req.fps, seed=req.seed, sampler=req.sampler,
+                  steps=req.steps, lock_feet=req.lock_feet)
         return {"joints": out.tolist()}
 
     @app.post("/generate", response_model=PosesResponse)

@@ -166,6 +166,17 @@ def known_bone_lengths(joints: np.ndarray, fallback: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(out), out, fallback)
 
 
+def take_bone_lengths(take: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """(23,) one length per bone for a whole take: the median of what its frames measure, else the mirror
+    bone's, else `fallback`."""
+    lengths = bone_lengths(take)
+    seen = np.isfinite(lengths).any(0)
+    measured = np.full(lengths.shape[1], np.nan)
+    measured[seen] = np.nanmedian(lengths[:, seen], axis=0)
+    measured = np.where(np.isfinite(measured), measured, measured[BONE_MIRROR])
+    return np.where(np.isfinite(measured), measured, fallback)
+
+
 def fit_bone_lengths(proposal: np.ndarray, lengths: np.ndarray, fixed: np.ndarray) -> np.ndarray:
     """Move the free joints of `proposal` (N, 24, 3) so their bones get `lengths` (N, 23); `fixed` (N, 24) stay.
 

@@ -74,9 +74,24 @@ def rotation_x(angle: torch.Tensor) -> torch.Tensor:
 
 
 class Trainer:
+    VAL_CHUNK = 4096
     def __init__(self, cfg: TrainConfig, train_joints: np.ndarray, val_joints: np.ndarray, out_dir: str | Path,
                  data_note: str = "", device: str = "cpu"):
-        self.cfg, self.out = cfg, Path(out_dir)
+        self._setup_process(cfg, out_dir, data_note, device)
+        canon, ref = prepare_poses(train_joints)
+        rel = canon[:, 1:] - canon[:, :1]
+        mean = rel.reshape(len(rel), -1).mean(0)
+        std = float((rel.reshape(len(rel), -1) - mean).std())
+        self.space = PoseSpace(ref, mean, std)
+        self.train_rel = torch.from_numpy(rel)
+        val_canon, _ = prepare_poses(val_joints, ref)
+        self.val_rel = torch.from_numpy(val_canon[:, 1:] - val_canon[:, :1])
+        self.mean_t = torch.from_numpy(mean).float().to(self.device)
+        self._setup_model(lambda: ScoreNet(cfg.model))
+
+    def _setup_process(self, cfg, out_dir, data_note: str, device: str):
+        """Ranks, device and random streams (shared with the motion model's trainer)."""
+        self.cfg, self.out, self.data_note = cfg, Path(out_dir), data_note
         self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
         if self.distributed and not dist.is_initialized():
             dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
@@ -87,21 +102,13 @@ class Trainer:
         self.device = torch.device(device)
         torch.manual_seed(cfg.seed + self.rank)
         self.gen = torch.Generator(device="cpu").manual_seed(cfg.seed * 1000 + self.rank)
-
-        canon, ref = prepare_poses(train_joints)
-        rel = canon[:, 1:] - canon[:, :1]
-        mean = rel.reshape(len(rel), -1).mean(0)
-        std = float((rel.reshape(len(rel), -1) - mean).std())
-        self.space = PoseSpace(ref, mean, std)
-        self.train_rel = torch.from_numpy(rel)
-        val_canon, _ = prepare_poses(val_joints, ref)
-        self.val_rel = torch.from_numpy(val_canon[:, 1:] - val_canon[:, :1])
-        self.mean_t = torch.from_numpy(mean).float().to(self.device)
-        self.data_note = data_note
-
         self.sde = SubVPSDE()
-        self.net = ScoreNet(cfg.model).to(self.device)
-        self.ema = ScoreNet(cfg.model).to(self.device)
+
+    def _setup_model(self, make_net):
+        """Network, its EMA copy, DDP wrapper and optimiser."""
+        cfg = self.cfg
+        self.net = make_net().to(self.device)
+        self.ema = make_net().to(self.device)
         self.ema.load_state_dict(self.net.state_dict())
         self.ema.requires_grad_(False)
         self.model = self.net
@@ -174,8 +181,8 @@ class Trainer:
         self.ema.eval()
         gen = torch.Generator().manual_seed(1234)
         total, n = 0.0, 0
-        for start in range(0, len(self.val_rel), 4096):
-            batch = self.make_batch(self.val_rel[start:start + 4096], gen, augment=False)
+        for start in range(0, len(self.val_rel), self.VAL_CHUNK):
+            batch = self.make_batch(self.val_rel[start:start + self.VAL_CHUNK], gen, augment=False)
             total += float(self.loss(self.ema, batch)) * len(batch[0])
             n += len(batch[0])
         return total / max(n, 1)

@@ -1,0 +1,210 @@
+"""Tasks on whole takes with the motion prior: fill what is unknown (in-betweening, capture gaps) and denoise.
+
+A take is longer than the model's window, so it is cut into windows:
+- filling: one window per run of frames between known frames (several short runs share one), centred on it, so
+  that every gap is filled by a window that sees the keys on both sides; neighbouring runs meet at a known frame;
+- denoising: windows every half window, each sent back to a small noise level from the take itself and brought
+  back by the prior (SDEdit), blended with Hann weights that sum to one, so no seam shows.
+Takes at another frame rate are resampled to the model's and back. Feet planted in the input stay planted.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.interpolate import CubicSpline
+
+from .baselines import fill_gaps
+from .contacts import find_contacts, lock_feet
+from .denoise import estimate_jitter, find_spikes
+from .motion_space import anchor_frame, stack_frames, take_scale
+from .skeleton import fit_bone_lengths, take_bone_lengths
+
+CONTEXT_FRAMES = 8           # known frames kept on each side of the runs a filling window serves
+# The take's own jitter sets the denoising start time; measured on CMU validation takes (bench: temporal).
+NOISE_FRACTION = 1.0
+
+
+def fill_plan(has_known: np.ndarray, W: int) -> list[tuple[int, int, int]]:
+    """(T,) frames with any known joint -> [(window_start, first, last)]: the window [start, start + W) fills
+    frames first..last. Raises ValueError where a stretch without known frames is longer than a window allows."""
+    T = len(has_known)
+    if not has_known.any():
+        raise ValueError("take has no known joints")
+    if T <= W:
+        return [(0, 0, T - 1)]
+    cuts = sorted(set(np.flatnonzero(has_known).tolist()) | {0, T - 1})
+    for a, b in zip(cuts, cuts[1:]):
+        if b - a + 1 > W:
+            raise ValueError(f"frames {a + 1}-{b - 1} ({b - a - 1} frames) have no known joint: the motion model "
+                             f"fills at most {W - 2} frames between known frames")
+    plan, i = [], 0
+    while i < len(cuts) - 1:
+        first, j = cuts[i], i + 1
+        while j + 1 < len(cuts) and cuts[j + 1] - first + 1 <= W - 2 * CONTEXT_FRAMES:
+            j += 1
+        last = cuts[j]
+        start = int(np.clip(round((first + last + 1) / 2 - W / 2), 0, T - W))
+        plan.append((start, first, last))
+        i = j
+    return plan
+
+
+def sliding_plan(T: int, W: int) -> list[int]:
+    """Window starts every half window, the last one flush with the end."""
+    if T <= W:
+        return [0]
+    starts = list(range(0, T - W + 1, W // 2))
+    if starts[-1] != T - W:
+        starts.append(T - W)
+    return starts
+
+
+def hann(W: int) -> np.ndarray:
+    return np.sin(np.pi * (np.arange(W) + 0.5) / W) ** 2
+
+
+def _pad(take: np.ndarray, known: np.ndarray, W: int):
+    """A take shorter than the window: padded by holding its last frame, the padding unknown."""
+    T = len(take)
+    if T >= W:
+        return take, known
+    reps = W - T
+    return (np.concatenate([take, np.repeat(take[-1:], reps, 0)]),
+            np.concatenate([known, np.zeros((reps,) + known.shape[1:], bool)]))
+
+
+def fill(prior, take: np.ndarray, known: np.ndarray, scale: float, *, sampler: str, steps: int, generator,
+         callback=None) -> np.ndarray:
+    """Sample every unknown joint of a take (at the model's rate) given the known ones; known ones come back."""
+    T, W = len(take), prior.frames
+    plan = fill_plan(known.any(-1), W)
+    padded, pknown = _pad(np.where(known[..., None], take, np.nan), known, W)
+    wins = np.stack([padded[s:s + W] for s, _, _ in plan])
+    wknown = np.stack([pknown[s:s + W] for s, _, _ in plan])
+    frame = stack_frames([anchor_frame(np.where(k[..., None], w, np.nan), scale, prior.mean_pose)
+                          for w, k in zip(wins, wknown)])
+    out = prior.sample(wins, wknown, frame, sampler=sampler, steps=steps, generator=generator, callback=callback)
+    acc, cnt = np.zeros(take.shape), np.zeros(T)
+    for (s, first, last), w in zip(plan, out):
+        acc[first:last + 1] += w[first - s:last - s + 1]
+        cnt[first:last + 1] += 1
+    result = acc / cnt[:, None, None]
+    return np.where(known[..., None], take, result)
+
+
+def smooth_by_prior(prior, take: np.ndarray, scale: float, t0: float, *, sampler: str, steps: int, generator,
+                    callback=None) -> np.ndarray:
+    """SDEdit over sliding windows: each window starts at t0 from the take itself; Hann-weighted blend."""
+    T, W = len(take), prior.frames
+    padded, _ = _pad(take, np.ones(take.shape[:2], bool), W)
+    starts = sliding_plan(T, W)
+    wins = np.stack([padded[s:s + W] for s in starts])
+    frame = stack_frames([anchor_frame(w, scale, prior.mean_pose) for w in wins])
+    none = np.zeros(wins.shape[:3], bool)
+    out = prior.sample(wins, none, frame, sampler=sampler, steps=steps, generator=generator, t_start=t0,
+                       from_observation=True, callback=callback)
+    weight = hann(W)
+    acc, cnt = np.zeros(padded.shape), np.zeros(len(padded))
+    for s, w in zip(starts, out):
+        acc[s:s + W] += weight[:, None, None] * w
+        cnt[s:s + W] += weight
+    return (acc / cnt[:, None, None])[:T]
+
+
+# -- frame rates ----------------------------------------------------------------------------------------------
+def to_rate(take: np.ndarray, fps: float, target: float) -> np.ndarray:
+    """Resample (T, 24, 3) to `target` fps by linear interpolation; a joint unknown at either neighbour stays
+    unknown (NaN)."""
+    if abs(fps - target) < 1e-6:
+        return take
+    T = len(take)
+    n = int(np.floor((T - 1) * target / fps)) + 1
+    src = np.arange(n) * fps / target
+    lo = np.minimum(np.floor(src).astype(int), T - 1)
+    hi = np.minimum(lo + 1, T - 1)
+    w = (src - lo)[:, None, None]
+    return take[lo] * (1 - w) + take[hi] * w
+
+
+def from_rate(motion: np.ndarray, rate: float, fps: float, T: int) -> np.ndarray:
+    """Back from the model's rate to T frames at `fps` (cubic spline through the model's frames)."""
+    if abs(fps - rate) < 1e-6:
+        return motion[:T]
+    t_model = np.arange(len(motion)) / rate
+    if len(motion) < 2:
+        return np.repeat(motion[:1], T, 0)
+    spline = CubicSpline(t_model, motion, axis=0)
+    return spline(np.clip(np.arange(T) / fps, 0, t_model[-1]))
+
+
+# -- the two tasks --------------------------------------------------------------------------------------------
+def inbetween_take(engine, take: np.ndarray, known: np.ndarray, fps: float, *, sampler: str, steps: int,
+                   generator, lock: bool = True, callback=None) -> np.ndarray:
+    """Fill every unknown joint of every frame; known joints exact; bones keep the take's lengths; a foot that
+    stays put between two keys on the ground stays put in between."""
+    prior = engine.motion
+    rate = prior.space.fps
+    masked = np.where(known[..., None], take, np.nan)
+    if abs(fps - rate) < 1e-6:
+        at_rate, k_rate, key_of = masked, known, np.arange(len(take))
+    else:
+        # each key lands on the model frame nearest its time
+        n = int(round((len(take) - 1) * rate / fps)) + 1
+        key_of = np.minimum(np.round(np.arange(len(take)) * rate / fps).astype(int), n - 1)
+        at_rate, k_rate = np.full((n,) + take.shape[1:], np.nan), np.zeros((n, take.shape[1]), bool)
+        for f in np.flatnonzero(known.any(-1)):
+            at_rate[key_of[f]] = np.where(known[f, :, None], take[f], at_rate[key_of[f]])
+            k_rate[key_of[f]] |= known[f]
+    scale = take_scale(at_rate, prior.space.reference_bones)
+    out = fill(prior, at_rate, k_rate, scale, sampler=sampler, steps=steps, generator=generator,
+               callback=callback)
+    out = from_rate(out, rate, fps, len(take))
+    lengths = np.repeat(take_bone_lengths(masked, prior.space.reference_bones * scale)[None], len(take), 0)
+    out = fit_bone_lengths(np.where(known[..., None], take, out), lengths, known)
+    if lock:
+        out = lock_feet(out, key_contacts(take, known, fps, len(take)), fixed=known, lengths=lengths)
+    return np.where(known[..., None], take, out)
+
+
+def key_contacts(take: np.ndarray, known: np.ndarray, fps: float, T: int) -> np.ndarray:
+    """Contacts the keys imply: a foot joint on the ground at two consecutive keys, in the same place, is planted
+    on every frame between them."""
+    from .contacts import FOOT_JOINTS, HEIGHT_M, ground_height
+    out = np.zeros((T, len(FOOT_JOINTS)), bool)
+    masked = np.where(known[..., None], take, np.nan)
+    ground = ground_height(masked)
+    for k, j in enumerate(FOOT_JOINTS):
+        keys = np.flatnonzero(known[:, j])
+        for a, b in zip(keys, keys[1:]):
+            pa, pb = take[a, j], take[b, j]
+            if max(pa[2], pb[2]) <= ground + HEIGHT_M and np.linalg.norm(pa[:2] - pb[:2]) < 0.05:
+                out[a:b + 1, k] = True
+    return out
+
+
+def denoise_motion(engine, take: np.ndarray, fps: float, strength, *, sampler: str, steps: int, generator,
+                   lock: bool = True, callback=None) -> np.ndarray:
+    """Spikes and dropouts filled by the prior from the rest of the take, then jitter removed by it."""
+    prior = engine.motion
+    rate = prior.space.fps
+    x = to_rate(take, fps, rate)
+    finite = np.isfinite(x).all(-1)
+    filled = fill_gaps(np.where(finite[..., None], x, np.nan))
+    spikes = find_spikes(filled) if len(x) >= 3 else np.zeros(finite.shape, bool)
+    known = finite & ~spikes
+    scale = take_scale(np.where(known[..., None], x, np.nan), prior.space.reference_bones)
+    if (~known).any():
+        x = fill(prior, np.where(known[..., None], x, np.nan), known, scale, sampler=sampler, steps=steps,
+                 generator=generator)
+    jitter = estimate_jitter(fill_gaps(np.where(known[..., None], x, np.nan)))
+    if strength is None:
+        ratio = NOISE_FRACTION * jitter / (scale * prior.space.std)
+        t0 = prior.sde.t_for_noise_ratio(max(ratio, 1e-3))
+    else:
+        t0 = 0.5 * strength
+    if t0 > 2e-3:
+        x = smooth_by_prior(prior, x, scale, t0, sampler=sampler, steps=steps, generator=generator,
+                            callback=callback)
+    out = from_rate(x, rate, fps, len(take))
+    if lock:
+        out = lock_feet(out, find_contacts(out, fps))
+    return out
