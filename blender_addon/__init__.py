@@ -1,9 +1,10 @@
-"""GFPose for Blender: complete, denoise and vary poses on your own armature with a learned human pose prior.
+"""GFPose for Blender: complete, denoise, in-between and vary poses on your own armature with a learned human pose
+prior (and a motion model for takes).
 
 An extension (blender_manifest.toml; id `gfpose`). The engine runs as a separate process reached over HTTP (add-on
 preferences: Engine URL, or Engine Python to start one); this package imports only bpy, mathutils, numpy and the
-standard library. Operators: gfpose.complete_pose, gfpose.denoise_action, gfpose.generate_variations; panel:
-View3D > Sidebar > GFPose.
+standard library. Operators: gfpose.complete_pose, gfpose.denoise_action, gfpose.fill_inbetweens,
+gfpose.generate_variations; panel: View3D > Sidebar > GFPose.
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The GFPose operators: Complete Pose, Denoise Action, Generate Variations (and hypotheses, rig detection).
+"""The GFPose operators: Complete Pose, Denoise Action, Fill In-betweens, Generate Variations (and hypotheses, rig
+detection).
 
 Each runs headless through `execute` (scripts, tests, redo) and interactively through `invoke` as a modal job: the
 engine calls run on a background thread (jobs.py), a progress bar shows, ESC cancels. Nothing in the scene changes
@@ -64,6 +65,10 @@ def clear_bindings():
     _last_binding.clear()
 
 
+MOTION_MODEL_TIP = ("Clean with the temporal (motion) model, which sees windows of frames (about two seconds) "
+                    "at once, rather than each pose on its own")
+
+
 class GFPoseObjectSettings(bpy.types.PropertyGroup):
     rig: bpy.props.EnumProperty(name="Rig Map", items=_rig_items,
                                 description="Which rigs/*.toml maps this armature to body24")
@@ -88,6 +93,7 @@ class GFPoseSceneSettings(bpy.types.PropertyGroup):
     auto_strength: bpy.props.BoolProperty(name="Auto Strength", default=True,
                                           description="Let the engine judge how noisy the take is")
     strength: bpy.props.FloatProperty(name="Strength", default=0.5, min=0.0, max=1.0, subtype="FACTOR")
+    use_motion_model: bpy.props.BoolProperty(name="Motion Model", default=True, description=MOTION_MODEL_TIP)
     use_action_range: bpy.props.BoolProperty(name="Whole Action", default=True)
     n_variations: bpy.props.IntProperty(name="Variations", default=4, min=1, max=64)
     diversity: bpy.props.FloatProperty(name="Diversity", default=0.5, min=0.0, max=1.0, subtype="FACTOR")
@@ -227,8 +233,10 @@ class _EngineOperator:
         if isinstance(error, EngineError):
             set_status("no engine" if "no engine" in str(error) else "error", context)
             msg = str(error)
-        elif isinstance(error, (ValueError, KeyError)):
+        elif isinstance(error, KeyError):    # str() of a KeyError quotes its message
             msg = str(error).strip("'\"")
+        elif isinstance(error, ValueError):  # its message may start with a quoted name ('rig' has no action)
+            msg = str(error)
         else:
             msg = f"{type(error).__name__}: {error}"
         self.report({"ERROR"}, f"{self.bl_label}: {msg}")
@@ -389,6 +397,31 @@ class GFPOSE_OT_accept_hypothesis(bpy.types.Operator):
 
 # --- Denoise Action ------------------------------------------------------------------------------------------------
 
+def _action_of(obj, what: str):
+    ad = obj.animation_data
+    action = ad.action if ad is not None else None
+    if action is None:
+        raise ValueError(f"'{obj.name}' has no action to {what}")
+    return action
+
+
+def _keys_into_copy(obj, action, suffix: str, solved: dict, start: int, scene):
+    """The last step, once every engine call has answered: a new action '<name><suffix>', a copy of the original
+    (so the channels the map does not key stay), with the mapped bones' keys replaced from `start` on, assigned to
+    the object. The original is never written to; a failure removes the copy and puts the original back."""
+    new = action.copy()
+    new.name = f"{action.name}{suffix}"
+    try:
+        rig_io.write_keys(obj, solved, frame_start=start, action=new)
+    except Exception:
+        if obj.animation_data.action == new:
+            obj.animation_data.action = action
+        bpy.data.actions.remove(new)
+        raise
+    scene.frame_set(scene.frame_current)
+    return new
+
+
 class GFPOSE_OT_denoise_action(_EngineOperator, bpy.types.Operator):
     bl_idname = "gfpose.denoise_action"
     bl_label = "Denoise Action"
@@ -400,12 +433,10 @@ class GFPOSE_OT_denoise_action(_EngineOperator, bpy.types.Operator):
     frame_end: bpy.props.IntProperty(name="End", default=250)
     auto_strength: bpy.props.BoolProperty(name="Auto Strength", default=True)
     strength: bpy.props.FloatProperty(name="Strength", default=0.5, min=0.0, max=1.0, subtype="FACTOR")
+    use_motion_model: bpy.props.BoolProperty(name="Motion Model", default=True, description=MOTION_MODEL_TIP)
 
     def steps(self, obj, spec, scene):
-        ad = obj.animation_data
-        action = ad.action if ad is not None else None
-        if action is None:
-            raise ValueError(f"'{obj.name}' has no action to denoise")
+        action = _action_of(obj, "denoise")
         if self.use_action_range:
             start, end = (int(round(x)) for x in action.frame_range)
         else:
@@ -417,26 +448,90 @@ class GFPOSE_OT_denoise_action(_EngineOperator, bpy.types.Operator):
         fps = scene.render.fps / scene.render.fps_base
         reply = yield Call(client.post, "/denoise",
                            {"take": take.tolist(), "fps": fps,
-                            "strength": None if self.auto_strength else self.strength},
+                            "strength": None if self.auto_strength else self.strength,
+                            "temporal": bool(self.use_motion_model)},
                            progress=0.3, label=f"Denoising {len(take)} frames")
         clean = np.asarray(reply["joints"], dtype=np.float64)
         solved = yield Call(client.post, "/pose_for_rig",
                             {"armature": desc, "joints": clean.tolist(), "rig": binding["rig"], "root_scale": 1.0},
                             progress=0.7, label="Solving the rig")
-        # Everything answered: a new action, a copy of the original (channels the map does not key stay), with
-        # the mapped bones' keys replaced over the range.
-        new = action.copy()
-        new.name = f"{action.name}_denoised"
-        try:
-            rig_io.write_keys(obj, solved, frame_start=start, action=new)
-        except Exception:
-            if obj.animation_data.action == new:
-                obj.animation_data.action = action
-            bpy.data.actions.remove(new)
-            raise
-        scene.frame_set(scene.frame_current)
-        return (f"Denoised frames {start}..{end} into action '{new.name}' (jitter {_jitter_mm(take):.1f} -> "
+        new = _keys_into_copy(obj, action, "_denoised", solved, start, scene)
+        how = "with the motion model" if self.use_motion_model else "pose by pose"
+        return (f"Denoised frames {start}..{end} {how} into action '{new.name}' (jitter {_jitter_mm(take):.1f} -> "
                 f"{_jitter_mm(clean):.1f} mm/frame^2); '{action.name}' is unchanged")
+
+
+# --- Fill In-betweens ---------------------------------------------------------------------------------------------
+
+# The motion model sees 64 frames at 30 fps at once, so the frames between two keys must fit in one window with both
+# keys (the engine refuses wider gaps, naming frames of the take it was sent; this says it in the scene's frames).
+MOTION_FPS = 30.0
+MAX_KEY_GAP = 63    # motion-model frames from one key to the next
+
+
+def _check_key_gaps(frames: list[int], fps: float) -> None:
+    """Refuse keys too far apart for the motion model, naming the scene frames (the engine's own message counts
+    frames of the take it was sent, at its own rate)."""
+    at_rate = [round((f - frames[0]) * MOTION_FPS / fps) for f in frames]
+    for (a, b), (ra, rb) in zip(zip(frames, frames[1:]), zip(at_rate, at_rate[1:])):
+        if rb - ra > MAX_KEY_GAP:
+            raise ValueError(f"keys on frames {a} and {b} are {(b - a) / fps:.2f} s apart: the motion model fills "
+                             f"at most {MAX_KEY_GAP / MOTION_FPS:.1f} s ({MAX_KEY_GAP - 1} frames at "
+                             f"{MOTION_FPS:.0f} fps) between keys; select a key between them")
+
+
+def _fill_frames(obj, mapped: set[str] | None) -> list[int]:
+    """The frames of the selected keyframes of the mapped bones (None: of any bone, a first check before the map is
+    known): at least two, and with the mapped bones a frame to fill between them."""
+    frames = posing.selected_key_frames(obj, mapped)
+    whose = "of the mapped bones " if mapped is not None else ""
+    if len(frames) < 2:
+        found = f"only frame {frames[0]} has one" if frames else "none are selected"
+        raise ValueError(f"select keyframes {whose}on at least two frames to fill between them ({found})")
+    if mapped is not None and frames[-1] - frames[0] + 1 == len(frames):
+        raise ValueError(f"nothing to fill: the selected keyframes are on every frame {frames[0]}..{frames[-1]}")
+    return frames
+
+
+class GFPOSE_OT_fill_inbetweens(_EngineOperator, bpy.types.Operator):
+    bl_idname = "gfpose.fill_inbetweens"
+    bl_label = "Fill In-betweens"
+    bl_description = ("Fill the frames between the selected keyframes with plausible motion, into a new action "
+                      "'<name>_inbetween' keyed on every frame from the first selected key to the last (the mapped "
+                      "bones' other keys there are replaced, the selected keys keep their values); the original "
+                      "action is kept as it is")
+
+    lock_feet: bpy.props.BoolProperty(name="Keep Feet Planted", default=True,
+                                      description="A foot resting in the same place at two keys stays there "
+                                                  "between them")
+    seed: bpy.props.IntProperty(name="Seed", default=0, min=0, description="0: a new draw every time")
+
+    def steps(self, obj, spec, scene):
+        action = _action_of(obj, "fill")
+        _fill_frames(obj, None)          # the selection is wrong whatever the map: say so before the engine starts
+        client, binding, desc = yield from _connect_and_bind(obj, spec, obj.gfpose.rig)
+        write = binding["write"]
+        keys = _fill_frames(obj, set(write["bones"]) | {write["root"]})
+        fps = scene.render.fps / scene.render.fps_base
+        _check_key_gaps(keys, fps)
+        first, last = keys[0], keys[-1]
+        take = np.full((last - first + 1, 24, 3), np.nan)
+        take[np.array(keys) - first] = rig_io.read_body24(obj, binding, frames=keys)
+        known = np.isfinite(take).all(-1)
+        reply = yield Call(client.post, "/inbetween",
+                           {"take": _joints_payload(take, known), "fps": fps, "seed": self.seed or None,
+                            "lock_feet": bool(self.lock_feet)},
+                           progress=0.3, label=f"Filling {len(take) - len(keys)} frames between {len(keys)} keys")
+        filled = np.asarray(reply["joints"], dtype=np.float64)
+        solved = yield Call(client.post, "/pose_for_rig",
+                            {"armature": desc, "joints": filled.tolist(), "rig": binding["rig"], "root_scale": 1.0},
+                            progress=0.7, label="Solving the rig")
+        # The solve lands within millimetres of the keyed poses, not on them: the animator's keys stay as they
+        # were set (their own values, read from the original action), the frames between agree with them in sign.
+        solved = rig_io.keep_key_values(solved, np.array(keys) - first, rig_io.key_values(obj, action, solved, keys))
+        new = _keys_into_copy(obj, action, "_inbetween", solved, first, scene)
+        return (f"Filled {len(take) - len(keys)} frames between the keys on frames {', '.join(map(str, keys))} "
+                f"into action '{new.name}' (keyed {first}..{last}); '{action.name}' is unchanged")
 
 
 # --- Generate Variations -----------------------------------------------------------------------------------------
@@ -534,8 +629,8 @@ class GFPOSE_OT_detect_rig(_EngineOperator, bpy.types.Operator):
 
 
 classes = (GFPoseObjectSettings, GFPoseSceneSettings, GFPOSE_OT_complete_pose, GFPOSE_OT_cycle_hypothesis,
-           GFPOSE_OT_accept_hypothesis, GFPOSE_OT_denoise_action, GFPOSE_OT_generate_variations,
-           GFPOSE_OT_detect_rig)
+           GFPOSE_OT_accept_hypothesis, GFPOSE_OT_denoise_action, GFPOSE_OT_fill_inbetweens,
+           GFPOSE_OT_generate_variations, GFPOSE_OT_detect_rig)
 
 
 def register_properties():

@@ -72,9 +72,9 @@ class GFPOSE_PT_main(bpy.types.Panel):
             row.operator("gfpose.cycle_hypothesis", text="", icon="TRIA_RIGHT").step = 1
             row.operator("gfpose.accept_hypothesis", icon="CHECKMARK")
 
-        # Denoise Action.
+        # Denoise Action and Fill In-betweens: both write a new action next to the original.
         box = layout.box()
-        box.label(text="Denoise Action", icon="MOD_SMOOTH")
+        box.label(text="Action", icon="MOD_SMOOTH")
         box.prop(s, "use_action_range")
         if not s.use_action_range:
             row = box.row(align=True)
@@ -84,9 +84,13 @@ class GFPOSE_PT_main(bpy.types.Panel):
         sub = box.row()
         sub.enabled = not s.auto_strength
         sub.prop(s, "strength", slider=True)
-        op = box.operator("gfpose.denoise_action", icon="ACTION")
+        box.prop(s, "use_motion_model")
+        row = box.row(align=True)
+        op = row.operator("gfpose.denoise_action", icon="ACTION")
         op.use_action_range, op.frame_start, op.frame_end = s.use_action_range, s.frame_start, s.frame_end
-        op.auto_strength, op.strength = s.auto_strength, s.strength
+        op.auto_strength, op.strength, op.use_motion_model = s.auto_strength, s.strength, s.use_motion_model
+        row.operator("gfpose.fill_inbetweens", icon="IPO_BEZIER")
+        box.label(text="In-betweens: between the selected keyframes")
 
         # Generate Variations.
         box = layout.box()

@@ -81,6 +81,23 @@ def key_frames(obj, start: float, end: float) -> list[int]:
     return sorted(found)
 
 
+def selected_key_frames(obj, bones=None) -> list[int]:
+    """Whole frames holding a selected keyframe (its control point) on a transform channel of `bones` (None: any
+    bone) in the object's active action: the keys the animator picked in the Dope Sheet or Graph Editor."""
+    bag = channelbag(obj)
+    found: set[int] = set()
+    if bag is None:
+        return []
+    for fc in bag.fcurves:
+        hit = bone_of_path(fc.data_path)
+        if hit is None or hit[1] not in _TRANSFORM_PATHS or (bones is not None and hit[0] not in bones):
+            continue
+        picked = np.zeros(len(fc.keyframe_points), dtype=bool)
+        fc.keyframe_points.foreach_get("select_control_point", picked)
+        found.update(int(round(x)) for x in keyframe_frames(fc)[picked])
+    return sorted(found)
+
+
 def selected_bones(obj) -> set[str]:
     out = set()
     for pb in obj.pose.bones:

@@ -242,6 +242,109 @@ def write_keys(obj, pose: dict, frame_start: int = 1, action=None, interpolation
     return action
 
 
+# --- keeping the animator's keys --------------------------------------------------------------------------------------
+
+def _agree_between_keys(values: np.ndarray, rows: np.ndarray, orig: np.ndarray, have: np.ndarray,
+                        quaternion: bool) -> None:
+    """In place: make the solved values (F, k) of one rotation channel agree with the animator's keys `orig`
+    (len(rows), k) (NaN-free where `have`) between the keys; the key rows themselves are set by the caller.
+
+    Each key says how the solve must be written to match it: a quaternion negated or not (its dot product with the
+    solved one), an Euler angle moved by whole turns or not. A run of frames between two keys that say the same
+    gets it; two that differ need a change somewhere between them (the filled rotations, followed continuously
+    from one key, come round to the other key's -q, or a turn on), and it goes to the step from frame to frame that
+    it disturbs least: for a quaternion the step whose rotation is nearest a half turn (dot product nearest 0 or
+    below), for an Euler angle the step that the turn shortens most."""
+    at = values[rows]
+    if quaternion:
+        dot = np.where(have, orig * at, 0.0).sum(-1)             # over the components the animator keyed
+        fix = np.where(dot < 0, -1.0, 1.0)[:, None] * np.ones(values.shape[1])
+        key = np.where(have, orig * fix, at)                     # each key written as the solve writes it
+    else:
+        fix = 2 * np.pi * np.where(have, np.round((orig - at) / (2 * np.pi)), 0.0)
+        key = np.where(have, orig - fix, at)
+    apply = (lambda x, f: x * f) if quaternion else (lambda x, f: x + f)
+    out = values.copy()
+    out[:rows[0]] = apply(values[:rows[0]], fix[0])
+    out[rows[-1] + 1:] = apply(values[rows[-1] + 1:], fix[-1])
+    for k, (a, b) in enumerate(zip(rows[:-1], rows[1:])):
+        if b - a < 2:
+            continue
+        v = values[a:b + 1].copy()
+        v[0], v[-1] = key[k], key[k + 1]
+        inner = np.arange(1, b - a)[:, None]                     # frames a+1..b-1 as offsets from a
+        if quaternion:
+            links = np.sum(v[1:] * v[:-1], -1)                   # b - a steps; step j: offset j to j + 1
+            j = np.full(v.shape[1], np.argmin(links) if np.any(fix[k] != fix[k + 1]) else b - a)
+        else:
+            steps = np.abs(np.diff(v, axis=0) + (fix[k + 1] - fix[k]))
+            j = np.where(fix[k] != fix[k + 1], np.argmin(steps, axis=0), b - a)
+        out[a + 1:b] = np.where(inner <= j, apply(values[a + 1:b], fix[k]), apply(values[a + 1:b], fix[k + 1]))
+    values[:] = out
+
+
+def keep_key_values(pose: dict, rows, originals: dict) -> dict:
+    """A copy of `pose` (write_keys' format) whose channels hold the animator's own values on the key rows, with
+    the rows between written to agree with them (numpy only, no bpy).
+
+    rows: the frames of the take (0-based rows of the channels' values) that are the animator's keys, increasing.
+    originals: {(bone, path): (len(rows), k) values of the original action's F-curves there, NaN for an index
+    without an F-curve}; a channel not in it is left as solved. On the key rows the solved values give way to the
+    originals. Rotations between keys keep what they are but not always how they are written: a solved quaternion
+    is negated where the animator's key is the solve's -q (one rotation, but Blender interpolates the components,
+    so a sign change between neighbouring keys spins the bone), an Euler angle moved by the whole turns (2 pi)
+    between the animator's key and the solve's, run by run from one key to the next (frames before the first key
+    go with the first, after the last with the last); see _agree_between_keys for two keys that disagree."""
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    if len(rows) and np.any(np.diff(rows) <= 0):
+        raise ValueError(f"key rows must increase: {rows.tolist()}")
+    channels = pose["channels"]
+    n_frames = int(pose.get("frames") or len(channels[0]["values"]))
+    if len(rows) and (rows[0] < 0 or rows[-1] >= n_frames):
+        raise ValueError(f"key rows {rows.tolist()} outside the take's {n_frames} frames")
+    out = []
+    for ch in channels:
+        values = np.array(ch["values"], dtype=np.float64).reshape(n_frames, -1)    # a copy
+        orig = originals.get((ch["bone"], ch["path"]))
+        if orig is not None and len(rows):
+            orig = np.asarray(orig, dtype=np.float64).reshape(len(rows), values.shape[1])
+            have = np.isfinite(orig)
+            path = ch["path"]
+            if have.any() and path.endswith(("rotation_quaternion", "rotation_euler")):
+                _agree_between_keys(values, rows, orig, have, path.endswith("rotation_quaternion"))
+            values[rows] = np.where(have, orig, values[rows])
+        out.append({**ch, "values": values})
+    return {**pose, "channels": out}
+
+
+def key_values(obj, action, pose: dict, frames) -> dict:
+    """What `keep_key_values` keeps: the values at `frames` (scene frames) of the F-curves in `action` (through
+    the object's slot) for each channel of `pose`, evaluated as Blender does; NaN for an index without an F-curve,
+    channels without any left out."""
+    ad = obj.animation_data
+    slot = ad.action_slot if ad is not None and ad.action == action else None
+    if slot is None:
+        ids = [s for s in action.slots if s.identifier == "OB" + obj.name]
+        slot = ids[0] if ids else (action.slots[0] if len(action.slots) == 1 else None)
+    bag = anim_utils.action_get_channelbag_for_slot(action, slot) if slot is not None else None
+    out = {}
+    if bag is None:
+        return out
+    frames = [float(f) for f in frames]
+    n_frames = int(pose.get("frames") or len(pose["channels"][0]["values"]))
+    for ch in pose["channels"]:
+        k = np.asarray(ch["values"]).reshape(n_frames, -1).shape[1]
+        path = f'pose.bones["{bpy.utils.escape_identifier(ch["bone"])}"].{ch["path"]}'
+        got = np.full((len(frames), k), np.nan)
+        for i in range(k):
+            fc = bag.fcurves.find(path, index=i)
+            if fc is not None:
+                got[:, i] = [fc.evaluate(f) for f in frames]
+        if np.isfinite(got).any():
+            out[ch["bone"], ch["path"]] = got
+    return out
+
+
 def benchmark_write_keys(n_bones: int = 60, n_frames: int = 1000, repeats: int = 3) -> dict:
     """Seconds to key n_bones quaternion rotations (+ a root location) for n_frames frames with `write_keys`, on a
     throw-away armature in the current file: best of `repeats`, into a fresh action and into a filled one."""

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import bench_takes
+
 SCHEMA = "gfpose-bench/1"
 SEED = 20240607
 
@@ -36,12 +38,14 @@ METHOD_LABEL = {
     "nn_best10": "nearest neighbour (best of 10)", "gaussian": "Gaussian", "gaussian_best10": "Gaussian (best of 10)",
     "rest_pose": "rest pose", "clean": "clean take", "input": "noisy input", "butterworth": "Butterworth",
     "savgol": "Savitzky-Golay", "gaussian_smooth": "Gaussian smoothing", "paper_per_frame": "paper sampler per frame",
+    "engine_per_frame": "per-frame engine (prior between low-passes)",
     "train_poses": "training poses", "noise": "noise", "test_poses": "test poses",
 }
 DENOISE_CONDITIONS = ("jitter20", "jitter40", "jitter100", "spikes", "dropouts")
 DENOISE_LABEL = {"jitter20": "jitter 20 mm", "jitter40": "jitter 40 mm", "jitter100": "jitter 100 mm",
                  "spikes": "jitter 20 mm + spikes", "dropouts": "jitter 20 mm + dropouts"}
-DENOISE_METHODS = ("clean", "input", "engine", "butterworth", "savgol", "gaussian_smooth", "paper_per_frame")
+DENOISE_METHODS = ("clean", "input", "engine", "engine_per_frame", "butterworth", "savgol", "gaussian_smooth",
+                   "paper_per_frame")
 DENOISE_METRICS = ("mpjpe_mm", "accel_err_m_s2", "bone_err_mm", "foot_skate_mm_s")
 GENERATION_METHODS = ("engine", "train_poses", "gaussian", "noise", "test_poses")
 GENERATION_METRICS = ("precision", "recall", "coverage", "apd_mm", "fd_m2", "nn_mpjpe_mm")
@@ -49,7 +53,8 @@ LIFT_HYPOTHESES = (1, 10, 200)
 SPEED_TASKS = ("complete_1", "complete_1_h10", "complete_batch", "denoise_take", "generate_batch", "lift_1_h10",
                "lift_1_hmany", "complete_1_http")
 TARGETS = ("completion_one_limb", "completion_best_of_10", "denoise_jitter", "generation_vs_noise",
-           "sampler_speed_quality", "latency_complete_1", "denoise_10000_frames", "bvh_read_all", "http_overhead")
+           "sampler_speed_quality", "latency_complete_1", "denoise_10000_frames", "bvh_read_all", "http_overhead",
+           *bench_takes.TARGETS)
 
 # Filter parameters searched on the validation split (per dataset and noise condition).
 BUTTER_CUTOFFS_HZ = (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
@@ -310,23 +315,24 @@ def run_completion(engine, data: BenchData, sizes: Sizes) -> dict:
 
 def corrupt(take: np.ndarray, condition: str, rng) -> np.ndarray:
     """A noisy copy of a clean take: Gaussian jitter per coordinate, spikes, dropouts (NaN)."""
-    sigma = {"jitter20": 0.02, "jitter40": 0.04, "jitter100": 0.10}.get(condition, 0.02)
+    known = ("jitter20", "jitter40", "jitter100", "spikes", "dropouts", "jitter40_spikes_dropouts")
+    if condition not in known:
+        raise ValueError(f"unknown denoising condition {condition!r}")
+    sigma = {"jitter20": 0.02, "jitter100": 0.10}.get(condition, 0.04 if "jitter40" in condition else 0.02)
     noisy = take + rng.normal(0.0, sigma, take.shape)
     T, J = take.shape[:2]
-    if condition == "spikes":
+    if "spikes" in condition:
         hit = rng.random((T, J)) < SPIKE_RATE
         d = rng.normal(size=(T, J, 3))
         d *= SPIKE_M / np.linalg.norm(d, axis=-1, keepdims=True)
         noisy = noisy + np.where(hit[..., None], d, 0.0)
-    elif condition == "dropouts":
+    if "dropouts" in condition:
         events = max(1, int(math.ceil(T / 20)))
         for _ in range(events):
             j = int(rng.integers(0, J))
             length = int(rng.integers(DROPOUT_MIN, DROPOUT_MAX + 1))
             s = int(rng.integers(0, max(1, T - length)))
             noisy[s:s + length, j] = np.nan
-    elif condition not in ("jitter20", "jitter40", "jitter100"):
-        raise ValueError(f"unknown denoising condition {condition!r}")
     return noisy
 
 
@@ -380,6 +386,7 @@ def run_denoising(engine, data: BenchData, sizes: Sizes, fps: float = 30.0) -> t
                 "clean": lambda x, c: c,
                 "input": lambda x, c: fill_gaps(x),
                 "engine": lambda x, c: engine.denoise(x, fps=fps),
+                "engine_per_frame": lambda x, c: engine.denoise(x, fps=fps, temporal=False),
                 "butterworth": lambda x, c: butterworth(x, fps, cut),
                 "savgol": lambda x, c: savitzky_golay(x, win, 2),
                 "gaussian_smooth": lambda x, c: gaussian_smooth(x, sig),
@@ -546,7 +553,7 @@ def machine_gflops(device) -> float:
     return best
 
 
-EVALS_PER_STEP = {"em": 1, "mode": 1, "heun": 2, "sde_heun": 2}
+EVALS_PER_STEP = {"em": 1, "mode": 1, "heun": 2, "sde_heun": 2, "tweedie": 1}
 
 
 def _evals(sampler: str, steps: int) -> int:
@@ -593,7 +600,7 @@ def time_tasks(engine, data: BenchData, sizes: Sizes) -> dict:
         "complete_1": _latency(lambda: engine.complete(query[:1], ~unknown[:1], seed=0), max(2, r)),
         "complete_1_h10": _latency(lambda: engine.complete(query[:1], ~unknown[:1], n_hypotheses=10, seed=0), r),
         "complete_batch": _latency(lambda: engine.complete(query, ~unknown, seed=0), 1),
-        "denoise_take": _latency(lambda: engine.denoise(long, fps=30.0), 1),     # one-off (scipy warmed above)
+        "denoise_take": _latency(lambda: engine.denoise(long, fps=30.0, temporal=False), 1),  # one-off
         "generate_batch": _latency(lambda: engine.generate(sizes.speed_generate, seed=0), max(1, r // 3)),
         "lift_1_h10": _latency(lambda: engine.lift(kp, n_hypotheses=10, seed=0), r),
         "lift_1_hmany": _latency(lambda: engine.lift(kp, n_hypotheses=sizes.speed_hypotheses, seed=0),
@@ -614,7 +621,7 @@ def time_tasks(engine, data: BenchData, sizes: Sizes) -> dict:
     what = {"complete_1": "complete 1 keyframe (one leg unknown)",
             "complete_1_h10": "complete 1 keyframe, 10 hypotheses",
             "complete_batch": f"complete {len(poses)} keyframes in one call",
-            "denoise_take": f"denoise one take of {len(long)} frames (20 mm jitter)",
+            "denoise_take": f"denoise one take of {len(long)} frames (20 mm jitter), per-frame engine",
             "generate_batch": f"generate {sizes.speed_generate} free poses",
             "lift_1_h10": "lift 1 pose, 10 hypotheses",
             "lift_1_hmany": f"lift 1 pose, {sizes.speed_hypotheses} hypotheses",
@@ -796,6 +803,7 @@ def evaluate_targets(results: dict) -> dict:
         b = spd["bvh_read_all"]["seconds"]
         t["bvh_read_all"] = entry(f"read + convert every BVH clip cold ({spd['bvh_read_all']['files']} files), s",
                                   b, 30, None if b is None else b < 30)
+    t.update(bench_takes.targets(results.get("takes"), entry))
     for k in TARGETS:
         t.setdefault(k, entry("not run", None, None, None))
     return t
@@ -841,6 +849,7 @@ def compare(results: dict) -> tuple[list[dict], int, int]:
                                ("nn_mpjpe_mm", True)):
                 check("generation", ds, "free samples", "engine", b, met, gen[ds]["engine"][met], gen[ds][b][met],
                       lower)
+    bench_takes.comparisons(results.get("takes"), check)
     return losses, wins, total
 
 
@@ -859,8 +868,8 @@ def loss_sentences(losses: list[dict]) -> list[str]:
     out = []
     for (section, ds, setting, mine, base), items in groups.items():
         label = {"completion": COMPLETION_LABEL, "denoising": DENOISE_LABEL}.get(section, {}).get(setting, setting)
-        who = {"engine_best10": "Engine (best of 10)"}.get(mine, "Engine" if section != "generation"
-                                                           else "Engine generation")
+        who = {"engine_best10": "Engine (best of 10)"}.get(mine, {"generation": "Engine generation",
+                                                                  "takes": "The motion model"}.get(section, "Engine"))
         parts = []
         for x in items:
             name, unit = METRIC_TEXT[x["metric"]]
@@ -868,10 +877,11 @@ def loss_sentences(losses: list[dict]) -> list[str]:
             num = (f"{a:.1f} {unit} vs {b:.1f} {unit}" if unit and unit != "m²"
                    else f"{a:.4g}{' ' + unit if unit else ''} vs {b:.4g}{' ' + unit if unit else ''}")
             parts.append(f"{name} {num}")
-        base_label = METHOD_LABEL[base].replace(" (best of 10)", "")
+        base_label = (METHOD_LABEL.get(base) or bench_takes.METHOD_LABEL[base]).replace(" (best of 10)", "")
         if mine == "engine_best10":
             base_label += " (best of 10)"
-        out.append(f"{who} loses to {base_label} on {label} ({SHORT[ds]}): " + "; ".join(parts) + ".")
+        out.append(f"{who} loses to {base_label} on {label.replace('_', ' ')} ({SHORT[ds]}): "
+                   + "; ".join(parts) + ".")
     return out
 
 
@@ -1218,6 +1228,7 @@ def write_report(results: dict, out: Path, plots: dict) -> str:
                   f"{spd['floor_em1000_s_per_pose'] * 1000:.2f} ms.\n")
     else:
         L.append("not run\n")
+    L.extend(bench_takes.report(results.get("takes"), _fmt, _table))
     L.append("## Section times\n")
     L.append(_table(["section", "seconds"], [[k, v] for k, v in meta["section_seconds"].items()]) + "\n")
     text = "\n".join(L)
@@ -1238,7 +1249,7 @@ def _git_commit() -> str:
         return "unknown"
 
 
-SECTIONS = ("completion", "denoising", "generation", "lifting", "speed")
+SECTIONS = ("completion", "denoising", "generation", "lifting", "speed", "takes")
 
 
 def run_bench(engine, out_dir, sizes: Sizes, weights=None, data_dir=None, sections=SECTIONS) -> dict:
@@ -1251,18 +1262,20 @@ def run_bench(engine, out_dir, sizes: Sizes, weights=None, data_dir=None, sectio
     with sw.section("data"):
         data = load_data(engine, data_dir)
     results: dict = {k: None for k in ("completion", "denoising", "denoising_params", "generation", "lifting",
-                                       "speed")}
+                                       "speed", "takes")}
     errors = {}
     steps = {"completion": lambda: results.__setitem__("completion", run_completion(engine, data, sizes)),
              "denoising": lambda: results.update(zip(("denoising", "denoising_params"),
                                                      run_denoising(engine, data, sizes))),
              "generation": lambda: results.__setitem__("generation", run_generation(engine, data, sizes)),
              "lifting": lambda: results.__setitem__("lifting", run_lifting(engine, data, sizes)),
-             "speed": lambda: results.__setitem__("speed", run_speed(engine, data, sizes, weights, data_dir))}
+             "speed": lambda: results.__setitem__("speed", run_speed(engine, data, sizes, weights, data_dir)),
+             "takes": lambda: results.__setitem__("takes", bench_takes.run_takes(engine, data, sizes))}
     for name in SECTIONS:
         if name not in sections:
             continue
-        with sw.section(name), _threads(1 if name != "speed" and engine.device.type == "cpu" else None):
+        timed = name in ("speed", "takes")
+        with sw.section(name), _threads(1 if not timed and engine.device.type == "cpu" else None):
             try:
                 steps[name]()
             except (ValueError, RuntimeError, FloatingPointError, np.linalg.LinAlgError) as e:
@@ -1327,6 +1340,8 @@ def add_parser(subparsers):
     p.add_argument("--weights", default=None, help="folder with model.safetensors + config.json "
                                                    "(default: the shipped weights)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+                   help="run only these sections (default: all)")
     p.set_defaults(func=run)
     return p
 
@@ -1338,7 +1353,7 @@ def run(args):
         raise FileNotFoundError(f"benchmark data folder {DATA_DIR} not found")
     engine = Engine.load(args.weights, device=args.device)
     sizes = Sizes.quick() if args.quick else Sizes()
-    results = run_bench(engine, args.out, sizes, weights=args.weights)
+    results = run_bench(engine, args.out, sizes, weights=args.weights, sections=args.sections)
     t = results["targets"]
     passed = sum(1 for v in t.values() if v["pass"])
     failed = sum(1 for v in t.values() if v["pass"] is False)

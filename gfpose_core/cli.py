@@ -170,12 +170,30 @@ def _cmd_generate(args):
     with bar:
         out = eng.generate(args.n, seed=args.seed, around=around, pinned=args.pin or None,
                            diversity=args.diversity, callback=cb)
-    if args.output.lower().endswith((".bvh", ".bvh.gz")):
-        from .body24_bvh import write_body24_bvh
-        write_body24_bvh(args.output, out, fps=args.fps)
-    else:
-        _write_json(args.output, {"joints": out.tolist(), "joint_names": eng.joint_names})
+    _write_poses(args.output, out, args.fps, eng)
     print(f"generated {args.n} pose(s) -> {args.output}")
+
+
+def _cmd_inbetween(args):
+    data = _read_json(args.input)
+    take = _nested(data, "take", args.input)
+    fps = data.get("fps", 30.0)
+    eng = _engine(args)
+    bar, cb = _progress("inbetween")
+    with bar:
+        out = eng.inbetween(take, known=data.get("known"), fps=fps, seed=args.seed,
+                            lock_feet=not args.no_lock_feet, callback=cb)
+    _write_poses(args.output, out, fps, eng)
+    print(f"filled {len(out)} frame(s) -> {args.output}")
+
+
+def _write_poses(path: str, poses, fps: float, eng):
+    """One pose per frame as a body24 BVH (.bvh, .bvh.gz) or JSON."""
+    if path.lower().endswith((".bvh", ".bvh.gz")):
+        from .body24_bvh import write_body24_bvh
+        write_body24_bvh(path, poses, fps=fps)
+    else:
+        _write_json(path, {"joints": poses.tolist(), "joint_names": eng.joint_names})
 
 
 def _denoise_inputs(patterns: list[str]) -> list:
@@ -224,7 +242,8 @@ def _cmd_denoise(args):
             rig_map = rig or detect_rig_map(clip.skeleton.names, kind="bvh")
             pos, rot = clip.forward_kinematics()
             before = rig_map.body24_positions(clip.skeleton.names, pos, rot)
-            after = eng.denoise(before, fps=clip.fps, strength=args.strength)
+            after = eng.denoise(before, fps=clip.fps, strength=args.strength,
+                                temporal=False if args.per_frame else None)
             target = _denoise_target(src, args, many)
             write_bvh(target, apply_body24(clip, rig_map, before, after))
             done.append((src, target))
@@ -303,12 +322,22 @@ def build_parser() -> argparse.ArgumentParser:
     _engine_args(g)
     g.set_defaults(func=_cmd_generate)
 
+    b = sub.add_parser("inbetween", help="fill the frames between keys with the motion model (BVH or JSON out)")
+    b.add_argument("input", help='JSON {"take": (T,24,3) with null for every unknown joint, "known": (T,24) '
+                                 'optional, "fps": optional (default 30)}')
+    b.add_argument("-o", "--output", required=True, help="a .bvh or .json file")
+    b.add_argument("--no-lock-feet", action="store_true", help="let planted feet move between keys")
+    _engine_args(b)
+    b.set_defaults(func=_cmd_inbetween)
+
     d = sub.add_parser("denoise", help="clean BVH takes (a file, a folder or a glob; same skeleton out)")
     d.add_argument("inputs", nargs="+", help="BVH files (.bvh or .bvh.gz), folders or globs")
     d.add_argument("-o", "--output", help="output file for one take, or a folder (default: beside each take)")
     d.add_argument("--rig", help="rig map name or path (default: detected from the joint names)")
     d.add_argument("--strength", type=float, default=None, help="0..1; default: estimated from the jitter")
     d.add_argument("--suffix", default="_clean", help="added to names written beside their takes")
+    d.add_argument("--per-frame", action="store_true",
+                   help="use the per-frame prior between low-passes instead of the motion model")
     _engine_args(d)
     d.set_defaults(func=_cmd_denoise)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import binary_closing, binary_opening, label
 
-from .skeleton import BONE_MIRROR, INDEX, N_JOINTS, fit_bone_lengths, take_bone_lengths
+from .skeleton import BONE_MIRROR, BONES, INDEX, N_JOINTS, fit_bone_lengths, take_bone_lengths
 
 FOOT_JOINTS = [INDEX[n] for n in ("ankle_l", "toe_l", "ankle_r", "toe_r")]
 HEIGHT_M = 0.05        # above the ground (the take's lowest foot height), as metrics.foot_skate counts contact
@@ -73,10 +73,17 @@ def lock_feet(take: np.ndarray, contacts: np.ndarray, fixed: np.ndarray | None =
         lengths = np.repeat(take_bone_lengths(take, np.full(len(BONE_MIRROR), np.nan))[None], T, 0)
     # keep everything but the knees (and the toes/ankles not moved) where they are; knees find their circle
     keep = np.ones((T, N_JOINTS), bool)
+    bone_of = {c: b for b, c in enumerate(BONES[:, 0])}
     for side in ("l", "r"):
-        knee, ankle, toe = INDEX[f"knee_{side}"], INDEX[f"ankle_{side}"], INDEX[f"toe_{side}"]
+        hip, knee, ankle, toe = (INDEX[f"{n}_{side}"] for n in ("hip", "knee", "ankle", "toe"))
         rows = moved[:, ankle] | moved[:, toe]
         keep[rows, knee] = fixed[rows, knee]
+        # a planted ankle out of the leg's reach is pulled back within it, so no bone stretches
+        reach = lengths[:, bone_of[knee]] + lengths[:, bone_of[ankle]]
+        leg = out[:, ankle] - out[:, hip]
+        dist = np.linalg.norm(leg, axis=-1)
+        far = moved[:, ankle] & ~fixed[:, ankle] & (dist > reach)
+        out[far, ankle] = out[far, hip] + leg[far] * (reach[far] / dist[far])[:, None]
         # a moved ankle drags its toe along unless the toe is held on its own
         drag = moved[:, ankle] & ~moved[:, toe] & ~fixed[:, toe]
         out[drag, toe] += out[drag, ankle] - take[drag, ankle]

@@ -5,7 +5,6 @@ NaN marks an unknown joint. Inputs that cannot be served raise ValueError naming
 """
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from .model import ScoreNet, ScoreNetConfig, condition
 from .motion import WEIGHTS_SUBDIR, MotionPrior
 from .pose_space import MODEL_JOINTS, POSE_DIM, PoseSpace
 from .samplers import sample_known
+from .threads import threads_for
 from .sde import SubVPSDE
 from .skeleton import (INDEX, JOINT_NAMES, N_JOINTS, Frame, bone_lengths, canonicalise, fit_bone_lengths,
                        known_bone_lengths, restore, with_bone_lengths)
@@ -25,7 +25,6 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MAX_POSES = 200_000          # poses (N x H) per call; more is a mistake or a job for batches
 MAX_HYPOTHESES = 1000
 MAX_STEPS = 5000
-SMALL_BATCH = 32             # poses sampled on one CPU thread (see _threads_for)
 # Defaults chosen by measured quality per second (docs/benchmarks.md): see README "Samplers".
 DEFAULTS = {
     "complete": ("mode", 10),
@@ -79,19 +78,6 @@ def _known_mask(arr: np.ndarray, known, name: str = "known") -> np.ndarray:
             raise ValueError(f"{name} must be booleans")
         k = k.astype(bool)
     return k & finite
-
-
-@contextlib.contextmanager
-def _threads_for(batch: int, device: torch.device):
-    """One CPU thread for a few poses: they are too small to share, and with another process on a core (Blender
-    itself) a second thread stalls every small operation (the benchmark measured 10x slower on 2 cores)."""
-    threads = torch.get_num_threads()
-    if device.type == "cpu" and batch <= SMALL_BATCH and threads > 1:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _sampling(sampler, steps, default: tuple[str, int]) -> tuple[str, int]:
@@ -157,7 +143,7 @@ class Engine:
             return -eps / sde.marginal_prob(x, t)[1][:, None]
 
         x0 = None if x_start is None else torch.as_tensor(x_start, dtype=torch.float32, device=dev)
-        with torch.inference_mode(), _threads_for(len(obs), dev):
+        with torch.inference_mode(), threads_for(len(obs), dev):
             # 2D observations live in image coordinates, not in the pose space: they condition but are not pasted.
             x = sample_known(score, obs_t, mask_t, sde, sampler=sampler, steps=steps, generator=generator,
                              t_start=t_start, x_start=x0, impute=impute and not is_2d, callback=callback)
@@ -223,7 +209,8 @@ class Engine:
             steps = _count(steps, "steps", MAX_STEPS)
             with torch.inference_mode():
                 return denoise_motion(self, arr, float(fps), strength, sampler=sampler, steps=steps,
-                                      generator=self._generator(seed), callback=callback)
+                                      generator=self._generator(seed), fill_with=DEFAULTS["inbetween"],
+                                      callback=callback)
         from .denoise import denoise_take
         sampler, steps = _sampling(sampler, steps, DEFAULTS["denoise"])
         return denoise_take(self, arr, float(fps), strength, sampler, steps, callback)

@@ -13,13 +13,15 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from .motion_model import MotionNetConfig, MotionScoreNet, motion_condition
+from .motion_model import MotionNetConfig, MotionScoreNet, coordinate_mask, motion_condition
 from .motion_space import FRAME_DIM, MotionSpace
 from .samplers import sample_known
 from .sde import SubVPSDE
+from .threads import threads_for
 from .skeleton import Frame
 
 WEIGHTS_SUBDIR = "motion"
+SMALL_WINDOWS = 4   # windows sampled on one CPU thread (see threads.threads_for)
 
 
 class MotionPrior:
@@ -64,11 +66,12 @@ class MotionPrior:
             sl = slice(s, min(s + batch, B))
             obs_t = torch.as_tensor(obs[sl], dtype=torch.float32, device=self.device)
             known_t = torch.as_tensor(known[sl], device=self.device)
-            cmask = known_t.repeat_interleave(3, dim=-1).reshape(len(obs_t), -1).float()
+            cmask = coordinate_mask(known_t)
+            cond = motion_condition(obs_t, known_t)
             sde, net = self.sde, self.net
 
-            def score(x, t, obs_t=obs_t, known_t=known_t):
-                return -net(x, t, motion_condition(x, obs_t, known_t)) / sde.marginal_prob(x, t)[1][:, None]
+            def score(x, t, cond=cond):
+                return -net(x, t, cond) / sde.marginal_prob(x, t)[1][:, None]
 
             x0 = None
             if start is not None:
@@ -78,9 +81,9 @@ class MotionPrior:
             def progress(i, n, base=done):
                 callback and callback(base + i, total)
 
-            with torch.inference_mode():
+            with torch.inference_mode(), threads_for(len(obs_t), self.device, small=SMALL_WINDOWS):
                 x = sample_known(score, obs_t, cmask, sde, sampler=sampler, steps=steps, generator=generator,
-                                 t_start=t_start, x_start=x0, callback=progress)
+                                 t_start=t_start, x_start=x0, paste_noise=False, callback=progress)
             out[sl] = x.cpu().numpy()
             done += steps
         return self.space.from_model(out, frame)

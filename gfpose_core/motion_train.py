@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .masking import MotionMaskingConfig, motion_mask
-from .motion_model import MotionNetConfig, MotionScoreNet, motion_condition
+from .motion_model import MotionNetConfig, MotionScoreNet, coordinate_mask, motion_condition
 from .motion_space import FRAME_DIM, MotionSpace
 from .skeleton import BONE_MIRROR, bone_lengths, estimate_scale, facing_yaw, mirror
 from .train import Trainer, rotation_z
@@ -118,8 +118,20 @@ class MotionTrainer(Trainer):
         t = (torch.rand(b, generator=gen) * (1 - self.sde.eps) + self.sde.eps).to(self.device)
         z = torch.randn(x0.shape, generator=gen).to(self.device)
         mean, std = self.sde.marginal_prob(x0, t)
-        x_t = mean + std[:, None] * z
-        return x_t, t, motion_condition(x_t, x0, known), z
+        # Known coordinates carry no noise (alpha * x0), as imputation pastes them when sampling, and teach nothing:
+        # the loss is on what is unknown.
+        unknown = 1 - coordinate_mask(known)
+        x_t = mean + unknown * std[:, None] * z
+        return x_t, t, motion_condition(x0, known), x0, unknown
+
+    def loss(self, model, batch) -> torch.Tensor:
+        """EDM's loss: the network output against its unit-variance target (x0 - c_skip y) / c_out."""
+        x_t, t, cond, x0, unknown = batch
+        net = model.module if hasattr(model, "module") else model
+        _, _, y, c_in, c_skip, c_out = net.scalings(x_t, t)
+        F = model(c_in * y, t, cond, raw=True)
+        err = ((F - (x0 - c_skip * y) / c_out) ** 2 * unknown).sum(-1)
+        return err.sum() / unknown.sum().clamp(min=1)
 
     def config_dict(self) -> dict:
         d = super().config_dict()

@@ -89,27 +89,44 @@ def sde_heun(score_fn, x, ts, sde: SubVPSDE, *, generator=None, project=None, ca
     return x
 
 
-SAMPLERS = {"em": euler_maruyama, "mode": mode_seeking, "heun": heun_ode, "sde_heun": sde_heun}
+def posterior_mean(score_fn, x, ts, sde: SubVPSDE, *, generator=None, project=None, callback=None):
+    """Tweedie's formula: E[x_0 | x_t] = (x_t + sigma^2 * score) / alpha in one evaluation at the start time.
+
+    Not a sample but the least-squares estimate of the clean signal, what a denoiser that is scored by mean error
+    wants (a sample adds the posterior's own spread to the error). Only for short starts (denoising): from
+    t = 1 it gives the mean pose. The step count is ignored.
+    """
+    alpha, sigma = sde.alpha_sigma(float(ts[0]))
+    x = (x + float(sigma) ** 2 * score_fn(x, _batch_t(ts[0], x))) / float(alpha)
+    x = project(x, ts[-1]) if project else x
+    callback and callback(1, 1)
+    return x
+
+
+SAMPLERS = {"em": euler_maruyama, "mode": mode_seeking, "heun": heun_ode, "sde_heun": sde_heun,
+            "tweedie": posterior_mean}
 
 
 def sample_known(score_fn, obs, coord_mask, sde: SubVPSDE, *, sampler: str, steps: int, generator,
-                 t_start: float = 1.0, x_start=None, impute: bool = True, callback=None):
+                 t_start: float = 1.0, x_start=None, impute: bool = True, paste_noise: bool | None = None,
+                 callback=None):
     """Sample x given what is known: `obs` (B, D) where `coord_mask` (B, D) is 1, with the named sampler.
 
     The score function carries the condition (guidance); imputation also pastes the known values, noised to the
     current time, after every step (exactly at the end). Deterministic samplers paste without noise so they stay
-    deterministic. x_start: where to start at t_start (default: the prior).
+    deterministic. paste_noise overrides that (a model trained on noise-free known values wants False).
+    x_start: where to start at t_start (default: the prior).
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler '{sampler}' (known: {', '.join(SAMPLERS)})")
-    deterministic = sampler in ("mode", "heun")
+    noisy_paste = sampler not in ("mode", "heun") if paste_noise is None else paste_noise
     known = coord_mask > 0
     use_impute = impute and bool(known.any())
 
     def project(x, t):
         alpha, sigma = sde.alpha_sigma(float(t))
         pasted = float(alpha) * obs
-        if not deterministic:
+        if noisy_paste:
             pasted = pasted + float(sigma) * torch.randn(x.shape, generator=generator, device=x.device)
         return torch.where(known, pasted, x)
 

@@ -212,7 +212,9 @@ def create_app(engine, token: str | None = None) -> FastAPI:
         t = engine.config.get("training", {})
         return {"version": __version__, "device": str(engine.device), "joints": engine.joint_names,
                 "parameters": t.get("parameters"), "trained_on": t.get("data"), "samplers": list(SAMPLERS),
-                "motion_model": engine.motion is not None,
+                "motion_model": None if engine.motion is None else {
+                    "frames": engine.motion.frames, "fps": engine.motion.space.fps,
+                    "max_gap_frames": engine.motion.frames - 2},
                 "limits": {"poses_per_request": MAX_POSES, "body_bytes": MAX_BODY_BYTES, "steps": MAX_STEPS}}
 
     @app.post("/complete", response_model=PosesResponse)

@@ -182,8 +182,9 @@ def key_contacts(take: np.ndarray, known: np.ndarray, fps: float, T: int) -> np.
 
 
 def denoise_motion(engine, take: np.ndarray, fps: float, strength, *, sampler: str, steps: int, generator,
-                   lock: bool = True, callback=None) -> np.ndarray:
-    """Spikes and dropouts filled by the prior from the rest of the take, then jitter removed by it."""
+                   fill_with: tuple[str, int], lock: bool = True, callback=None) -> np.ndarray:
+    """Spikes and dropouts filled by the prior from the rest of the take (sampler and steps `fill_with`, as
+    in-betweening), then jitter removed by it from a small noise level (`sampler`, `steps`)."""
     prior = engine.motion
     rate = prior.space.fps
     x = to_rate(take, fps, rate)
@@ -193,8 +194,8 @@ def denoise_motion(engine, take: np.ndarray, fps: float, strength, *, sampler: s
     known = finite & ~spikes
     scale = take_scale(np.where(known[..., None], x, np.nan), prior.space.reference_bones)
     if (~known).any():
-        x = fill(prior, np.where(known[..., None], x, np.nan), known, scale, sampler=sampler, steps=steps,
-                 generator=generator)
+        x = fill(prior, np.where(known[..., None], x, np.nan), known, scale, sampler=fill_with[0],
+                 steps=fill_with[1], generator=generator)
     jitter = estimate_jitter(fill_gaps(np.where(known[..., None], x, np.nan)))
     if strength is None:
         ratio = NOISE_FRACTION * jitter / (scale * prior.space.std)

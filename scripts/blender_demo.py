@@ -6,17 +6,21 @@ It builds a scene with a Rigify rig generated from Blender's human metarig, keys
 CMU pose (../shared/data; a hand-made pose where the data is absent) and leaves arms, neck and head at rest;
 builds the extension zip and installs it into a throw-away extension repository under the out folder (your own
 Blender configuration is not touched); sets the add-on's Engine Python to this Python, so the add-on starts the
-engine (`gfpose serve`, shipped weights) itself; then runs the three operators as a script would:
+engine (`gfpose serve`, shipped weights) itself; then runs the four operators as a script would:
 
 - Complete Pose on the posed keyframe (and three hypotheses cycled), with a timing of one Complete Pose from
   execute to keys with the engine warm (the benchmark, `benchmark_complete`);
 - Denoise Action on a noisy take keyed on an armature imported from a CMU BVH file (a take made from generated
   poses where the data is absent), into a new action beside the original;
-- Generate Variations of the completed pose with legs and hips pinned, keyed on the frames after it.
+- Generate Variations of the completed pose with legs and hips pinned, keyed on the frames after it;
+- Fill In-betweens on three keys 30 frames apart (1, 31, 61) of a real CMU take keyed on the same BVH armature
+  (three generated poses on the Rigify rig where the data is absent), the keys selected as in the Dope Sheet, into
+  a new action; with the real take, the filled frames are measured against it beside the rig's own linear
+  interpolation of the same keys (printed, not judged: the motion model's weights may be mid-training).
 
 It writes into the out folder: gfpose_demo.blend, complete_before.png / complete_after.png, hypotheses.png,
-variations.png (Workbench renders of the rig's deform bones), denoise.png (a joint's path before/after) and
-blender_demo.json (the numbers it prints).
+variations.png (Workbench renders of the rig's deform bones), denoise.png (a joint's path before/after),
+inbetween.png (a joint's path: keys, linear, filled) and blender_demo.json (the numbers it prints).
 """
 from __future__ import annotations
 
@@ -39,6 +43,7 @@ MODULE = "bl_ext.user_default.gfpose"
 DATA = ROOT.parent / "shared" / "data"
 CLIP_POSE = DATA / "cmu" / "bvh" / "06_01.bvh.gz"      # a CMU subject the shipped weights never saw
 POSE_FRAME = 200
+FILL_START = 240                                        # Fill In-betweens: 61 frames at 30 fps from here
 LEGS_SPINE = ["torso", "spine_fk.002", "spine_fk.003", "thigh_fk.L", "shin_fk.L", "foot_fk.L", "thigh_fk.R",
               "shin_fk.R", "foot_fk.R"]
 REST_KEYED = ["root", "hips", "chest", "spine_fk", "spine_fk.001"]
@@ -324,6 +329,85 @@ def main(argv=None) -> int:
     fig.savefig(out / "denoise.png", dpi=110)
     plt.close(fig)
 
+    # --- Fill In-betweens: three keys of a real take, 30 frames apart -----------------------------------------
+    t_fill = time.perf_counter()
+    key_frames = [1, 31, 61]
+    if use_data:
+        from gfpose_core.data import load_take
+        walk = load_take(CLIP_POSE).joints[FILL_START:FILL_START + 4 * 61:4].astype(np.float64) + [1.5, 0, 0]
+        keyed = walk[np.array(key_frames) - 1]
+        what = f"{CLIP_POSE.name} ({len(walk)} frames at 30 fps), keyed on frames 1, 31, 61 of the BVH armature"
+    else:
+        walk = None
+        keyed = np.array(client.post("/generate", {"n": 3, "around": now.tolist(), "diversity": 0.3,
+                                                   "seed": 2})["joints"])
+        what = "three generated poses keyed on frames 1, 31, 61 of the Rigify rig"
+    # The keys as an animator would have them: the take solved on this rig (sign-continuous rotations), keyed on
+    # the three frames only, into an action of their own, every key selected.
+    solved = client.post("/pose_for_rig", {"armature": rig_io.describe_armature(cmu),
+                                           "joints": (walk if walk is not None else keyed).tolist(),
+                                           "rig": bound_cmu["rig"], "root_scale": 1.0})
+    rows = np.array(key_frames) - 1 if walk is not None else np.arange(3)
+    keys_action = None
+    for f, r in zip(key_frames, rows):
+        one = dict(solved, frames=1, channels=[dict(c, values=[c["values"][r]]) for c in solved["channels"]])
+        keys_action = rig_io.write_keys(cmu, one, frame_start=f, action=keys_action or "keys")
+    bpy.context.view_layer.objects.active = cmu
+    for fc in posing.channelbag(cmu).fcurves:
+        fc.keyframe_points.foreach_set("select_control_point", np.ones(len(fc.keyframe_points), bool))
+    fill_frames = range(key_frames[0], key_frames[-1] + 1)
+    read_linear = rig_io.read_body24(cmu, binding_cmu, frames=fill_frames)     # the keys, linear between them
+    kept = posing.fcurve_snapshot(cmu, keys_action)
+    t = time.perf_counter()
+    assert bpy.ops.gfpose.fill_inbetweens(seed=7) == {"FINISHED"}
+    numbers["fill_ms"] = (time.perf_counter() - t) * 1000
+    read_filled = rig_io.read_body24(cmu, binding_cmu, frames=fill_frames)
+    still = posing.fcurve_snapshot(cmu, keys_action)
+    untouched = set(kept) == set(still) and all(all(np.array_equal(x, y) for x, y in zip(kept[k], still[k]))
+                                                for k in kept)
+    at_keys = np.array(key_frames) - key_frames[0]
+    between = np.setdiff1d(np.arange(len(fill_frames)), at_keys)
+    numbers["fill"] = {"take": what, "keys": key_frames, "frames_filled": int(len(between)),
+                       "new_action": cmu.animation_data.action.name, "original_unchanged": untouched,
+                       "keys_moved_mm": float(np.linalg.norm(read_filled[at_keys] - read_linear[at_keys],
+                                                             axis=-1).max() * 1000),
+                       "jitter_mm_filled": _jitter_mm(read_filled)}
+    line = (f"Fill In-betweens on {what}: filled {len(between)} frames in "
+            f"{numbers['fill_ms']:.0f} ms into new action '{cmu.animation_data.action.name}', "
+            f"'{keys_action.name}' {'unchanged' if untouched else 'CHANGED'}; the keyed poses moved by at most "
+            f"{numbers['fill']['keys_moved_mm']:.3f} mm")
+    ref_fill = None
+    if walk is not None:   # the real take in this rig's proportions (the solve of every frame, as keyed above)
+        ref_fill = np.asarray(solved["joints"])
+        lerp = np.stack([np.interp(np.arange(len(fill_frames)), at_keys, ref_fill[at_keys][:, j, c])
+                         for j in range(24) for c in range(3)], -1).reshape(len(fill_frames), 24, 3)
+        err = {name: float(np.linalg.norm(read[between] - ref_fill[between], axis=-1).mean() * 1000)
+               for name, read in (("filled", read_filled), ("rig_linear_keys", read_linear),
+                                  ("joint_lerp", lerp))}
+        numbers["fill"].update({f"error_mm_{k}": v for k, v in err.items()})
+        line += (f"\n  mean joint error of the {len(between)} filled frames to the real take: "
+                 f"{err['filled']:.1f} mm filled vs {err['rig_linear_keys']:.1f} mm for the rig's linear "
+                 f"interpolation of the same keys ({err['joint_lerp']:.1f} mm joint positions lerped); jitter "
+                 f"{_jitter_mm(read_filled):.1f} mm/frame^2 filled, {_jitter_mm(ref_fill):.1f} real")
+    _say(line)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), sharex=True)
+    j = INDEX["ankle_r"]
+    x = np.asarray(fill_frames)
+    for a, axis in zip(axes, "xyz"):
+        c = "xyz".index(axis)
+        if ref_fill is not None:
+            a.plot(x, ref_fill[:, j, c], color="#3070e0", lw=1, label="real take")
+        a.plot(x, read_linear[:, j, c], color="#bbbbbb", label="keys, linear")
+        a.plot(x, read_filled[:, j, c], color="#f08020", label="filled (new action)")
+        a.plot(x[at_keys], read_filled[at_keys, j, c], "ko", ms=4, label="keys")
+        a.set_title(f"right ankle {axis} (m)")
+        a.set_xlabel("frame")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "inbetween.png", dpi=110)
+    plt.close(fig)
+    numbers["fill"]["step_s"] = time.perf_counter() - t_fill     # keying, the operator, measuring, the plot
+
     # --- save ----------------------------------------------------------------------------------------------
     bpy.context.view_layer.objects.active = rig
     scene.frame_set(1)
@@ -334,7 +418,7 @@ def main(argv=None) -> int:
     numbers["total_s"] = time.perf_counter() - t_start
     (out / "blender_demo.json").write_text(json.dumps(numbers, indent=2))
     _say(f"saved {blend.name}, complete_before.png, complete_after.png, hypotheses.png, variations.png, "
-         f"denoise.png and blender_demo.json in {out} ({numbers['total_s']:.0f} s in all)")
+         f"denoise.png, inbetween.png and blender_demo.json in {out} ({numbers['total_s']:.0f} s in all)")
     return 0
 
 

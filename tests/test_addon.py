@@ -13,10 +13,12 @@ own here (threaded steps, cancel), the operators' modal glue is not exercised.
 from __future__ import annotations
 
 import ast
+import json
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -34,6 +36,7 @@ import addon_utils  # noqa: E402  (ships with bpy)
 import blender_rigs  # noqa: E402
 from gfpose_core import retarget as rt  # noqa: E402
 from gfpose_core.data import load_take  # noqa: E402
+from gfpose_core.rig_map import load_rig_map  # noqa: E402
 from gfpose_core.skeleton import INDEX  # noqa: E402
 
 MODULE = "bl_ext.user_default.gfpose"
@@ -229,12 +232,13 @@ def test_zip_validates_installs_and_enables(addon, installed, addon_zip, repo_di
     assert (repo_dir / "gfpose" / "blender_manifest.toml").exists()
     assert (repo_dir / "gfpose" / "rigs" / "rigify.toml").exists()
     assert MODULE in bpy.context.preferences.addons
-    for op in ("complete_pose", "denoise_action", "generate_variations", "cycle_hypothesis", "test_connection"):
+    for op in ("complete_pose", "denoise_action", "fill_inbetweens", "generate_variations", "cycle_hypothesis",
+               "test_connection"):
         assert hasattr(bpy.ops.gfpose, op), op
     panel = bpy.types.GFPOSE_PT_main
     assert (panel.bl_space_type, panel.bl_region_type, panel.bl_category) == ("VIEW_3D", "UI", "GFPose")
     for op in (bpy.types.GFPOSE_OT_complete_pose, bpy.types.GFPOSE_OT_denoise_action,
-               bpy.types.GFPOSE_OT_generate_variations):
+               bpy.types.GFPOSE_OT_fill_inbetweens, bpy.types.GFPOSE_OT_generate_variations):
         assert op.bl_options == {"REGISTER", "UNDO"}
     # The rig chooser lists the shipped maps (from the installed extension's rigs/).
     items = [i[0] for i in addon.operators._rig_items(None, bpy.context)]
@@ -381,6 +385,250 @@ def test_denoise_action_makes_a_new_cleaner_action(addon, rig, rigify_blend, dat
     bpy.ops.ed.undo()
     obj = bpy.context.view_layer.objects.active
     assert obj.animation_data.action.name == "noisy take" and "noisy take_denoised" not in bpy.data.actions
+
+
+def test_denoise_action_with_and_without_the_motion_model(addon, data_file, tmp_path):
+    rig_io, posing = addon.rig_io, addon.posing
+    obj = _cmu_scene(tmp_path, data_file, frames=5)
+    bpy.context.scene.render.fps = 30
+    _, noisy = _noisy_take(data_file, n=40, seed=1)
+    rig_io.write_keys(obj, rt.pose_for_rig(rig_io.describe_armature(obj), noisy), frame_start=1, action="noisy")
+    binding = rt.bind(rt.Armature.from_dict(rig_io.describe_armature(obj))).to_dict()
+    frames = range(1, len(noisy) + 1)
+    read_noisy = rig_io.read_body24(obj, binding, frames=frames)
+    original = bpy.data.actions["noisy"]
+    before = posing.fcurve_snapshot(obj, original)
+    cleaned = {}
+    for use in (False, True):
+        obj.animation_data.action = original
+        assert bpy.ops.gfpose.denoise_action(use_motion_model=use) == {"FINISHED"}
+        new = obj.animation_data.action
+        assert new != original and new.name.startswith("noisy_denoised")
+        cleaned[use] = rig_io.read_body24(obj, binding, frames=frames)
+    assert len({a.name for a in bpy.data.actions if a.name.startswith("noisy_denoised")}) == 2
+    kept = posing.fcurve_snapshot(obj, original)
+    assert set(kept) == set(before) and _same_keys(before, kept)
+    # The option reaches the engine: two different cleanings of the same take. (How clean the motion model's is,
+    # is the default's test above.)
+    assert np.abs(cleaned[True] - cleaned[False]).max() > 1e-3
+    assert _jitter(cleaned[False]) < 0.5 * _jitter(read_noisy), (_jitter(read_noisy), _jitter(cleaned[False]))
+
+
+# --- Fill In-betweens ----------------------------------------------------------------------------------------------
+
+def _take_at_30fps(data_file, start=100, n=61) -> np.ndarray:
+    """A real motion (a CMU subject the weights never saw), 120 fps -> 30 fps, to key on a rig."""
+    take = load_take(data_file(CMU_UNSEEN))
+    step = int(round(take.fps / 30))
+    return take.joints[start:start + step * n:step].astype(np.float64)
+
+
+def _key_take(rig_io, obj, joints: np.ndarray, action: str) -> dict:
+    """Key a body24 take on every frame from 1 (the rig map's switches set), as a keyed animation; the binding to
+    read it back with."""
+    info = rt.bind_for_rig(rig_io.describe_armature(obj))
+    rig_io.apply_properties(obj, info["properties"])
+    rig_io.write_keys(obj, rt.pose_for_rig(rig_io.describe_armature(obj), joints), frame_start=1, action=action)
+    bpy.context.scene.frame_set(1)
+    return rt.bind(rt.Armature.from_dict(rig_io.describe_armature(obj))).to_dict()
+
+
+def _select_keys(addon, obj, frames) -> None:
+    """Select the keyframes on `frames` (every channel) and deselect the others, as in the Dope Sheet."""
+    for fc in addon.posing.channelbag(obj).fcurves:
+        at = addon.posing.keyframe_frames(fc)
+        fc.keyframe_points.foreach_set("select_control_point", np.isin(np.round(at), list(frames)))
+
+
+def _keyed_frames(snapshot: dict, bone: str, path: str) -> set:
+    (key,) = [k for k in snapshot if k[0] == f'pose.bones["{bone}"].{path}' and k[1] == 0]
+    return set(snapshot[key][0][0::2].astype(int).tolist())
+
+
+def _post(url: str, path: str, payload: dict) -> dict:
+    req = urllib.request.Request(url + path, data=json.dumps(payload).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=300) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        raise AssertionError(f"engine refused {path}: {e.read().decode()[:2000]}") from None
+
+
+def _nulls(take: np.ndarray) -> list:
+    return [[p.tolist() if np.isfinite(p).all() else [None] * 3 for p in pose] for pose in take]
+
+
+def _rotation_path(obj, bone: str) -> str:
+    mode = obj.pose.bones[bone].rotation_mode
+    return {"QUATERNION": "rotation_quaternion", "AXIS_ANGLE": "rotation_axis_angle"}.get(mode, "rotation_euler")
+
+
+def _curve(snapshot: dict, path: str, index: int, frames) -> np.ndarray:
+    """An F-curve's values at `frames`, from a snapshot of a curve keyed on each of those frames."""
+    co = snapshot[path, index][0].reshape(-1, 2)
+    at = {int(round(f)): v for f, v in co}
+    return np.array([at[f] for f in frames], dtype=np.float64)
+
+
+def _turn_the_other_way(addon, obj, bone: str, path: str) -> None:
+    """Store a bone's rotation keys as another animator might, the same rotations written differently: the
+    quaternions negated (q and -q are one rotation) or an Euler angle a whole turn on (2 pi)."""
+    bag = addon.posing.channelbag(obj)
+    for i in range(4 if path == "rotation_quaternion" else 1):
+        fc = bag.fcurves.find(f'pose.bones["{bone}"].{path}', index=i)
+        co = np.empty(len(fc.keyframe_points) * 2, dtype=np.float32)
+        fc.keyframe_points.foreach_get("co", co)
+        co[1::2] = -co[1::2] if path == "rotation_quaternion" else co[1::2] + 2 * np.pi
+        fc.keyframe_points.foreach_set("co", co)
+        fc.update()
+    bpy.context.view_layer.update()
+
+
+def test_keep_key_values_pins_keys_and_follows_their_sign(addon):
+    """The pure part of Fill In-betweens' key keeping: key rows take the originals, the rows between are written
+    as the keys are (quaternion sign, Euler turns), a change between two keys that disagree at the gentlest step."""
+    angle = np.array([0.0, 0.1, 0.2, 2.9, 3.0, 3.1, 3.2, 3.3, 3.4])     # a half-turn-ish jump from row 2 to 3
+    q = np.stack([np.cos(angle / 2), np.sin(angle / 2), np.zeros(9), np.zeros(9)], -1)
+    euler = np.stack([[0.0, 0.1, -2.9, -2.8, -2.7, -2.6, -2.5, -2.4, -2.3], np.linspace(0, 0.8, 9),
+                      np.linspace(0, -0.8, 9)], -1)                    # x drops 3 rad from row 1 to 2
+    pose = {"frames": 9, "channels": [{"bone": "a", "path": "rotation_quaternion", "values": q.tolist()},
+                                      {"bone": "a", "path": "rotation_euler", "values": euler.tolist()},
+                                      {"bone": "b", "path": "location", "values": np.zeros((9, 3)).tolist()}]}
+    keys = [0, 4, 8]
+    # The animator's keys 4 and 8 are the solve's -q (key 0 a little off it); Euler x a turn up from key 4 on,
+    # y as solved, z not keyed at all.
+    orig_q = np.array([q[0] + 0.001, -q[4], -q[8]])
+    orig_e = euler[keys] + [[0, 0, 0], [2 * np.pi, 0, 0], [2 * np.pi, 0, 0]]
+    orig_e[:, 2] = np.nan
+    out = addon.rig_io.keep_key_values(pose, keys, {("a", "rotation_quaternion"): orig_q,
+                                                    ("a", "rotation_euler"): orig_e})
+    got_q, got_e, got_l = (c["values"] for c in out["channels"])
+    np.testing.assert_array_equal(got_q[keys], orig_q)
+    np.testing.assert_array_equal(got_q[[1, 2]], q[[1, 2]])         # with key 0 up to the gentlest step (2 to 3)
+    np.testing.assert_array_equal(got_q[[3, 5, 6, 7]], -q[[3, 5, 6, 7]])  # with keys 4 and 8 after it
+    np.testing.assert_array_equal(got_e[keys, :2], orig_e[:, :2])
+    np.testing.assert_allclose(got_e[:, 0], euler[:, 0] + np.where(np.arange(9) >= 2, 2 * np.pi, 0))
+    np.testing.assert_array_equal(got_e[:, 1:], euler[:, 1:])       # y: pinned to the same values; z: no curve
+    np.testing.assert_array_equal(got_l, 0.0)
+    assert pose["channels"][0]["values"] == q.tolist()              # the solve is not written to
+    # Keys that agree with the solve: the solve's own values between them, the keys' on them.
+    same = addon.rig_io.keep_key_values(pose, keys, {("a", "rotation_quaternion"): q[keys] + 0.001})
+    np.testing.assert_array_equal(same["channels"][0]["values"][[1, 2, 3, 5, 6, 7]], q[[1, 2, 3, 5, 6, 7]])
+    np.testing.assert_array_equal(same["channels"][0]["values"][keys], q[keys] + 0.001)
+
+
+@pytest.mark.parametrize("rig", ["rigify", "cmu_bvh"])
+def test_fill_inbetweens_between_selected_keys_into_a_new_action(addon, rig, rigify_blend, data_file, tmp_path,
+                                                                 engine_url):
+    rig_io, posing = addon.rig_io, addon.posing
+    obj = _rigify_scene(addon, rigify_blend) if rig == "rigify" else _cmu_scene(tmp_path, data_file, frames=5)
+    scene = bpy.context.scene
+    scene.render.fps = 30
+    truth = _take_at_30fps(data_file)
+    binding = _key_take(rig_io, obj, truth, "take")
+    frames = list(range(1, len(truth) + 1))
+    write = load_rig_map(binding["rig"]).write
+    mapped = set(write.bones) | {write.root}
+    # One bone's rotations keyed the other way round (the same poses): the solve's own choice of sign or turn must
+    # give way to the animator's, between the keys as well as on them.
+    other = next((b for b in sorted(mapped) if obj.pose.bones[b].rotation_mode == "QUATERNION"), sorted(mapped)[0])
+    _turn_the_other_way(addon, obj, other, _rotation_path(obj, other))
+    real = rig_io.read_body24(obj, binding, frames=frames)           # the take in this rig's proportions
+    keys = [1, 31, 61]
+    _select_keys(addon, obj, keys)
+    # A channel the map does not key (a finger, or a BVH bone the map leaves alone) must survive in the copy; its
+    # key, selected as a new key is, is no key to fill between (frame 12 stays an in-between).
+    spare = "f_index.01.L" if rig == "rigify" else next(b.name for b in obj.data.bones if b.name not in mapped)
+    obj.pose.bones[spare].keyframe_insert("location", frame=12)
+    assert addon.posing.selected_key_frames(obj) == [1, 12, 31, 61]
+    original = posing.fcurve_snapshot(obj)
+    bpy.ops.ed.undo_push(message="keyed")
+    assert bpy.ops.gfpose.fill_inbetweens("EXEC_DEFAULT", True, seed=7) == {"FINISHED"}
+    obj = bpy.context.view_layer.objects.active
+    new = obj.animation_data.action
+    assert new.name == "take_inbetween" and "take" in bpy.data.actions
+    kept = posing.fcurve_snapshot(obj, bpy.data.actions["take"])
+    assert set(kept) == set(original) and _same_keys(original, kept)     # the original, bit for bit
+    filled = posing.fcurve_snapshot(obj)
+    spare_keys = _bone_keys(addon, original, {spare})
+    assert spare_keys and _same_keys(spare_keys, filled)
+    # Every mapped bone keyed on every frame first..last.
+    for bone in mapped:
+        assert set(frames) <= _keyed_frames(filled, bone, _rotation_path(obj, bone)), bone
+    # On the keys: the animator's own values, exactly, on every mapped channel (not the solve's, mm away).
+    mapped_curves = [k for k in _bone_keys(addon, original, mapped)
+                     if set(keys) <= set(np.round(original[k][0][0::2]).astype(int).tolist())]
+    assert len(mapped_curves) >= 3 * len(mapped)
+    for path, i in mapped_curves:
+        np.testing.assert_allclose(_curve(filled, path, i, keys), _curve(original, path, i, keys), rtol=0,
+                                   atol=1e-6, err_msg=f"{path}[{i}]")
+    # Between two keys no quaternion curve changes hemisphere from one frame to the next (Blender would spin the bone
+    # between those frames), unless the filled rotations, followed continuously from one key, come round to the next
+    # key's -q: then one change is needed (however the frames are written, the number of changes has that parity)
+    # and it is made at the step nearest a half turn. The bone keyed as -q makes every run need the solve negated.
+    quats = forced = 0
+    for bone in mapped:
+        path = f'pose.bones["{bone}"].{_rotation_path(obj, bone)}'
+        if not path.endswith("rotation_quaternion"):
+            continue
+        quats += 1
+        q = np.stack([_curve(filled, path, i, frames) for i in range(4)], -1)
+        for a, b in zip(keys, keys[1:]):
+            dots = np.sum(q[a:b] * q[a - 1:b - 1], -1)               # steps from frame a to frame b
+            assert (dots < 0).sum() <= 1, (bone, a, b, np.round(dots, 3).tolist())
+            if (dots < 0).any():
+                assert -dots.min() == pytest.approx(np.abs(dots).min(), abs=1e-6), (bone, a, b)
+                forced += 1
+    assert quats > 0 if rig == "rigify" else quats == 0
+    print(f"quaternion curves: {quats}, runs needing a change of hemisphere: {forced}")
+    got = rig_io.read_body24(obj, binding, frames=frames)
+    at_keys = np.array(keys) - 1
+    np.testing.assert_allclose(got[at_keys], real[at_keys], rtol=0, atol=1e-5)     # the keyed poses themselves
+    between = [f - 1 for f in frames if f not in keys]
+    assert np.linalg.norm(got[between] - real[0], axis=-1).mean() > 0.02        # motion, not a hold of frame 1
+    # The frames between are the engine's in-betweens (asked again here with the same keys and seed) as this rig
+    # takes them: the same poses as keying the engine's answer through the rig solve directly. (Whether they are
+    # good motion is the engine's business, tested there; here: the right keys, frames and rate reach the rig.)
+    take = np.where(np.isin(np.arange(len(frames)), at_keys)[:, None, None], real, np.nan)
+    engine = _post(engine_url, "/inbetween", {"take": _nulls(take), "fps": 30.0, "seed": 7})["joints"]
+    rig_io.write_keys(obj, rt.pose_for_rig(rig_io.describe_armature(obj), engine, root_scale=1.0), frame_start=1,
+                      action="engine's in-betweens")
+    np.testing.assert_allclose(got[between], rig_io.read_body24(obj, binding, frames=frames)[between], atol=1e-4)
+    # Undo: the original action is assigned again and the copy is gone.
+    bpy.ops.ed.undo()
+    obj = bpy.context.view_layer.objects.active
+    assert obj.animation_data.action.name == "take" and "take_inbetween" not in bpy.data.actions
+
+
+def test_fill_inbetweens_refuses_a_bad_selection_and_changes_nothing(addon, rigify_blend, data_file):
+    rig_io = addon.rig_io
+    obj = _rigify_scene(addon, rigify_blend)
+    bpy.context.scene.render.fps = 30
+    with pytest.raises(RuntimeError, match="'rig' has no action to fill"):
+        bpy.ops.gfpose.fill_inbetweens()
+    truth = _take_at_30fps(data_file, start=0, n=100)
+    _key_take(rig_io, obj, truth, "take")
+    for picked, message in (([], "select keyframes on at least two frames.*none are selected"),
+                            ([20], "select keyframes on at least two frames.*only frame 20"),
+                            ([5, 6, 7], "nothing to fill: the selected keyframes are on every frame 5..7"),
+                            ([1, 30, 100], "keys on frames 30 and 100 are 2.33 s apart")):
+        _select_keys(addon, obj, picked)
+        before = _state(addon, obj)
+        with pytest.raises(RuntimeError, match=message):
+            bpy.ops.gfpose.fill_inbetweens()
+        _assert_same_state(before, _state(addon, obj))
+    # Keys selected only on bones the map does not key (a finger): not keys to fill between.
+    addon.posing.set_selected(obj, [])
+    for fc in addon.posing.channelbag(obj).fcurves:
+        fc.keyframe_points.foreach_set("select_control_point", np.zeros(len(fc.keyframe_points), bool))
+    finger = obj.pose.bones["f_index.01.L"]
+    for f in (1, 31):
+        finger.keyframe_insert("rotation_quaternion", frame=f)
+    before = _state(addon, obj)
+    with pytest.raises(RuntimeError, match="select keyframes of the mapped bones on at least two frames"):
+        bpy.ops.gfpose.fill_inbetweens()
+    _assert_same_state(before, _state(addon, obj))
 
 
 # --- Generate Variations ---------------------------------------------------------------------------------------------

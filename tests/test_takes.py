@@ -1,0 +1,230 @@
+"""Takes with the motion model (issue 8): in-betweening and denoising whole takes through the Engine, with the
+real shipped weights on real CMU clips; window planning, foot locking and motion masks."""
+import numpy as np
+import pytest
+import torch
+
+from gfpose_core import Engine
+from gfpose_core.contacts import FOOT_JOINTS, find_contacts, lock_feet
+from gfpose_core.masking import MotionMaskingConfig, motion_mask
+from gfpose_core.skeleton import INDEX, bone_lengths, yaw_matrix
+from gfpose_core.takes import fill_plan, sliding_plan
+
+from conftest import CMU_MB31
+
+
+@pytest.fixture(scope="module")
+def engine():
+    e = Engine.load(device="cpu")
+    if e.motion is None:
+        pytest.fail("the shipped weights have no motion model (gfpose_core/weights/motion)")
+    return e
+
+
+@pytest.fixture(scope="module")
+def walk(data_file):
+    """A real walk (CMU 01_01 has a walk and a jump) at 30 fps, placed somewhere in the room, facing anywhere."""
+    from gfpose_core.data import load_take, resample
+    take = load_take(data_file(CMU_MB31))
+    j = resample(take.joints[1:], take.fps, 30.0).astype(np.float64)[:181]
+    rot = yaw_matrix(np.array(0.7))
+    return j @ rot.T + np.array([1.5, -2.0, 0.0])
+
+
+def keyed(take, every):
+    sparse = np.full_like(take, np.nan)
+    sparse[::every] = take[::every]
+    return sparse
+
+
+def mpjpe(a, b, frames=slice(None)):
+    return float(np.linalg.norm(a[frames] - b[frames], axis=-1).mean())
+
+
+# -- in-betweening ------------------------------------------------------------------------------------------------
+
+def test_inbetween_keeps_keys_exact_and_fills_every_frame(engine, walk):
+    take = walk[:121]
+    out = engine.inbetween(keyed(take, 20), seed=0)
+    assert out.shape == take.shape and np.isfinite(out).all()
+    np.testing.assert_array_equal(out[::20], take[::20])
+    between = np.setdiff1d(np.arange(121), np.arange(0, 121, 20))
+    # frames between keys move: not a hold of the previous key
+    assert np.linalg.norm(out[between] - take[(between // 20) * 20], axis=-1).mean() > 0.02
+    # filled bones keep the take's own lengths (keys keep theirs, exactly as keyed)
+    np.testing.assert_allclose(bone_lengths(out[between]),
+                               np.repeat(np.median(bone_lengths(take), 0)[None], len(between), 0), atol=0.01)
+
+
+def test_inbetween_beats_linear_interpolation_on_a_real_walk(engine, walk):
+    from gfpose_core.baselines import fill_gaps
+    take = walk[:121]
+    sparse = keyed(take, 20)
+    between = np.setdiff1d(np.arange(121), np.arange(0, 121, 20))
+    ours = mpjpe(engine.inbetween(sparse, seed=0), take, between)
+    linear = mpjpe(fill_gaps(sparse), take, between)
+    assert ours < linear, (ours, linear)
+
+
+def test_inbetween_is_same_seed_same_result_and_rotates_with_the_take(engine, walk):
+    take = keyed(walk[:61], 15)
+    a = engine.inbetween(take, seed=3)
+    np.testing.assert_array_equal(a, engine.inbetween(take, seed=3))
+    rot = yaw_matrix(np.array(1.1))
+    shift = np.array([-3.0, 0.5, 0.0])
+    b = engine.inbetween(take @ rot.T + shift, seed=3)
+    np.testing.assert_allclose(b, a @ rot.T + shift, atol=2e-3)
+
+
+def test_partial_keys_keep_their_known_joints(engine, walk):
+    take = walk[:61].copy()
+    known = np.zeros(take.shape[:2], bool)
+    known[::30] = True
+    arms = [INDEX[n] for n in ("shoulder_l", "elbow_l", "wrist_l", "shoulder_r", "elbow_r", "wrist_r")]
+    known[15][arms] = True          # an arms-only key in the middle
+    out = engine.inbetween(take, known=known, seed=0)
+    np.testing.assert_array_equal(out[known], take[known])
+    assert np.isfinite(out).all()
+
+
+def test_inbetween_at_another_frame_rate(engine, walk):
+    from gfpose_core.data import resample
+    take24 = resample(walk.astype(np.float32), 30.0, 24.0).astype(np.float64)[:97]
+    out = engine.inbetween(keyed(take24, 24), fps=24.0, seed=0)
+    assert out.shape == take24.shape and np.isfinite(out).all()
+    np.testing.assert_array_equal(out[::24], take24[::24])
+
+
+def test_planted_feet_between_keys_stay_planted(engine):
+    """Keys of someone standing still with the arms moving: the feet must not slide in between."""
+    pose = engine.generate(1, seed=5)[0]
+    pose[:, 2] -= pose[:, 2].min()
+    take = np.repeat(pose[None], 61, 0)
+    for f in range(61):   # wave the right arm
+        take[f, INDEX["wrist_r"], 2] += 0.2 * np.sin(f / 10)
+    sparse = keyed(take, 30)
+    out = engine.inbetween(sparse, seed=0)
+    planted = pose[FOOT_JOINTS, 2] < 0.05
+    assert planted.any()
+    feet = out[:, np.array(FOOT_JOINTS)[planted]]
+    drift = np.linalg.norm(feet[:, :, :2] - feet[:1, :, :2], axis=-1).max()
+    assert drift < 0.01, drift
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda t: np.full_like(t, np.nan), "no known joints"),
+    (lambda t: np.where(np.isin(np.arange(len(t)), [0, 100])[:, None, None], t, np.nan), "frames 1-99"),
+    (lambda t: t[:, :20], "shape"),
+    (lambda t: np.where(np.arange(len(t))[:, None, None] == 3, np.inf, t), "inf"),
+])
+def test_inbetween_bad_input_names_the_problem(engine, walk, make, words):
+    with pytest.raises(ValueError, match=words):
+        engine.inbetween(make(walk[:101].copy()))
+
+
+def test_inbetween_bad_fps_and_known(engine, walk):
+    with pytest.raises(ValueError, match="fps"):
+        engine.inbetween(keyed(walk[:31], 10), fps=-3)
+    with pytest.raises(ValueError, match="known"):
+        engine.inbetween(walk[:31], known=np.ones((5, 24), bool))
+
+
+# -- denoising ----------------------------------------------------------------------------------------------------
+
+def corrupted(take, seed=0):
+    from gfpose_core.bench import corrupt
+    return corrupt(take, "jitter40_spikes_dropouts", np.random.default_rng(seed))
+
+
+def test_temporal_denoise_repairs_jitter_spikes_and_dropouts(engine, walk):
+    noisy = corrupted(walk)
+    assert np.isnan(noisy).any()
+    out = engine.denoise(noisy, fps=30.0)
+    assert out.shape == walk.shape and np.isfinite(out).all()
+    from gfpose_core.baselines import fill_gaps
+    assert mpjpe(out, walk) < 0.5 * mpjpe(fill_gaps(noisy), walk)
+
+
+def test_temporal_denoise_beats_the_per_frame_engine(engine, walk):
+    noisy = corrupted(walk, seed=1)
+    temporal = mpjpe(engine.denoise(noisy, fps=30.0, temporal=True), walk)
+    per_frame = mpjpe(engine.denoise(noisy, fps=30.0, temporal=False), walk)
+    assert temporal < per_frame, (temporal, per_frame)
+
+
+def test_temporal_denoise_of_a_short_take_and_at_120_fps(engine, walk):
+    short = walk[:20] + np.random.default_rng(2).normal(0, 0.02, walk[:20].shape)
+    assert engine.denoise(short, temporal=True).shape == short.shape
+    fast = np.repeat(walk[:60], 4, 0)   # 120 fps, a step every 4 frames
+    out = engine.denoise(fast, fps=120.0, temporal=True)
+    assert out.shape == fast.shape and np.isfinite(out).all()
+
+
+def test_temporal_needs_a_motion_model(engine, walk):
+    bare = Engine(engine.net, engine.space, engine.config, engine.device, motion=None)
+    with pytest.raises(ValueError, match="motion model"):
+        bare.denoise(walk[:30], temporal=True)
+    with pytest.raises(ValueError, match="motion model"):
+        bare.inbetween(keyed(walk[:30], 10))
+    assert np.isfinite(bare.denoise(walk[:30])).all()   # the per-frame path serves without one
+
+
+# -- windows, contacts, masks -------------------------------------------------------------------------------------
+
+def test_fill_plan_covers_every_frame_and_each_gap_sits_in_one_window():
+    W = 64
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        T = int(rng.integers(65, 400))
+        has = rng.random(T) < rng.uniform(0.02, 0.9)
+        has[0] = True
+        keys = np.flatnonzero(has)
+        while np.diff(np.r_[keys, T - 1]).max() > W - 1:   # respect the window's reach
+            gap = np.argmax(np.diff(np.r_[keys, T - 1]))
+            has[keys[gap] + W // 2] = True
+            keys = np.flatnonzero(has)
+        plan = fill_plan(has, W)
+        covered = np.zeros(T, int)
+        for start, first, last in plan:
+            assert 0 <= start <= T - W and start <= first <= last < start + W
+            covered[first:last + 1] += 1
+        assert (covered >= 1).all()
+
+
+def test_fill_plan_refuses_gaps_longer_than_a_window():
+    has = np.zeros(200, bool)
+    has[[0, 10, 150, 199]] = True
+    with pytest.raises(ValueError, match="frames 11-149"):
+        fill_plan(has, 64)
+
+
+def test_sliding_plan_reaches_the_end():
+    for T in (64, 65, 100, 1000):
+        starts = sliding_plan(T, 64)
+        assert starts[0] == 0 and starts[-1] == T - 64
+
+
+def test_lock_feet_holds_a_planted_foot_and_keeps_the_legs(engine):
+    rng = np.random.default_rng(0)
+    from gfpose_core.skeleton import with_bone_lengths
+    pose = engine.generate(1, seed=1)[0]
+    pose[:, 2] -= pose[:, 2].min()
+    take = np.repeat(pose[None], 40, 0) + rng.normal(0, 0.004, (40, 24, 3))
+    take = with_bone_lengths(take, bone_lengths(pose))
+    contacts = find_contacts(take, 30.0)
+    assert contacts.all(0).any()               # standing still: the feet on the ground are found
+    locked = lock_feet(take, contacts)
+    k = np.flatnonzero(contacts.all(0))[0]
+    j = FOOT_JOINTS[k]
+    assert np.ptp(locked[:, j, :2], axis=0).max() < 1e-9
+    np.testing.assert_allclose(bone_lengths(locked), bone_lengths(take), atol=2e-3)
+
+
+def test_motion_masks_cover_the_cases():
+    m = motion_mask(400, 64, MotionMaskingConfig(), torch.Generator().manual_seed(0))
+    assert m.shape == (400, 64, 24)
+    per_window = m.float().mean((1, 2))
+    assert (per_window == 0).any()                      # free windows (the prior)
+    frames_known = m.any(-1).float().mean(1)
+    assert ((frames_known > 0) & (frames_known < 0.6)).any()   # sparse keys
+    assert ((per_window > 0.6) & (per_window < 1)).any()       # mostly known, with gaps
