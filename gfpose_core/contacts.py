@@ -76,8 +76,13 @@ def lock_feet(take: np.ndarray, contacts: np.ndarray, fixed: np.ndarray | None =
     bone_of = {c: b for b, c in enumerate(BONES[:, 0])}
     for side in ("l", "r"):
         hip, knee, ankle, toe = (INDEX[f"{n}_{side}"] for n in ("hip", "knee", "ankle", "toe"))
-        rows = moved[:, ankle] | moved[:, toe]
-        keep[rows, knee] = fixed[rows, knee]
+        # a planted ankle frees the knee (two-bone solve); a planted toe under a free ankle frees the ankle, which
+        # then sits where shin and foot both reach; under a planted ankle the toe keeps its direction, not its place
+        by_ankle = moved[:, ankle]
+        keep[by_ankle, knee] = fixed[by_ankle, knee]
+        by_toe = moved[:, toe] & ~moved[:, ankle]
+        keep[by_toe, ankle] = fixed[by_toe, ankle]
+        keep[by_ankle, toe] = fixed[by_ankle, toe]   # with the ankle planted too, the foot's length wins
         # a planted ankle out of the leg's reach is pulled back within it, so no bone stretches
         reach = lengths[:, bone_of[knee]] + lengths[:, bone_of[ankle]]
         leg = out[:, ankle] - out[:, hip]

@@ -32,7 +32,7 @@ DEFAULTS = {
     "generate": ("sde_heun", 25),
     "denoise": ("mode", 4),
     "lift": ("sde_heun", 20),
-    "inbetween": ("mode", 20),
+    "inbetween": ("mode", 10),
     "denoise_motion": ("mode", 4),
 }
 

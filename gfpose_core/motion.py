@@ -47,7 +47,8 @@ class MotionPrior:
         return cls(net, MotionSpace.from_dict(config["space"]), config, device)
 
     def sample(self, windows: np.ndarray, known: np.ndarray, frame: Frame, *, sampler: str, steps: int,
-               generator, t_start: float = 1.0, from_observation: bool = False, batch: int = 256,
+               generator, t_start: float = 1.0, from_observation: bool = False, start_noise: bool = False,
+               batch: int = 256,
                callback=None) -> np.ndarray:
         """(B, W, 24, 3) world windows, (B, W, 24) known -> (B, W, 24, 3) world windows sampled by the prior.
 
@@ -75,8 +76,10 @@ class MotionPrior:
 
             x0 = None
             if start is not None:
-                alpha = float(sde.alpha_sigma(t_start)[0])
+                alpha, sigma = (float(v) for v in sde.alpha_sigma(t_start))
                 x0 = alpha * torch.as_tensor(np.nan_to_num(start[sl]), dtype=torch.float32, device=self.device)
+                if start_noise:   # a guess is not noisy the way the SDE's noise is: add that noise
+                    x0 = x0 + sigma * torch.randn(x0.shape, generator=generator, device=self.device)
 
             def progress(i, n, base=done):
                 callback and callback(base + i, total)
