@@ -405,6 +405,13 @@ def _action_of(obj, what: str):
     return action
 
 
+def _solve_on_rig(client, desc: dict, binding: dict, joints: np.ndarray):
+    """body24 joints of a take -> the rig's channels for every frame (the engine's /pose_for_rig)."""
+    return (yield Call(client.post, "/pose_for_rig",
+                       {"armature": desc, "joints": joints.tolist(), "rig": binding["rig"], "root_scale": 1.0},
+                       progress=0.7, label="Solving the rig"))
+
+
 def _keys_into_copy(obj, action, suffix: str, solved: dict, start: int, scene):
     """The last step, once every engine call has answered: a new action '<name><suffix>', a copy of the original
     (so the channels the map does not key stay), with the mapped bones' keys replaced from `start` on, assigned to
@@ -452,9 +459,7 @@ class GFPOSE_OT_denoise_action(_EngineOperator, bpy.types.Operator):
                             "temporal": bool(self.use_motion_model)},
                            progress=0.3, label=f"Denoising {len(take)} frames")
         clean = np.asarray(reply["joints"], dtype=np.float64)
-        solved = yield Call(client.post, "/pose_for_rig",
-                            {"armature": desc, "joints": clean.tolist(), "rig": binding["rig"], "root_scale": 1.0},
-                            progress=0.7, label="Solving the rig")
+        solved = yield from _solve_on_rig(client, desc, binding, clean)
         new = _keys_into_copy(obj, action, "_denoised", solved, start, scene)
         how = "with the motion model" if self.use_motion_model else "pose by pose"
         return (f"Denoised frames {start}..{end} {how} into action '{new.name}' (jitter {_jitter_mm(take):.1f} -> "
@@ -523,9 +528,7 @@ class GFPOSE_OT_fill_inbetweens(_EngineOperator, bpy.types.Operator):
                             "lock_feet": bool(self.lock_feet)},
                            progress=0.3, label=f"Filling {len(take) - len(keys)} frames between {len(keys)} keys")
         filled = np.asarray(reply["joints"], dtype=np.float64)
-        solved = yield Call(client.post, "/pose_for_rig",
-                            {"armature": desc, "joints": filled.tolist(), "rig": binding["rig"], "root_scale": 1.0},
-                            progress=0.7, label="Solving the rig")
+        solved = yield from _solve_on_rig(client, desc, binding, filled)
         # The solve lands within millimetres of the keyed poses, not on them: the animator's keys stay as they
         # were set (their own values, read from the original action), the frames between agree with them in sign.
         solved = rig_io.keep_key_values(solved, np.array(keys) - first, rig_io.key_values(obj, action, solved, keys))

@@ -17,25 +17,13 @@ from .masking import MotionMaskingConfig, motion_mask
 from .motion_model import MotionNetConfig, MotionScoreNet, coordinate_mask, motion_condition
 from .motion_space import FRAME_DIM, MotionSpace
 from .skeleton import BONE_MIRROR, bone_lengths, estimate_scale, facing_yaw, mirror
-from .train import Trainer, rotation_z
+from .train import LoopConfig, Trainer, rotation_z
 
 
 @dataclass
-class MotionTrainConfig:
-    steps: int = 20000
+class MotionTrainConfig(LoopConfig):
     batch: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup: int = 500
-    grad_clip: float = 1.0
-    ema: float = 0.999
-    val_every: int = 500
-    ckpt_every: int = 500
-    seed: int = 0
     fps: float = 30.0
-    yaw_jitter_deg: float = 10.0
-    scale_jitter: float = 0.05
-    max_minutes: float = 0.0
     model: MotionNetConfig = field(default_factory=MotionNetConfig)
     masking: MotionMaskingConfig = field(default_factory=MotionMaskingConfig)
 
@@ -87,10 +75,6 @@ class MotionTrainer(Trainer):
         self.space = MotionSpace(W, cfg.fps, ref, mean.double().numpy(), std)
         self.mean_t, self.std = mean.to(self.device), std
         self._setup_model(lambda: MotionScoreNet(cfg.model))
-
-    def _indices(self, n_local: int) -> torch.Tensor:
-        shard = torch.arange(self.rank, len(self.train_rel), self.world)
-        return shard[torch.randint(len(shard), (n_local,), generator=self.gen)]
 
     def _local(self, clips: Clips, starts: torch.Tensor, gen, augment: bool) -> torch.Tensor:
         """Windows (B, W, 24, 3) in the frame of an anchor pose, at unit body scale."""

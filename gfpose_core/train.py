@@ -28,7 +28,8 @@ from .skeleton import (BONE_MIRROR, BONES, JOINT_NAMES, PARENTS, bone_lengths, c
 
 
 @dataclass
-class TrainConfig:
+class LoopConfig:
+    """The training loop's settings, shared by the pose model and the motion model."""
     steps: int = 20000
     batch: int = 512
     lr: float = 1e-3
@@ -41,9 +42,13 @@ class TrainConfig:
     seed: int = 0
     yaw_jitter_deg: float = 10.0
     scale_jitter: float = 0.05
+    max_minutes: float = 0.0  # 0 = no limit
+
+
+@dataclass
+class TrainConfig(LoopConfig):
     bone_jitter: float = 0.06
     camera_pitch_deg: float = 15.0
-    max_minutes: float = 0.0  # 0 = no limit
     model: ScoreNetConfig = field(default_factory=ScoreNetConfig)
     masking: MaskingConfig = field(default_factory=MaskingConfig)
 

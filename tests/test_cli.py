@@ -111,3 +111,24 @@ def test_bad_json_is_one_clear_line(tmp_path):
     (tmp_path / "shape.json").write_text(json.dumps({"joints": [[[0, 0, 0]] * 5]}))
     proc = gfpose("complete", tmp_path / "shape.json", "-o", tmp_path / "o.json", check=False)
     assert proc.returncode == 2 and "shape" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_inbetween_json_to_json_and_bvh(tmp_path):
+    import json
+
+    from gfpose_core import Engine
+    pose = Engine.load(device="cpu").generate(1, seed=4)[0]
+    take = [[[None] * 3] * 24 for _ in range(21)]
+    take[0], take[20] = pose.tolist(), (pose + [0.2, 0, 0]).tolist()
+    src = tmp_path / "keys.json"
+    src.write_text(json.dumps({"take": take, "fps": 30}))
+    gfpose("inbetween", src, "-o", tmp_path / "out.json", "--seed", 1)
+    out = np.array(json.loads((tmp_path / "out.json").read_text())["joints"])
+    assert out.shape == (21, 24, 3) and np.isfinite(out).all()
+    np.testing.assert_allclose(out[0], pose)
+    gfpose("inbetween", src, "-o", tmp_path / "out.bvh")
+    from gfpose_core.bvh import read_bvh
+    assert read_bvh(tmp_path / "out.bvh").motion.shape[0] == 21
+    src.write_text(json.dumps({"take": [[[None] * 3] * 24] * 3}))
+    proc = gfpose("inbetween", src, "-o", tmp_path / "bad.json", check=False)
+    assert proc.returncode != 0 and "no known joints" in proc.stderr and "Traceback" not in proc.stderr

@@ -85,6 +85,24 @@ def test_denoise_generate_lift(server, pose):
     assert r.status_code == 200 and np.array(r.json()["joints"]).shape == (1, 24, 3)
 
 
+def test_inbetween_fills_between_keys_and_refuses_far_keys(server, pose):
+    info = httpx.get(server + "/info").json()
+    assert info["motion_model"]["frames"] == 64 and info["motion_model"]["max_gap_frames"] == 62
+    take = np.full((31, 24, 3), np.nan)
+    take[0], take[30] = pose, pose + [0.3, 0.0, 0.0]
+    body = {"take": np.where(np.isnan(take), None, take).tolist(), "fps": 30, "seed": 2}
+    r = httpx.post(server + "/inbetween", json=body, timeout=60)
+    assert r.status_code == 200, r.text
+    out = np.array(r.json()["joints"], dtype=float)
+    assert out.shape == (31, 24, 3) and np.isfinite(out).all()
+    np.testing.assert_array_equal(out[[0, 30]], take[[0, 30]])
+    far = np.full((100, 24, 3), None, dtype=object)
+    far[0], far[99] = pose.tolist(), pose.tolist()
+    r = httpx.post(server + "/inbetween", json={"take": far.tolist()}, timeout=60)
+    assert r.status_code == 422 and "frames 1-98" in r.text
+    assert httpx.get(server + "/health").json() == {"status": "ok"}   # still serving
+
+
 @pytest.mark.parametrize("path, body, code, words", [
     ("/complete", {"joints": [[[0, 0, 0]] * 23]}, 422, "shape"),
     ("/complete", {"joints": [[[None] * 3] * 24]}, 422, "no known joints"),
@@ -97,6 +115,8 @@ def test_denoise_generate_lift(server, pose):
     ("/generate", {"n": 2, "pinned": ["pelvis"]}, 422, "pinned"),
     ("/generate", {"n": 0}, 422, "n"),
     ("/lift", {"keypoints2d": [[[0, 0, 0]] * 24]}, 422, "shape"),
+    ("/inbetween", {"take": [[[0, 0, 0]] * 24], "known": [[True] * 23]}, 422, "known"),
+    ("/inbetween", {"take": [[[None] * 3] * 24] * 5}, 422, "no known joints"),
 ])
 def test_bad_requests_get_4xx_naming_the_problem(server, path, body, code, words):
     r = httpx.post(server + path, json=body, timeout=60)
