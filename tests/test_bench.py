@@ -70,13 +70,21 @@ def test_bench_tiny_run(engine, DATA, tmp_path):
             assert set(bench.GENERATION_METRICS) <= set(saved["generation"][ds][m])
         for h in bench.LIFT_HYPOTHESES:
             assert saved["lifting"][ds][f"best_of_{h}"]["mpjpe_mm"] > 0
+    from gfpose_core import bench_takes
+    for ds in bench.DATASETS:
+        for m in bench_takes.DENOISE_METHODS + ("clean",):
+            assert saved["takes"]["denoise"][ds][m]["mpjpe_mm"] >= 0
+        for k in bench_takes.KEY_SPACINGS:
+            for m in bench_takes.INBETWEEN_METHODS:
+                assert saved["takes"]["inbetween"][ds][str(k)][m]["mpjpe_mm"] > 0
+    assert saved["takes"]["speed"]["inbetween_60_s"] > 0
     assert set(bench.SPEED_TASKS) == set(saved["speed"]["cpu"]["seconds"])
     assert saved["speed"]["flops_per_eval"] > 1e6
     assert set(bench.TARGETS) == set(saved["targets"])
     assert all({"description", "value", "threshold", "pass"} <= set(v) for v in saved["targets"].values())
     report = (tmp_path / "report.md").read_text()
     for heading in ("## Protocol", "## Targets", "## Where the engine loses", "## 1. Completion",
-                    "## 2. Denoising", "## 3. Generation", "## 4. Lifting", "## 5. Speed"):
+                    "## 2. Denoising", "## 3. Generation", "## 4. Lifting", "## 5. Speed", "## 6. Takes"):
         assert heading in report, heading
     for png in saved["plots"].values():
         assert (tmp_path / png).stat().st_size > 1000
