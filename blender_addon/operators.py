@@ -349,6 +349,12 @@ def _write_hypothesis(obj, scene, data: dict, index: int):
             posing.set_pose_values(obj, keys)
 
 
+def _poll_hypotheses(cls, context) -> bool:
+    """Cycle and Accept are available while the active armature holds hypotheses from Complete Pose."""
+    obj = context.active_object
+    return obj is not None and obj.type == "ARMATURE" and bool(obj.gfpose.hypotheses)
+
+
 class GFPOSE_OT_cycle_hypothesis(bpy.types.Operator):
     bl_idname = "gfpose.cycle_hypothesis"
     bl_label = "Cycle Hypothesis"
@@ -357,10 +363,7 @@ class GFPOSE_OT_cycle_hypothesis(bpy.types.Operator):
 
     step: bpy.props.IntProperty(name="Step", default=1)
 
-    @classmethod
-    def poll(cls, context):
-        obj = context.active_object
-        return obj is not None and obj.type == "ARMATURE" and bool(obj.gfpose.hypotheses)
+    poll = classmethod(_poll_hypotheses)
 
     def execute(self, context):
         obj = context.active_object
@@ -383,10 +386,7 @@ class GFPOSE_OT_accept_hypothesis(bpy.types.Operator):
     bl_description = "Keep the hypothesis now keyed and forget the others"
     bl_options = {"REGISTER", "UNDO"}
 
-    @classmethod
-    def poll(cls, context):
-        obj = context.active_object
-        return obj is not None and obj.type == "ARMATURE" and bool(obj.gfpose.hypotheses)
+    poll = classmethod(_poll_hypotheses)
 
     def execute(self, context):
         obj = context.active_object

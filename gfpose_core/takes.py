@@ -14,6 +14,7 @@ from scipy.interpolate import CubicSpline
 
 from .baselines import butterworth, fill_gaps
 from .contacts import find_contacts, lock_feet
+from .data import resample
 from .denoise import estimate_jitter, find_spikes
 from .motion_space import anchor_frame, stack_frames, take_scale
 from .skeleton import fit_bone_lengths, take_bone_lengths
@@ -128,20 +129,6 @@ def smooth_by_prior(prior, take: np.ndarray, scale: float, t0: float, *, sampler
 
 
 # -- frame rates ----------------------------------------------------------------------------------------------
-def to_rate(take: np.ndarray, fps: float, target: float) -> np.ndarray:
-    """Resample (T, 24, 3) to `target` fps by linear interpolation; a joint unknown at either neighbour stays
-    unknown (NaN)."""
-    if abs(fps - target) < 1e-6:
-        return take
-    T = len(take)
-    n = int(np.floor((T - 1) * target / fps)) + 1
-    src = np.arange(n) * fps / target
-    lo = np.minimum(np.floor(src).astype(int), T - 1)
-    hi = np.minimum(lo + 1, T - 1)
-    w = (src - lo)[:, None, None]
-    return take[lo] * (1 - w) + take[hi] * w
-
-
 def from_rate(motion: np.ndarray, rate: float, fps: float, T: int) -> np.ndarray:
     """Back from the model's rate to T frames at `fps` (cubic spline through the model's frames)."""
     if abs(fps - rate) < 1e-6:
@@ -204,7 +191,7 @@ def denoise_motion(engine, take: np.ndarray, fps: float, strength, *, sampler: s
     in-betweening), then jitter removed by it from a small noise level (`sampler`, `steps`)."""
     prior = engine.motion
     rate = prior.space.fps
-    x = to_rate(take, fps, rate)
+    x = resample(take, fps, rate)   # linear; a joint unknown at either neighbour stays NaN
     finite = np.isfinite(x).all(-1)
     filled = fill_gaps(np.where(finite[..., None], x, np.nan))
     spikes = find_spikes(filled) if len(x) >= 3 else np.zeros(finite.shape, bool)
