@@ -240,6 +240,27 @@ def butterworth(take, fps: float, cutoff_hz: float, order: int = 2) -> np.ndarra
     return _like(scipy.signal.filtfilt(b, a, x, axis=0, padlen=padlen), take)
 
 
+def residual_cutoff(take, fps: float, grid=None, per_joint: bool = True) -> np.ndarray:
+    """Butterworth cutoffs (Hz) by Winter's residual analysis (Biomechanics and Motor Control of Human Movement):
+    the RMS residual of filtering at cutoff f falls as f rises and, where only noise is left above f, falls on a
+    straight line whose intercept at f = 0 is the noise's RMS; the cutoff is where the residual comes down to
+    that level: no lower (motion would go with the noise), no higher (noise would stay).
+    take (T, 24, 3) without gaps -> (24,) cutoffs, one per joint (all equal with per_joint=False)."""
+    x = np.asarray(take, dtype=np.float64)
+    nyquist = 0.5 * fps
+    grid = np.arange(1.0, 0.8 * nyquist, 0.5) if grid is None else np.asarray(grid, dtype=np.float64)
+    if len(x) < 10 or len(grid) < 4:
+        return np.full(x.shape[1], grid[-1] if len(grid) else nyquist)
+    resid = np.stack([np.sqrt(((butterworth(x, fps, f) - x) ** 2).mean(axis=(0, 2))) for f in grid])   # (F, 24)
+    if not per_joint:
+        resid = np.sqrt((resid ** 2).mean(1, keepdims=True)).repeat(x.shape[1], 1)
+    tail = grid >= grid[0] + 0.6 * (grid[-1] - grid[0])       # the noise-only end of the curve
+    slope, intercept = np.polyfit(grid[tail], resid[tail], 1)
+    below = resid <= intercept[None]
+    first = np.where(below.any(0), below.argmax(0), len(grid) - 1)
+    return grid[first]
+
+
 def savitzky_golay(take, window: int, polyorder: int = 2) -> np.ndarray:
     """Savitzky-Golay smoothing over time (window in frames, made odd and no longer than the take)."""
     x = fill_gaps(take)

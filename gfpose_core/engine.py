@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from .model import ScoreNet, ScoreNetConfig, condition
+from .hypotheses import OVERSAMPLE, spread
 from .motion import WEIGHTS_SUBDIR, MotionPrior
 from .pose_space import MODEL_JOINTS, POSE_DIM, PoseSpace
 from .samplers import sample_known
@@ -176,10 +177,21 @@ class Engine:
         canon, frame = self._canonical(masked)
         obs = np.nan_to_num(self.space.to_model(canon))
         cmask = self._coord_mask(known_mask)
-        default = DEFAULTS["complete"] if H == 1 else DEFAULTS["hypotheses"]
-        sampler, steps = _sampling(sampler, steps, default)
-        x = self._run(np.repeat(obs, H, 0), np.repeat(cmask, H, 0), False, sampler=sampler, steps=steps,
-                      generator=self._generator(seed), callback=callback)
+        gen = self._generator(seed)
+        if H == 1:
+            sampler, steps = _sampling(sampler, steps, DEFAULTS["complete"])
+            x = self._run(obs, cmask, False, sampler=sampler, steps=steps, generator=gen, callback=callback)
+        else:
+            # the likeliest completion first, then samples spread over the rest (hypotheses.py)
+            mode, mode_steps = DEFAULTS["complete"]
+            sampler, steps = _sampling(sampler, steps, DEFAULTS["hypotheses"])
+            total = mode_steps + steps
+            first = self._run(obs, cmask, False, sampler=mode, steps=mode_steps, generator=gen,
+                              callback=callback and (lambda i, n: callback(i, total)))
+            M = OVERSAMPLE * (H - 1)
+            many = self._run(np.repeat(obs, M, 0), np.repeat(cmask, M, 0), False, sampler=sampler, steps=steps,
+                             generator=gen, callback=callback and (lambda i, n: callback(mode_steps + i, total)))
+            x = spread(many.reshape(len(arr), M, -1), 1.0 - cmask, H, first=first)
         out_canon = self.space.from_model(x).reshape(len(arr), H, N_JOINTS, 3)
         out = restore(out_canon, frame)
         out = np.where(known_mask[:, None, :, None], arr[:, None], out)
@@ -320,8 +332,11 @@ class Engine:
             raise ValueError("every pose needs at least two known keypoints")
         obs, cmask = self._image_observation(kp, known)
         sampler, steps = _sampling(sampler, steps, DEFAULTS["lift"])
-        x = self._run(np.repeat(obs, H, 0), np.repeat(cmask, H, 0), True, sampler=sampler, steps=steps,
+        M = 1 if H == 1 else OVERSAMPLE * H
+        x = self._run(np.repeat(obs, M, 0), np.repeat(cmask, M, 0), True, sampler=sampler, steps=steps,
                       generator=self._generator(seed), callback=callback)
+        if H > 1:   # spread over what the image leaves open: depth, and joints it does not show (hypotheses.py)
+            x = spread(x.reshape(len(kp), M, -1), np.ones((len(kp), x.shape[-1])), H)
         out = self.space.from_model(x).reshape(len(kp), H, N_JOINTS, 3)
         out = out[:, 0] if H == 1 else out
         return out[0] if np.ndim(keypoints2d) == 2 else out

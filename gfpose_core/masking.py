@@ -51,8 +51,8 @@ _PARTS24 = list(BODY_PARTS.values())
 class MotionMaskingConfig:
     """What an animator or a capture leaves known in a window, each case with its probability (the rest: all
     frames known, with a few joints dropped at random, which is what denoising conditions on)."""
-    p_free: float = 0.15        # nothing known: the unconditional prior (denoising starts from it)
-    p_keys: float = 0.35        # keyframes: full or partial poses every k frames, or at random frames
+    p_free: float = 0.1         # nothing known: the unconditional prior (denoising starts from it)
+    p_keys: float = 0.45        # keyframes: full or partial poses every k frames, or at random frames
     p_dropouts: float = 0.3     # capture gaps: joints, parts or whole frames missing over spans
     p_parts: float = 0.1        # whole body parts unknown over the window (keyed upper body, legs to fill)
     p_partial_keys: float = 0.3  # of keyframe windows: keys with body parts missing

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from .motion_model import MotionNetConfig, MotionScoreNet, coordinate_mask, motion_condition
+from .motion_model import MotionNetConfig, MotionScoreNet, coordinate_mask
 from .motion_space import FRAME_DIM, MotionSpace
 from .samplers import sample_known
 from .sde import SubVPSDE
@@ -41,7 +41,8 @@ class MotionPrior:
         config = json.loads((folder / "config.json").read_text())
         if config.get("format") != "gfpose-motion-weights-1":
             raise ValueError(f"{folder} does not hold motion-model weights")
-        net = MotionScoreNet(MotionNetConfig(**config["model"]))
+        # weights from before the interpolated condition existed were trained on keys alone
+        net = MotionScoreNet(MotionNetConfig(**{"condition": "keys", **config["model"]}))
         net.load_state_dict(load_file(str(folder / "model.safetensors")))
         net.to(device).eval()
         return cls(net, MotionSpace.from_dict(config["space"]), config, device)
@@ -68,7 +69,7 @@ class MotionPrior:
             obs_t = torch.as_tensor(obs[sl], dtype=torch.float32, device=self.device)
             known_t = torch.as_tensor(known[sl], device=self.device)
             cmask = coordinate_mask(known_t)
-            cond = motion_condition(obs_t, known_t)
+            cond = self.net.condition(obs_t, known_t)
             sde, net = self.sde, self.net
 
             def score(x, t, cond=cond):

@@ -39,6 +39,9 @@ class MotionNetConfig:
     dropout: float = 0.1
     groups: int = 32
     parameterisation: str = "edm"   # see the module's docstring (data std 1: windows are normalised)
+    # "interpolated": each known joint interpolated linearly over the frames between its keys (held before the
+    # first and after the last), so every frame carries a guess the network corrects; "keys": zero between keys.
+    condition: str = "interpolated"
 
     def to_dict(self):
         return asdict(self)
@@ -82,8 +85,11 @@ class MotionScoreNet(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
+    def condition(self, observation: torch.Tensor, joint_mask: torch.Tensor) -> torch.Tensor:
+        return motion_condition(observation, joint_mask, self.cfg.condition)
+
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, raw: bool = False) -> torch.Tensor:
-        """x (B, W*72), t (B,), cond (B, W*96) from motion_condition -> predicted noise (B, W*72).
+        """x (B, W*72), t (B,), cond (B, W*96) from self.condition -> predicted noise (B, W*72).
         raw: x is already the network's scaled input and F itself comes back (training, through DDP)."""
         if raw:
             return self.body(x, t, cond)
@@ -118,9 +124,36 @@ def coordinate_mask(joint_mask: torch.Tensor) -> torch.Tensor:
     return joint_mask.float().repeat_interleave(3, dim=-1).reshape(joint_mask.shape[0], -1)
 
 
-def motion_condition(observation: torch.Tensor, joint_mask: torch.Tensor) -> torch.Tensor:
-    """(B, W*72) clean observations and a (B, W, 24) known mask -> (B, W*96) condition, zero where unknown."""
+def motion_condition(observation: torch.Tensor, joint_mask: torch.Tensor, kind: str = "interpolated") -> torch.Tensor:
+    """(B, W*72) clean observations and a (B, W, 24) known mask -> (B, W*96) condition: the known joints (kind
+    "keys": zero where unknown; "interpolated": linear between a joint's known frames, held at the ends, zero only
+    for a joint known nowhere in the window) and the mask."""
     B = observation.shape[0]
     m = joint_mask.to(observation.dtype)
-    known = (observation * coordinate_mask(joint_mask).to(observation.dtype)).reshape(B, -1, FRAME_DIM)
-    return torch.cat([known, m.reshape(B, -1, N_JOINTS)], -1).reshape(B, -1)
+    obs = observation.reshape(B, -1, N_JOINTS, 3)
+    if kind == "interpolated":
+        known = interpolate_known(obs, joint_mask)
+    elif kind == "keys":
+        known = obs * m[..., None]
+    else:
+        raise ValueError(f"unknown motion condition '{kind}'")
+    return torch.cat([known.reshape(B, -1, FRAME_DIM), m], -1).reshape(B, -1)
+
+
+def interpolate_known(obs: torch.Tensor, joint_mask: torch.Tensor) -> torch.Tensor:
+    """(B, W, J, 3) values valid where (B, W, J) is True -> every frame linearly interpolated per joint between
+    the nearest known frames before and after it (held past the first and last; zero for a joint never known)."""
+    B, W, J, _ = obs.shape
+    idx = torch.arange(W, device=obs.device)[None, :, None].expand(B, W, J)
+    prev = torch.cummax(torch.where(joint_mask, idx, -1), 1).values
+    nxt = (W - 1) - torch.cummax(torch.where(joint_mask.flip(1), idx, -1), 1).values.flip(1)   # W: none after
+    has_prev, has_next = prev >= 0, nxt <= W - 1
+    p, n = prev.clamp(0, W - 1), nxt.clamp(0, W - 1)
+    p = torch.where(has_prev, p, n)
+    n = torch.where(has_next, n, p)
+    vp = torch.gather(obs, 1, p[..., None].expand(B, W, J, 3))
+    vn = torch.gather(obs, 1, n[..., None].expand(B, W, J, 3))
+    span = (n - p).clamp(min=1).to(obs.dtype)
+    w = ((idx - p).to(obs.dtype) / span).clamp(0, 1)[..., None]
+    out = vp + w * (vn - vp)
+    return out * joint_mask.any(1, keepdim=True)[..., None].to(obs.dtype)

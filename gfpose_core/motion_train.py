@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .masking import MotionMaskingConfig, motion_mask
-from .motion_model import MotionNetConfig, MotionScoreNet, coordinate_mask, motion_condition
+from .motion_model import MotionNetConfig, MotionScoreNet, coordinate_mask
 from .motion_space import FRAME_DIM, MotionSpace
 from .skeleton import BONE_MIRROR, bone_lengths, estimate_scale, facing_yaw, mirror
 from .train import LoopConfig, Trainer, rotation_z
@@ -106,7 +106,7 @@ class MotionTrainer(Trainer):
         # the loss is on what is unknown.
         unknown = 1 - coordinate_mask(known)
         x_t = mean + unknown * std[:, None] * z
-        return x_t, t, motion_condition(x0, known), x0, unknown
+        return x_t, t, self.net.condition(x0, known), x0, unknown
 
     def loss(self, model, batch) -> torch.Tensor:
         """EDM's loss: the network output against its unit-variance target (x0 - c_skip y) / c_out."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.interpolate import CubicSpline
 
-from .baselines import butterworth, fill_gaps
+from .baselines import butterworth, fill_gaps, residual_cutoff
 from .contacts import find_contacts, lock_feet
 from .data import resample
 from .denoise import estimate_jitter, find_spikes
@@ -31,6 +31,7 @@ POST_CUTOFF_HZ = 6.0
 CONTEXT_FRAMES = 8           # known frames kept on each side of the runs a filling window serves
 # The take's own jitter sets the denoising start time; measured on CMU validation takes (bench: temporal).
 NOISE_FRACTION = 1.0
+WINDOW_OVERLAP = 2           # windows covering each frame when denoising
 
 
 def fill_plan(has_known: np.ndarray, W: int) -> list[tuple[int, int, int]]:
@@ -58,11 +59,11 @@ def fill_plan(has_known: np.ndarray, W: int) -> list[tuple[int, int, int]]:
     return plan
 
 
-def sliding_plan(T: int, W: int) -> list[int]:
-    """Window starts every half window, the last one flush with the end."""
+def sliding_plan(T: int, W: int, hop: int | None = None) -> list[int]:
+    """Window starts every `hop` frames (default half a window), the last one flush with the end."""
     if T <= W:
         return [0]
-    starts = list(range(0, T - W + 1, W // 2))
+    starts = list(range(0, T - W + 1, hop or W // 2))
     if starts[-1] != T - W:
         starts.append(T - W)
     return starts
@@ -114,7 +115,7 @@ def smooth_by_prior(prior, take: np.ndarray, scale: float, t0: float, *, sampler
     """SDEdit over sliding windows: each window starts at t0 from the take itself; Hann-weighted blend."""
     T, W = len(take), prior.frames
     padded, _ = _pad(take, np.ones(take.shape[:2], bool), W)
-    starts = sliding_plan(T, W)
+    starts = sliding_plan(T, W, W // WINDOW_OVERLAP)
     wins = np.stack([padded[s:s + W] for s in starts])
     frame = stack_frames([anchor_frame(w, scale, prior.mean_pose) for w in wins])
     none = np.zeros(wins.shape[:3], bool)
@@ -126,6 +127,21 @@ def smooth_by_prior(prior, take: np.ndarray, scale: float, t0: float, *, sampler
         acc[s:s + W] += weight[:, None, None] * w
         cnt[s:s + W] += weight
     return (acc / cnt[:, None, None])[:T]
+
+
+def post_filter(take: np.ndarray, fps: float, cutoff) -> np.ndarray:
+    """Zero-phase low-pass: cutoff in Hz, or "residual" (per joint, by Winter's residual analysis of the take
+    itself)."""
+    if len(take) < 10:
+        return take
+    if cutoff == "residual":
+        fc = residual_cutoff(take, fps)
+        out = np.empty_like(take)
+        for f in np.unique(fc):
+            sel = fc == f
+            out[:, sel] = butterworth(take[:, sel], fps, float(f))
+        return out
+    return butterworth(take, fps, cutoff) if fps > 2 * cutoff else take
 
 
 # -- frame rates ----------------------------------------------------------------------------------------------
@@ -210,8 +226,7 @@ def denoise_motion(engine, take: np.ndarray, fps: float, strength, *, sampler: s
         x = smooth_by_prior(prior, x, scale, t0, sampler=sampler, steps=steps, generator=generator,
                             callback=callback)
     out = from_rate(x, rate, fps, len(take))
-    if len(out) >= 10 and fps > 2 * POST_CUTOFF_HZ:
-        out = butterworth(out, fps, POST_CUTOFF_HZ)
+    out = post_filter(out, fps, POST_CUTOFF_HZ)
     if lock:
         out = lock_feet(out, find_contacts(out, fps))
     return out

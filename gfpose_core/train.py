@@ -269,6 +269,16 @@ class Trainer:
                                 if k in ("steps_run", "minutes", "history")})
         cfg_path.write_text(json.dumps(cfg, indent=1))
 
+    def warm_start(self, weights: str | Path):
+        """Start from trained weights (a folder with model.safetensors) unless a checkpoint here resumes."""
+        if (self.out / "checkpoint.pt").exists():
+            return
+        from safetensors.torch import load_file
+        state = load_file(str(Path(weights) / "model.safetensors"))
+        self.net.load_state_dict(state)
+        self.ema.load_state_dict(state)
+        self.data_note += f"; started from the weights in {weights}"
+
     def resume(self):
         ck = self.out / "checkpoint.pt"
         if not ck.exists():

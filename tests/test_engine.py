@@ -49,6 +49,34 @@ def test_complete_shapes_and_known_joints_exact(engine, real_poses):
     assert np.ptp(hyps[:, :, INDEX["wrist_l"]], axis=1).max() > 0.01  # the hypotheses differ
 
 
+def test_hypotheses_start_with_the_likeliest_and_spread_out(engine, real_poses):
+    known = arm_unknown(len(real_poses))[:8]
+    hyps = engine.complete(real_poses[:8], known, n_hypotheses=5, seed=4)
+    np.testing.assert_allclose(hyps[:, 0], engine.complete(real_poses[:8], known, seed=4), atol=1e-9)
+    wrists = hyps[:, :, INDEX["wrist_l"]]
+    gaps = np.linalg.norm(wrists[:, :, None] - wrists[:, None], axis=-1)[:, ~np.eye(5, dtype=bool)]
+    assert gaps.min() > 0.01     # no hypothesis repeats another
+
+
+def test_spread_keeps_the_first_and_visits_every_cluster():
+    from gfpose_core.hypotheses import spread
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [5.0, 0.0], [0.0, 5.0]])
+    # 30 candidates: 26 near the first centre, 2 near each other one (a prior's rare answers)
+    idx = np.array([0] * 26 + [1, 1, 2, 2])
+    cand = (centres[idx] + 0.1 * rng.normal(size=(30, 2)))[None]
+    weight = np.array([[1.0, 1.0]])
+    first = np.array([[0.05, 0.0]])
+    out = spread(cand, weight, 3, first=first)[0]
+    np.testing.assert_array_equal(out[0], first[0])
+    assert sorted(np.argmin(np.linalg.norm(out[:, None] - centres, axis=-1), 1).tolist()) == [0, 1, 2]
+    # a coordinate of weight 0 (a known one) does not count
+    cand2 = cand.copy()
+    cand2[0, 0, 1] = 100.0
+    out2 = spread(cand2, np.array([[1.0, 0.0]]), 2)[0]
+    assert abs(out2[1, 0]) > 4
+
+
 def test_nan_marks_unknown(engine, real_poses):
     known = arm_unknown(len(real_poses))
     holes = np.where(known[..., None], real_poses, np.nan)

@@ -224,6 +224,47 @@ def test_lock_feet_holds_a_planted_foot_and_keeps_the_legs(engine):
     np.testing.assert_allclose(bone_lengths(locked), bone_lengths(take), atol=2e-3)
 
 
+def test_interpolated_condition_draws_lines_between_each_joints_keys():
+    from gfpose_core.motion_model import interpolate_known, motion_condition
+    W = 12
+    obs = torch.randn(2, W, 24, 3)
+    known = torch.zeros(2, W, 24, dtype=torch.bool)
+    known[0, [2, 8], 5] = True          # a joint keyed twice: a line between, held outside
+    known[1, 4, :] = True               # one full key: held everywhere
+    out = interpolate_known(obs, known)
+    for f in range(W):
+        w = min(max((f - 2) / 6, 0.0), 1.0)
+        assert torch.allclose(out[0, f, 5], (1 - w) * obs[0, 2, 5] + w * obs[0, 8, 5], atol=1e-6)
+    assert torch.all(out[0, :, 6] == 0)          # never known: nothing made up
+    assert torch.allclose(out[1], obs[1, 4].expand(W, 24, 3))
+    cond = motion_condition(obs.reshape(2, -1), known).reshape(2, W, 96)
+    assert torch.allclose(cond[..., :72], out.reshape(2, W, 72)) and torch.equal(cond[..., 72:] > 0, known)
+    keys = motion_condition(obs.reshape(2, -1), known, "keys").reshape(2, W, 96)
+    assert torch.all(keys[0, 3, :72] == 0) and torch.equal(keys[0, 2, 15:18], obs[0, 2, 5])
+    with pytest.raises(ValueError, match="unknown motion condition"):
+        motion_condition(obs.reshape(2, -1), known, "spline")
+
+
+def test_residual_analysis_cuts_lower_for_slow_motion_and_more_noise():
+    from gfpose_core.baselines import butterworth, residual_cutoff
+    rng = np.random.default_rng(0)
+    t = np.arange(240) / 30.0
+    def take(hz):
+        x = np.zeros((240, 24, 3))
+        x[..., 0] = 0.2 * np.sin(2 * np.pi * hz * t)[:, None] + np.linspace(0, 1, 24)
+        return x
+    slow, fast = take(0.5), take(3.0)
+    fc_slow = residual_cutoff(slow + rng.normal(0, 0.01, slow.shape), 30.0)
+    fc_fast = residual_cutoff(fast + rng.normal(0, 0.01, fast.shape), 30.0)
+    assert fc_slow.shape == (24,) and fc_slow.max() < fc_fast.min()
+    assert fc_fast.min() > 3.0        # the motion's own frequency passes
+    noisy = fast + rng.normal(0, 0.01, fast.shape)
+    fc = residual_cutoff(noisy, 30.0)
+    def err(cutoff):
+        return np.abs(butterworth(noisy, 30.0, cutoff) - fast).mean()
+    assert err(float(fc[0])) < min(err(1.5), err(12.0), np.abs(noisy - fast).mean())   # no lower, no higher
+
+
 def test_motion_masks_cover_the_cases():
     m = motion_mask(400, 64, MotionMaskingConfig(), torch.Generator().manual_seed(0))
     assert m.shape == (400, 64, 24)

@@ -50,6 +50,22 @@ def test_training_resumes_from_checkpoint(tmp_path):
     assert again.train()["step"] == 30
 
 
+def test_warm_start_begins_from_trained_weights_and_a_checkpoint_wins(tmp_path):
+    train, val = _poses()
+    first = Trainer(_small(40), train, val, tmp_path / "a")
+    first.train()
+    fresh = Trainer(_small(40), train, val, tmp_path / "b")
+    assert fresh.validate() > 1.2 * first.validate()
+    fresh.warm_start(tmp_path / "a")
+    assert fresh.validate() == pytest.approx(first.validate(), rel=1e-5)
+    assert "started from the weights" in fresh.data_note
+    fresh.train()
+    again = Trainer(_small(40), train, val, tmp_path / "b")
+    again.warm_start(tmp_path / "a")          # a checkpoint exists: resuming it is what counts
+    again.resume()
+    assert again.step == 40
+
+
 def test_sde_marginals_match_the_forward_process():
     """Integrating the forward SDE reproduces marginal_prob's mean and std (sub-VP)."""
     sde, gen = SubVPSDE(), torch.Generator().manual_seed(0)
