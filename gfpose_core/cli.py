@@ -61,7 +61,7 @@ def _cmd_train(args):
         trainer = Trainer(cfg, train, val, args.out, data_note=note, device=device)
         what = f"{len(train)} poses (x2 mirrored), validating on {len(val)}"
     if args.init:
-        trainer.warm_start(args.init)
+        trainer.warm_start(args.init, fresh_output=args.fresh_output)
     if trainer.rank == 0:
         print(f"training {trainer.n_params / 1e6:.2f} M parameters on {what}; writing {args.out}", flush=True)
 
@@ -302,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--minutes", type=float, default=0.0, help="stop after this many minutes (0: no limit)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--init", help="folder with model.safetensors of the same sizes to start from (fine-tuning)")
+    t.add_argument("--fresh-output", action="store_true",
+                   help="with --init: zero the output layer (when what the network predicts has changed)")
     t.add_argument("--device", default="auto")
     t.set_defaults(func=_cmd_train)
 

@@ -41,8 +41,8 @@ class MotionPrior:
         config = json.loads((folder / "config.json").read_text())
         if config.get("format") != "gfpose-motion-weights-1":
             raise ValueError(f"{folder} does not hold motion-model weights")
-        # weights from before the interpolated condition existed were trained on keys alone
-        net = MotionScoreNet(MotionNetConfig(**{"condition": "keys", **config["model"]}))
+        # weights from before the interpolated condition existed were trained on keys alone, for the window itself
+        net = MotionScoreNet(MotionNetConfig(**{"condition": "keys", "residual": False, **config["model"]}))
         net.load_state_dict(load_file(str(folder / "model.safetensors")))
         net.to(device).eval()
         return cls(net, MotionSpace.from_dict(config["space"]), config, device)

@@ -42,6 +42,10 @@ class MotionNetConfig:
     # "interpolated": each known joint interpolated linearly over the frames between its keys (held before the
     # first and after the last), so every frame carries a guess the network corrects; "keys": zero between keys.
     condition: str = "interpolated"
+    # The network predicts the window's difference from the interpolated keys (the condition's poses) rather than
+    # the window itself, so that it starts as good as interpolation and only has to learn what interpolation
+    # misses (False: weights from before this existed).
+    residual: bool = True
 
     def to_dict(self):
         return asdict(self)
@@ -102,11 +106,26 @@ class MotionScoreNet(nn.Module):
         s2 = (sigma / alpha) ** 2
         return alpha, sigma, x / alpha, torch.rsqrt(s2 + 1), 1 / (s2 + 1), (sigma / alpha) * torch.rsqrt(s2 + 1)
 
+    def base(self, cond: torch.Tensor) -> torch.Tensor:
+        """(B, W*96) condition -> (B, W*72) the window the network predicts a difference from (zero if none)."""
+        if not self.cfg.residual:
+            return torch.zeros(cond.shape[0], cond.shape[1] // (FRAME_DIM + N_JOINTS) * FRAME_DIM,
+                               dtype=cond.dtype, device=cond.device)
+        B = cond.shape[0]
+        return cond.reshape(B, -1, FRAME_DIM + N_JOINTS)[..., :FRAME_DIM].reshape(B, -1)
+
+    def preconditioned(self, x, t, cond):
+        """-> the network's input, the base, and EDM's c_skip, c_out, alpha, sigma: the clean estimate is
+        base + c_skip * (y - base) + c_out * F(input)."""
+        alpha, sigma, y, c_in, c_skip, c_out = self.scalings(x, t)
+        base = self.base(cond)
+        return c_in * (y - base), base, y, c_skip, c_out, alpha, sigma
+
     def denoise(self, x, t, cond):
         """-> (clean window estimate, the raw network output F, alpha, sigma)."""
-        alpha, sigma, y, c_in, c_skip, c_out = self.scalings(x, t)
-        F = self.body(c_in * y, t, cond)
-        return c_skip * y + c_out * F, F, alpha, sigma
+        inp, base, y, c_skip, c_out, alpha, sigma = self.preconditioned(x, t, cond)
+        F = self.body(inp, t, cond)
+        return base + c_skip * (y - base) + c_out * F, F, alpha, sigma
 
     def body(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         B = x.shape[0]

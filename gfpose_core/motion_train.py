@@ -109,12 +109,12 @@ class MotionTrainer(Trainer):
         return x_t, t, self.net.condition(x0, known), x0, unknown
 
     def loss(self, model, batch) -> torch.Tensor:
-        """EDM's loss: the network output against its unit-variance target (x0 - c_skip y) / c_out."""
+        """EDM's loss: the network output against its target (x0 - base - c_skip (y - base)) / c_out."""
         x_t, t, cond, x0, unknown = batch
         net = model.module if hasattr(model, "module") else model
-        _, _, y, c_in, c_skip, c_out = net.scalings(x_t, t)
-        F = model(c_in * y, t, cond, raw=True)
-        err = ((F - (x0 - c_skip * y) / c_out) ** 2 * unknown).sum(-1)
+        inp, base, y, c_skip, c_out, _, _ = net.preconditioned(x_t, t, cond)
+        F = model(inp, t, cond, raw=True)
+        err = ((F - (x0 - base - c_skip * (y - base)) / c_out) ** 2 * unknown).sum(-1)
         return err.sum() / unknown.sum().clamp(min=1)
 
     def config_dict(self) -> dict:

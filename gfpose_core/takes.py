@@ -84,12 +84,13 @@ def _pad(take: np.ndarray, known: np.ndarray, W: int):
 
 
 def fill(prior, take: np.ndarray, known: np.ndarray, scale: float, *, sampler: str, steps: int, generator,
-         t_start: float = FILL_T_START, callback=None) -> np.ndarray:
+         t_start: float | None = None, callback=None) -> np.ndarray:
     """Sample every unknown joint of a take (at the model's rate) given the known ones; known ones come back.
 
     t_start < 1 starts from the known joints interpolated over time (linearly), noised to t_start, instead of
     from pure noise: the prior then corrects an interpolation rather than inventing the motion anew."""
     T, W = len(take), prior.frames
+    t_start = FILL_T_START if t_start is None else t_start
     plan = fill_plan(known.any(-1), W)
     masked = np.where(known[..., None], take, np.nan)
     guess = fill_gaps(masked) if t_start < 1 else masked
@@ -158,7 +159,7 @@ def from_rate(motion: np.ndarray, rate: float, fps: float, T: int) -> np.ndarray
 
 # -- the two tasks --------------------------------------------------------------------------------------------
 def inbetween_take(engine, take: np.ndarray, known: np.ndarray, fps: float, *, sampler: str, steps: int,
-                   generator, t_start: float = FILL_T_START, lock: bool = True, callback=None) -> np.ndarray:
+                   generator, t_start: float | None = None, lock: bool = True, callback=None) -> np.ndarray:
     """Fill every unknown joint of every frame; known joints exact; bones keep the take's lengths; a foot that
     stays put between two keys on the ground stays put in between."""
     prior = engine.motion

@@ -269,12 +269,15 @@ class Trainer:
                                 if k in ("steps_run", "minutes", "history")})
         cfg_path.write_text(json.dumps(cfg, indent=1))
 
-    def warm_start(self, weights: str | Path):
-        """Start from trained weights (a folder with model.safetensors) unless a checkpoint here resumes."""
+    def warm_start(self, weights: str | Path, fresh_output: bool = False):
+        """Start from trained weights (a folder with model.safetensors) unless a checkpoint here resumes.
+        fresh_output: zero the last layer, as a new network starts (its output means something new)."""
         if (self.out / "checkpoint.pt").exists():
             return
         from safetensors.torch import load_file
         state = load_file(str(Path(weights) / "model.safetensors"))
+        if fresh_output:
+            state = {k: torch.zeros_like(v) if k.startswith("out.") else v for k, v in state.items()}
         self.net.load_state_dict(state)
         self.ema.load_state_dict(state)
         self.data_note += f"; started from the weights in {weights}"

@@ -128,6 +128,8 @@ def test_tiny_motion_training_lowers_the_loss(tmp_path):
     trainer = MotionTrainer(cfg, train, val, tmp_path)
     before = trainer.validate()
     result = trainer.train()
-    assert result["best_val"] < 0.8 * before
+    # it starts from the interpolated keys (a fair guess already), so there is less to gain than from nothing
+    assert result["best_val"] < 0.9 * before
     prior = MotionPrior.load(tmp_path, torch.device("cpu"))
     assert prior.frames == 16 and prior.config["format"] == "gfpose-motion-weights-1"
+    assert prior.net.cfg.condition == "interpolated" and prior.net.cfg.residual
