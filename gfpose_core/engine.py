@@ -33,8 +33,8 @@ DEFAULTS = {
     "generate": ("sde_heun", 25),
     "denoise": ("mode", 4),
     "lift": ("sde_heun", 20),
-    "inbetween": ("mode", 10),
-    "denoise_motion": ("mode", 4),
+    "inbetween": ("tweedie", 1),
+    "denoise_motion": ("tweedie", 1),
 }
 
 

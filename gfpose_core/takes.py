@@ -17,20 +17,27 @@ from .contacts import find_contacts, lock_feet
 from .data import resample
 from .denoise import estimate_jitter, find_spikes
 from .motion_space import anchor_frame, stack_frames, take_scale
-from .skeleton import fit_bone_lengths, take_bone_lengths
+from .skeleton import Frame, fit_bone_lengths, take_bone_lengths
 
-# Filling starts from the keys interpolated linearly, noised to this time, not from pure noise: measured on CMU
-# validation takes (keys every 10 / 30 frames, mode-seeking, 10 steps), t = 0.1 / 0.2 / 0.3 / 1.0 gave 43.7 / 51.5 /
-# 57.9 / 157 mm on the frames between keys; linear interpolation alone 40.1 mm (the shipped motion model does not
-# beat it yet: see the benchmark's takes section).
-FILL_T_START = 0.15
-# A few mode-seeking steps leave frame-to-frame wobble the eye sees (mean acceleration 25 m/s² where clean mocap has
-# 7); a gentle 6 Hz low-pass after the prior removes it and lowers the error too (CMU validation takes, 40 mm +
-# spikes + dropouts: 24.3 -> 23.1 mm; 4 / 8 / 10 Hz: 23.1 / 23.1 / 23.2 mm; acceleration 4.8 m/s²).
-POST_CUTOFF_HZ = 6.0
+# Filling: the motion model sees every known joint interpolated linearly between its keys and predicts the window's
+# difference from that. The answer is the mean of FILL_SAMPLES posterior-mean estimates (the `tweedie` sampler
+# from the interpolation noised to FILL_T_START), its wobble between keys then dropped (SMOOTH_BETWEEN_HZ).
+# Measured on CMU / Bandai validation takes (6 takes each, full-pose keys every 10 / 30 frames, MPJPE mm on the
+# frames between keys): linear interpolation 34.2 / 116.9 (CMU), 33.2 / 70.3 (Bandai); t 0.7 with 8 estimates
+# 34.6 / 96.2, 34.5 / 71.1; t 1.0 36.1 / 98.9; t 0.5 38.8 / 111.2; mode-seeking 10 steps from t 1 43.4 / 150.9.
+FILL_T_START = 0.7
+FILL_SAMPLES = 8
+# Without it the frames between keys wobble (mean acceleration 20-50 m/s² where the clean takes have 1-7).
+SMOOTH_BETWEEN_HZ = 2.0
+# Denoising: each window's posterior mean (`tweedie`, one evaluation) from the take itself, as if its jitter were
+# the SDE's noise at NOISE_FRACTION times the jitter estimated from the take, then a low-pass per joint at the
+# cutoff Winter's residual analysis finds in the result (POST_CUTOFF_HZ: "residual", or a fixed Hz). Measured on
+# CMU / Bandai validation takes (6 each, 40 mm jitter + spikes + dropouts; best tuned Butterworth 31.0 / 30.5 mm):
+# tweedie, residual, 1.3: 23.9 / 23.2 mm; 1.0: 24.5 / 23.8; 1.6: 24.1 / 23.4; 2.0: 25.2 / 24.4; fixed 6 Hz
+# instead of residual (at 1.0): 25.2 / 24.6; mode-seeking 4 steps (at 1.6): 30.6 / 29.7.
+POST_CUTOFF_HZ = "residual"
+NOISE_FRACTION = 1.3
 CONTEXT_FRAMES = 8           # known frames kept on each side of the runs a filling window serves
-# The take's own jitter sets the denoising start time; measured on CMU validation takes (bench: temporal).
-NOISE_FRACTION = 1.0
 WINDOW_OVERLAP = 2           # windows covering each frame when denoising
 
 
@@ -101,8 +108,12 @@ def fill(prior, take: np.ndarray, known: np.ndarray, scale: float, *, sampler: s
     wknown = np.stack([pknown[s:s + W] for s, _, _ in plan])
     frame = stack_frames([anchor_frame(np.where(k[..., None], w, np.nan), scale, prior.mean_pose)
                           for w, k in zip(wins, wknown)])
-    out = prior.sample(wins, wknown, frame, sampler=sampler, steps=steps, generator=generator, t_start=t_start,
-                       from_observation=t_start < 1, start_noise=True, callback=callback)
+    K = FILL_SAMPLES
+    rep = Frame(*(np.repeat(v, K, 0) for v in (frame.root, frame.yaw, frame.scale)))
+    out = prior.sample(np.repeat(wins, K, 0), np.repeat(wknown, K, 0), rep, sampler=sampler, steps=steps,
+                       generator=generator, t_start=t_start, from_observation=t_start < 1, start_noise=True,
+                       callback=callback)
+    out = out.reshape((len(wins), K) + out.shape[1:]).mean(1)
     acc, cnt = np.zeros(take.shape), np.zeros(T)
     for (s, first, last), w in zip(plan, out):
         acc[first:last + 1] += w[first - s:last - s + 1]
@@ -145,6 +156,29 @@ def post_filter(take: np.ndarray, fps: float, cutoff) -> np.ndarray:
     return butterworth(take, fps, cutoff) if fps > 2 * cutoff else take
 
 
+def smooth_between_keys(motion: np.ndarray, known: np.ndarray, fps: float, cutoff_hz: float) -> np.ndarray:
+    """Keep of each joint's departure from the straight line between two of its keys only the slow part: its
+    projection on the sine modes of the gap below cutoff_hz (each zero at both keys, so keys stay where they are
+    and the path leaves and meets them without a kink). A few sampler steps leave frame-to-frame wobble that no
+    animator keys; the arc, anticipation and overshoot the prior adds are slower than that. Frames before a
+    joint's first key and after its last are left as they are."""
+    out = motion.copy()
+    line = fill_gaps(np.where(known[..., None], motion, np.nan))
+    for j in range(motion.shape[1]):
+        keys = np.flatnonzero(known[:, j])
+        for a, b in zip(keys, keys[1:]):
+            n = b - a
+            if n < 2:
+                continue
+            modes = max(1, int(2 * n / fps * cutoff_hz))
+            u = np.arange(1, n) / n
+            basis = np.sin(np.pi * np.arange(1, modes + 1)[None] * u[:, None])          # (n-1, modes)
+            r = motion[a + 1:b, j] - line[a + 1:b, j]
+            coef, *_ = np.linalg.lstsq(basis, r, rcond=None)
+            out[a + 1:b, j] = line[a + 1:b, j] + basis @ coef
+    return out
+
+
 # -- frame rates ----------------------------------------------------------------------------------------------
 def from_rate(motion: np.ndarray, rate: float, fps: float, T: int) -> np.ndarray:
     """Back from the model's rate to T frames at `fps` (cubic spline through the model's frames)."""
@@ -178,6 +212,8 @@ def inbetween_take(engine, take: np.ndarray, known: np.ndarray, fps: float, *, s
     scale = take_scale(at_rate, prior.space.reference_bones)
     out = fill(prior, at_rate, k_rate, scale, sampler=sampler, steps=steps, generator=generator,
                t_start=t_start, callback=callback)
+    if SMOOTH_BETWEEN_HZ:
+        out = smooth_between_keys(out, k_rate, rate, SMOOTH_BETWEEN_HZ)
     out = from_rate(out, rate, fps, len(take))
     lengths = np.repeat(take_bone_lengths(masked, prior.space.reference_bones * scale)[None], len(take), 0)
     out = fit_bone_lengths(np.where(known[..., None], take, out), lengths, known)

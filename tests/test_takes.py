@@ -245,6 +245,24 @@ def test_interpolated_condition_draws_lines_between_each_joints_keys():
         motion_condition(obs.reshape(2, -1), known, "spline")
 
 
+def test_smoothing_between_keys_keeps_keys_and_arcs_and_drops_wobble():
+    from gfpose_core.takes import smooth_between_keys
+    rng = np.random.default_rng(1)
+    T = 61
+    f = np.arange(T)
+    known = np.zeros((T, 24), bool)
+    known[::20] = True
+    known[5, 3] = True                       # a joint with a key of its own
+    arc = np.zeros((T, 24, 3))
+    arc[..., 2] = 0.1 * np.sin(np.pi * (f % 20) / 20)[:, None]      # an arc between keys, zero at them
+    truth = np.linspace(0, 1, T)[:, None, None] + arc
+    wobbly = truth + np.where(known[..., None], 0.0, rng.normal(0, 0.01, truth.shape))
+    out = smooth_between_keys(wobbly, known, 30.0, 2.0)
+    assert np.array_equal(out[known], wobbly[known])
+    assert np.abs(out - truth).mean() < 0.4 * np.abs(wobbly - truth).mean()
+    assert np.abs(out[..., 2] - truth[..., 2]).max() < 0.02          # the arc stays
+
+
 def test_residual_analysis_cuts_lower_for_slow_motion_and_more_noise():
     from gfpose_core.baselines import butterworth, residual_cutoff
     rng = np.random.default_rng(0)
