@@ -10,6 +10,7 @@ from .baselines import butterworth, fill_gaps
 from .skeleton import restore
 
 SPIKE_METRES = 0.10      # a joint this far from its running median is a spike, not jitter
+SPIKE_SIGMAS = 4.0       # ... nor this many times the jitter: a 3D jitter vector is longer than 3.4 sigma 1% of the time
 CUTOFF_HZ = 4.0          # body motion keeps little above this; mocap jitter lives above it
 # The prior starts from the noise level a 4 Hz low-pass leaves, a fraction of the raw jitter, and mode-seeking
 # overshoots beyond it: measured on a CMU test take (sigma 20/40/100 mm), 0.3 of the raw level beat 0.5-1.0.
@@ -28,10 +29,12 @@ def estimate_jitter(take: np.ndarray) -> float:
     return float(np.median(np.abs(d2)) / 0.6745 / np.sqrt(6.0))
 
 
-def find_spikes(take: np.ndarray, window: int = 7) -> np.ndarray:
-    """(T, 24) True where a joint jumps away from its running median (filled NaN-free input)."""
+def find_spikes(take: np.ndarray, window: int = 7, jitter: float = 0.0) -> np.ndarray:
+    """(T, 24) True where a joint jumps away from its running median (filled NaN-free input): further than
+    SPIKE_METRES, and than SPIKE_SIGMAS times the take's own jitter (per coordinate), so that a very noisy take's
+    jitter is not taken for spikes."""
     med = median_filter(take, size=(window, 1, 1), mode="nearest")
-    return np.linalg.norm(take - med, axis=-1) > SPIKE_METRES
+    return np.linalg.norm(take - med, axis=-1) > max(SPIKE_METRES, SPIKE_SIGMAS * jitter)
 
 
 def denoise_take(engine, take: np.ndarray, fps: float, strength, sampler: str, steps: int, callback=None):

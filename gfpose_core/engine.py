@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from .model import ScoreNet, ScoreNetConfig, condition
-from .hypotheses import OVERSAMPLE, spread
+from .hypotheses import candidates, spread
 from .motion import WEIGHTS_SUBDIR, MotionPrior
 from .pose_space import MODEL_JOINTS, POSE_DIM, PoseSpace
 from .samplers import sample_known
@@ -188,7 +188,7 @@ class Engine:
             total = mode_steps + steps
             first = self._run(obs, cmask, False, sampler=mode, steps=mode_steps, generator=gen,
                               callback=callback and (lambda i, n: callback(i, total)))
-            M = OVERSAMPLE * (H - 1)
+            M = candidates(H - 1)
             many = self._run(np.repeat(obs, M, 0), np.repeat(cmask, M, 0), False, sampler=sampler, steps=steps,
                              generator=gen, callback=callback and (lambda i, n: callback(mode_steps + i, total)))
             x = spread(many.reshape(len(arr), M, -1), 1.0 - cmask, H, first=first)
@@ -332,7 +332,7 @@ class Engine:
             raise ValueError("every pose needs at least two known keypoints")
         obs, cmask = self._image_observation(kp, known)
         sampler, steps = _sampling(sampler, steps, DEFAULTS["lift"])
-        M = 1 if H == 1 else OVERSAMPLE * H
+        M = 1 if H == 1 else candidates(H)
         x = self._run(np.repeat(obs, M, 0), np.repeat(cmask, M, 0), True, sampler=sampler, steps=steps,
                       generator=self._generator(seed), callback=callback)
         if H > 1:   # spread over what the image leaves open: depth, and joints it does not show (hypotheses.py)

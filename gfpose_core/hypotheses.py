@@ -12,6 +12,12 @@ from __future__ import annotations
 import numpy as np
 
 OVERSAMPLE = 5
+MAX_EXTRA = 100   # many hypotheses cover the range by their number already; past this, more samples cost time
+
+
+def candidates(k: int) -> int:
+    """How many samples to draw to keep k hypotheses."""
+    return k + min((OVERSAMPLE - 1) * k, MAX_EXTRA)
 
 
 def spread(candidates: np.ndarray, weight: np.ndarray, k: int, first: np.ndarray | None = None) -> np.ndarray:

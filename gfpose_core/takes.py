@@ -33,10 +33,11 @@ SMOOTH_BETWEEN_HZ = 2.0
 # the SDE's noise at NOISE_FRACTION times the jitter estimated from the take, then a low-pass per joint at the
 # cutoff Winter's residual analysis finds in the result (POST_CUTOFF_HZ: "residual", or a fixed Hz). Measured on
 # CMU / Bandai validation takes (6 each, 40 mm jitter + spikes + dropouts; best tuned Butterworth 31.0 / 30.5 mm):
-# tweedie, residual, 1.3: 23.9 / 23.2 mm; 1.0: 24.5 / 23.8; 1.6: 24.1 / 23.4; 2.0: 25.2 / 24.4; fixed 6 Hz
-# instead of residual (at 1.0): 25.2 / 24.6; mode-seeking 4 steps (at 1.6): 30.6 / 29.7.
+# NOISE_FRACTION 1.0 / 1.15 / 1.5: 22.0 / 22.2 / 23.5 mm (CMU), 21.6 / 21.7 / 23.0 (Bandai), 1.15 the smoother;
+# windows every quarter instead of half window: no change; fixed 6 Hz instead of residual analysis: +0.7 mm;
+# mode-seeking 4 steps instead of tweedie: +6 mm. At 100 mm jitter: 42.0 / 40.7 mm (Butterworth 57.6 / 56.8).
 POST_CUTOFF_HZ = "residual"
-NOISE_FRACTION = 1.3
+NOISE_FRACTION = 1.15
 CONTEXT_FRAMES = 8           # known frames kept on each side of the runs a filling window serves
 WINDOW_OVERLAP = 2           # windows covering each frame when denoising
 
@@ -247,7 +248,7 @@ def denoise_motion(engine, take: np.ndarray, fps: float, strength, *, sampler: s
     x = resample(take, fps, rate)   # linear; a joint unknown at either neighbour stays NaN
     finite = np.isfinite(x).all(-1)
     filled = fill_gaps(np.where(finite[..., None], x, np.nan))
-    spikes = find_spikes(filled) if len(x) >= 3 else np.zeros(finite.shape, bool)
+    spikes = find_spikes(filled, jitter=estimate_jitter(filled)) if len(x) >= 3 else np.zeros(finite.shape, bool)
     known = finite & ~spikes
     scale = take_scale(np.where(known[..., None], x, np.nan), prior.space.reference_bones)
     if (~known).any():

@@ -263,6 +263,16 @@ def test_smoothing_between_keys_keeps_keys_and_arcs_and_drops_wobble():
     assert np.abs(out[..., 2] - truth[..., 2]).max() < 0.02          # the arc stays
 
 
+def test_spikes_are_measured_against_the_takes_own_jitter(walk):
+    from gfpose_core.denoise import estimate_jitter, find_spikes
+    rng = np.random.default_rng(3)
+    noisy = walk + rng.normal(0, 0.10, walk.shape)            # very noisy capture, no spikes
+    noisy[50, 9] += np.array([0.0, 0.0, 0.6])                  # one real spike
+    assert find_spikes(noisy).mean() > 0.3                     # a fixed 10 cm threshold calls the jitter spikes
+    spikes = find_spikes(noisy, jitter=estimate_jitter(noisy))
+    assert spikes.mean() < 0.02 and spikes[50, 9]
+
+
 def test_residual_analysis_cuts_lower_for_slow_motion_and_more_noise():
     from gfpose_core.baselines import butterworth, residual_cutoff
     rng = np.random.default_rng(0)
