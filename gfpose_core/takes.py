@@ -3,8 +3,9 @@
 A take is longer than the model's window, so it is cut into windows:
 - filling: one window per run of frames between known frames (several short runs share one), centred on it, so
   that every gap is filled by a window that sees the keys on both sides; neighbouring runs meet at a known frame;
-- denoising: windows every half window, each sent back to a small noise level from the take itself and brought
-  back by the prior (SDEdit), blended with Hann weights that sum to one, so no seam shows.
+- denoising: windows every half window, each taken as the take at a small noise level and brought back by the
+  prior (SDEdit; by default its posterior mean in one step), blended with Hann weights that sum to one, so no seam
+  shows, then low-passed per joint where Winter's residual analysis puts the cutoff.
 Takes at another frame rate are resampled to the model's and back. Feet planted in the input stay planted.
 """
 from __future__ import annotations
@@ -96,7 +97,8 @@ def fill(prior, take: np.ndarray, known: np.ndarray, scale: float, *, sampler: s
     """Sample every unknown joint of a take (at the model's rate) given the known ones; known ones come back.
 
     t_start < 1 starts from the known joints interpolated over time (linearly), noised to t_start, instead of
-    from pure noise: the prior then corrects an interpolation rather than inventing the motion anew."""
+    from pure noise: the prior then corrects an interpolation rather than inventing the motion anew. Each window
+    is sampled FILL_SAMPLES times and the results averaged (with the `tweedie` sampler: the posterior mean)."""
     T, W = len(take), prior.frames
     t_start = FILL_T_START if t_start is None else t_start
     plan = fill_plan(known.any(-1), W)
