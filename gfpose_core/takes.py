@@ -167,18 +167,22 @@ def smooth_between_keys(motion: np.ndarray, known: np.ndarray, fps: float, cutof
     joint's first key and after its last are left as they are."""
     out = motion.copy()
     line = fill_gaps(np.where(known[..., None], motion, np.nan))
+    gaps: dict[int, list[tuple[int, int]]] = {}          # gaps of one length share their projection
     for j in range(motion.shape[1]):
         keys = np.flatnonzero(known[:, j])
-        for a, b in zip(keys, keys[1:]):
-            n = b - a
-            if n < 2:
-                continue
-            modes = max(1, int(2 * n / fps * cutoff_hz))
-            u = np.arange(1, n) / n
-            basis = np.sin(np.pi * np.arange(1, modes + 1)[None] * u[:, None])          # (n-1, modes)
-            r = motion[a + 1:b, j] - line[a + 1:b, j]
-            coef, *_ = np.linalg.lstsq(basis, r, rcond=None)
-            out[a + 1:b, j] = line[a + 1:b, j] + basis @ coef
+        for a, n in zip(keys[:-1], np.diff(keys)):
+            if n >= 2:
+                gaps.setdefault(int(n), []).append((int(a), j))
+    for n, where in gaps.items():
+        modes = max(1, int(2 * n / fps * cutoff_hz))
+        u = np.arange(1, n) / n
+        basis = np.sin(np.pi * np.arange(1, modes + 1)[None] * u[:, None])          # (n-1, modes)
+        project = basis @ np.linalg.pinv(basis)
+        a, j = np.array(where).T
+        frames = a[:, None] + np.arange(1, n)[None]                                # (G, n-1)
+        joint = j[:, None]
+        r = motion[frames, joint] - line[frames, joint]                            # (G, n-1, 3)
+        out[frames, joint] = line[frames, joint] + np.einsum("fg,kgc->kfc", project, r)
     return out
 
 

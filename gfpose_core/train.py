@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from .masking import MaskingConfig, draw_is_2d, hierarchical_mask
 from .model import ScoreNet, ScoreNetConfig, condition
@@ -274,7 +274,6 @@ class Trainer:
         fresh_output: zero the last layer, as a new network starts (its output means something new)."""
         if (self.out / "checkpoint.pt").exists():
             return
-        from safetensors.torch import load_file
         state = load_file(str(Path(weights) / "model.safetensors"))
         if fresh_output:
             state = {k: torch.zeros_like(v) if k.startswith("out.") else v for k, v in state.items()}

@@ -67,6 +67,28 @@ def _direction_error(a, b, index) -> float:
     return float(np.mean(out))
 
 
+def _plot_joint(path, joint: str, label: str, x, series, marks=None):
+    """One joint's x, y, z over frames, a panel each: series [(take or None, colour, width, legend)];
+    marks (frame indices, take, legend) as dots."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    j = INDEX[joint]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), sharex=True)
+    for c, (a, axis) in enumerate(zip(axes, "xyz")):
+        for take, colour, width, legend in series:
+            if take is not None:
+                a.plot(x, take[:, j, c], color=colour, lw=width, label=legend)
+        if marks is not None:
+            a.plot(x[marks[0]], marks[1][marks[0], j, c], "ko", ms=4, label=marks[2])
+        a.set_title(f"{label} {axis} (m)")
+        a.set_xlabel("frame")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _jitter_mm(take) -> float:
     t = np.asarray(take)
     return float(np.linalg.norm(t[2:] - 2 * t[1:-1] + t[:-2], axis=-1).mean() * 1000)
@@ -312,22 +334,10 @@ def main(argv=None) -> int:
         numbers["denoise"].update({"error_mm_noisy": e_noisy, "error_mm_denoised": e_clean})
         line += f"\n  mean joint error to the clean capture: {e_noisy:.1f} mm noisy -> {e_clean:.1f} mm denoised"
     _say(line)
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    j = INDEX["wrist_r"]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), sharex=True)
-    for a, axis in zip(axes, "xyz"):
-        a.plot(read_noisy[:, j, "xyz".index(axis)], color="#bbbbbb", label="noisy take (original action)")
-        if ref is not None:
-            a.plot(ref[:, j, "xyz".index(axis)], color="#3070e0", lw=1, label="clean capture")
-        a.plot(read_clean[:, j, "xyz".index(axis)], color="#f08020", label="denoised (new action)")
-        a.set_title(f"right wrist {axis} (m)")
-        a.set_xlabel("frame")
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "denoise.png", dpi=110)
-    plt.close(fig)
+    _plot_joint(out / "denoise.png", "wrist_r", "right wrist", np.arange(len(read_noisy)),
+                [(read_noisy, "#bbbbbb", 1.5, "noisy take (original action)"),
+                 (ref, "#3070e0", 1, "clean capture"),
+                 (read_clean, "#f08020", 1.5, "denoised (new action)")])
 
     # --- Fill In-betweens: three keys of a real take, 30 frames apart -----------------------------------------
     t_fill = time.perf_counter()
@@ -390,22 +400,11 @@ def main(argv=None) -> int:
                  f"interpolation of the same keys ({err['joint_lerp']:.1f} mm joint positions lerped); jitter "
                  f"{_jitter_mm(read_filled):.1f} mm/frame^2 filled, {_jitter_mm(ref_fill):.1f} real")
     _say(line)
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), sharex=True)
-    j = INDEX["ankle_r"]
     x = np.asarray(fill_frames)
-    for a, axis in zip(axes, "xyz"):
-        c = "xyz".index(axis)
-        if ref_fill is not None:
-            a.plot(x, ref_fill[:, j, c], color="#3070e0", lw=1, label="real take")
-        a.plot(x, read_linear[:, j, c], color="#bbbbbb", label="keys, linear")
-        a.plot(x, read_filled[:, j, c], color="#f08020", label="filled (new action)")
-        a.plot(x[at_keys], read_filled[at_keys, j, c], "ko", ms=4, label="keys")
-        a.set_title(f"right ankle {axis} (m)")
-        a.set_xlabel("frame")
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "inbetween.png", dpi=110)
-    plt.close(fig)
+    _plot_joint(out / "inbetween.png", "ankle_r", "right ankle", x,
+                [(ref_fill, "#3070e0", 1, "real take"), (read_linear, "#bbbbbb", 1.5, "keys, linear"),
+                 (read_filled, "#f08020", 1.5, "filled (new action)")],
+                marks=(at_keys, read_filled, "keys"))
     numbers["fill"]["step_s"] = time.perf_counter() - t_fill     # keying, the operator, measuring, the plot
 
     # --- save ----------------------------------------------------------------------------------------------
