@@ -67,13 +67,13 @@ def _direction_error(a, b, index) -> float:
     return float(np.mean(out))
 
 
-def _plot_joint(path, joint: str, label: str, x, series, marks=None):
+def _plot_joint(path, joint: str, index: dict, label: str, x, series, marks=None):
     """One joint's x, y, z over frames, a panel each: series [(take or None, colour, width, legend)];
     marks (frame indices, take, legend) as dots."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    j = INDEX[joint]
+    j = index[joint]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), sharex=True)
     for c, (a, axis) in enumerate(zip(axes, "xyz")):
         for take, colour, width, legend in series:
@@ -334,7 +334,7 @@ def main(argv=None) -> int:
         numbers["denoise"].update({"error_mm_noisy": e_noisy, "error_mm_denoised": e_clean})
         line += f"\n  mean joint error to the clean capture: {e_noisy:.1f} mm noisy -> {e_clean:.1f} mm denoised"
     _say(line)
-    _plot_joint(out / "denoise.png", "wrist_r", "right wrist", np.arange(len(read_noisy)),
+    _plot_joint(out / "denoise.png", "wrist_r", INDEX, "right wrist", np.arange(len(read_noisy)),
                 [(read_noisy, "#bbbbbb", 1.5, "noisy take (original action)"),
                  (ref, "#3070e0", 1, "clean capture"),
                  (read_clean, "#f08020", 1.5, "denoised (new action)")])
@@ -401,7 +401,7 @@ def main(argv=None) -> int:
                  f"{_jitter_mm(read_filled):.1f} mm/frame^2 filled, {_jitter_mm(ref_fill):.1f} real")
     _say(line)
     x = np.asarray(fill_frames)
-    _plot_joint(out / "inbetween.png", "ankle_r", "right ankle", x,
+    _plot_joint(out / "inbetween.png", "ankle_r", INDEX, "right ankle", x,
                 [(ref_fill, "#3070e0", 1, "real take"), (read_linear, "#bbbbbb", 1.5, "keys, linear"),
                  (read_filled, "#f08020", 1.5, "filled (new action)")],
                 marks=(at_keys, read_filled, "keys"))
