@@ -5,7 +5,8 @@ A take is longer than the model's window, so it is cut into windows:
   that every gap is filled by a window that sees the keys on both sides; neighbouring runs meet at a known frame;
 - denoising: windows every half window, each taken as the take at a small noise level and brought back by the
   prior (SDEdit; by default its posterior mean in one step), blended with Hann weights that sum to one, so no seam
-  shows, then low-passed per joint where Winter's residual analysis puts the cutoff.
+  shows (the take and its mirror image averaged), then low-passed per body part at the cutoff with the least
+  estimated error (Stein's unbiased risk estimate, from the data alone).
 Takes at another frame rate are resampled to the model's and back. Feet planted in the input stay planted.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ from .contacts import find_contacts, lock_feet
 from .data import resample
 from .denoise import estimate_jitter, find_spikes
 from .motion_space import anchor_frame, stack_frames, take_scale
-from .skeleton import Frame, fit_bone_lengths, take_bone_lengths
+from .skeleton import BODY_PARTS, MIRROR as _MIRROR_JOINTS, Frame, fit_bone_lengths, mirror, take_bone_lengths
 
 # Filling: the motion model sees every known joint interpolated linearly between its keys and predicts the window's
 # difference from that. The answer is the mean of FILL_SAMPLES posterior-mean estimates (the `tweedie` sampler
@@ -27,18 +28,28 @@ from .skeleton import Frame, fit_bone_lengths, take_bone_lengths
 # frames between keys): linear interpolation 34.2 / 116.9 (CMU), 33.2 / 70.3 (Bandai); t 0.7 with 8 estimates
 # 34.6 / 96.2, 34.5 / 71.1; t 1.0 36.1 / 98.9; t 0.5 38.8 / 111.2; mode-seeking 10 steps from t 1 43.4 / 150.9.
 FILL_T_START = 0.7
-FILL_SAMPLES = 8
+FILL_SAMPLES = 4
 # Without it the frames between keys wobble (mean acceleration 20-50 m/s² where the clean takes have 1-7).
 SMOOTH_BETWEEN_HZ = 2.0
 # Denoising: each window's posterior mean (`tweedie`, one evaluation) from the take itself, as if its jitter were
-# the SDE's noise at NOISE_FRACTION times the jitter estimated from the take, then a low-pass per joint at the
-# cutoff Winter's residual analysis finds in the result (POST_CUTOFF_HZ: "residual", or a fixed Hz). Measured on
-# CMU / Bandai validation takes (6 each, 40 mm jitter + spikes + dropouts; best tuned Butterworth 31.0 / 30.5 mm):
-# NOISE_FRACTION 1.0 / 1.15 / 1.5: 22.0 / 22.2 / 23.5 mm (CMU), 21.6 / 21.7 / 23.0 (Bandai), 1.15 the smoother;
-# windows every quarter instead of half window: no change; fixed 6 Hz instead of residual analysis: +0.7 mm;
-# mode-seeking 4 steps instead of tweedie: +6 mm. At 100 mm jitter: 42.0 / 40.7 mm (Butterworth 57.6 / 56.8).
-POST_CUTOFF_HZ = "residual"
+# the SDE's noise at NOISE_FRACTION times the jitter estimated from the take, then a low-pass per body part at the
+# cutoff that minimises Stein's unbiased risk estimate of the whole result (POST_CUTOFF_HZ "sure"; or "residual":
+# per joint by Winter's residual analysis of the result; or a fixed Hz). Measured on CMU / Bandai validation
+# takes (6 each, 40 mm jitter + spikes + dropouts; best tuned Butterworth 31.0 / 30.5 mm): NOISE_FRACTION 1.0 /
+# 1.15 / 1.5: 22.0 / 22.2 / 23.5 mm (CMU), 21.6 / 21.7 / 23.0 (Bandai), 1.15 the smoother; windows every quarter
+# instead of half window: no change; mode-seeking 4 steps instead of tweedie: +6 mm. With mirror averaging:
+# residual analysis 21.6 / 21.0, SURE per part 21.6 / 20.1 (per joint 21.8 / 20.3 but jerky: one random probe
+# is too few for 3 x 120 numbers; one cutoff per take 21.5 / 20.7); on the 8 stillest Bandai windows (clean
+# mean acceleration 0.25 m/s²) residual analysis leaves 16.7 mm and 0.97 m/s², SURE 15.0 mm and 0.36 m/s²: the
+# network's leftover error there is slow, so residual analysis takes it for motion. At 20 / 100 mm jitter SURE
+# is 0.3 / 0.4-3.4 mm better again.
+POST_CUTOFF_HZ = "sure"
+CUTOFF_GROUPS = np.array([next(i for i, p in enumerate(BODY_PARTS.values()) if j in p) for j in range(24)])
 NOISE_FRACTION = 1.15
+# Half of the windows the prior sees are the take's mirror image (left and right swapped), mirrored back before
+# averaging: the network is not exactly mirror-symmetric and its two answers err differently. Measured on the same
+# validation takes: denoising 22.2 -> 21.7 mm (CMU), 21.7 -> 20.9 (Bandai), at the cost of twice the windows.
+MIRROR_AVERAGE = True
 CONTEXT_FRAMES = 8           # known frames kept on each side of the runs a filling window serves
 WINDOW_OVERLAP = 2           # windows covering each frame when denoising
 
@@ -92,6 +103,27 @@ def _pad(take: np.ndarray, known: np.ndarray, W: int):
             np.concatenate([known, np.zeros((reps,) + known.shape[1:], bool)]))
 
 
+def _repeat_frame(frame: Frame, k: int) -> Frame:
+    return Frame(*(np.repeat(v, k, 0) for v in (frame.root, frame.yaw, frame.scale)))
+
+
+def _mirror_averaged(run, wins: np.ndarray, known: np.ndarray, anchors: np.ndarray, scale: float,
+                     mean_pose) -> np.ndarray:
+    """run(windows, known, frames) on the windows, and (MIRROR_AVERAGE) on their mirror images in the same batch,
+    the two answers averaged. Each window's frame of reference comes from its joints where `anchors` is true.
+    Mirroring flips world X, which is horizontal (Z is up)."""
+    if MIRROR_AVERAGE:
+        wins = np.concatenate([wins, mirror(wins)])
+        known, anchors = (np.concatenate([m, m[..., _MIRROR_JOINTS]]) for m in (known, anchors))
+    frame = stack_frames([anchor_frame(np.where(a[..., None], w, np.nan), scale, mean_pose)
+                          for w, a in zip(wins, anchors)])
+    out = run(wins, known, frame)
+    if not MIRROR_AVERAGE:
+        return out
+    n = len(out) // 2
+    return 0.5 * (out[:n] + mirror(out[n:]))
+
+
 def fill(prior, take: np.ndarray, known: np.ndarray, scale: float, *, sampler: str, steps: int, generator,
          t_start: float | None = None, callback=None) -> np.ndarray:
     """Sample every unknown joint of a take (at the model's rate) given the known ones; known ones come back.
@@ -109,14 +141,13 @@ def fill(prior, take: np.ndarray, known: np.ndarray, scale: float, *, sampler: s
     padded, pknown = _pad(guess, known, W)
     wins = np.stack([padded[s:s + W] for s, _, _ in plan])
     wknown = np.stack([pknown[s:s + W] for s, _, _ in plan])
-    frame = stack_frames([anchor_frame(np.where(k[..., None], w, np.nan), scale, prior.mean_pose)
-                          for w, k in zip(wins, wknown)])
     K = FILL_SAMPLES
-    rep = Frame(*(np.repeat(v, K, 0) for v in (frame.root, frame.yaw, frame.scale)))
-    out = prior.sample(np.repeat(wins, K, 0), np.repeat(wknown, K, 0), rep, sampler=sampler, steps=steps,
-                       generator=generator, t_start=t_start, from_observation=t_start < 1, start_noise=True,
-                       callback=callback)
-    out = out.reshape((len(wins), K) + out.shape[1:]).mean(1)
+    out = _mirror_averaged(
+        lambda w, k, frame: prior.sample(np.repeat(w, K, 0), np.repeat(k, K, 0), _repeat_frame(frame, K),
+                                         sampler=sampler, steps=steps, generator=generator, t_start=t_start,
+                                         from_observation=t_start < 1, start_noise=True, callback=callback
+                                         ).reshape((len(w), K) + w.shape[1:]).mean(1),
+        wins, wknown, wknown, scale, prior.mean_pose)
     acc, cnt = np.zeros(take.shape), np.zeros(T)
     for (s, first, last), w in zip(plan, out):
         acc[first:last + 1] += w[first - s:last - s + 1]
@@ -132,10 +163,11 @@ def smooth_by_prior(prior, take: np.ndarray, scale: float, t0: float, *, sampler
     padded, _ = _pad(take, np.ones(take.shape[:2], bool), W)
     starts = sliding_plan(T, W, W // WINDOW_OVERLAP)
     wins = np.stack([padded[s:s + W] for s in starts])
-    frame = stack_frames([anchor_frame(w, scale, prior.mean_pose) for w in wins])
     none = np.zeros(wins.shape[:3], bool)
-    out = prior.sample(wins, none, frame, sampler=sampler, steps=steps, generator=generator, t_start=t0,
-                       from_observation=True, callback=callback)
+    out = _mirror_averaged(
+        lambda w, k, frame: prior.sample(w, k, frame, sampler=sampler, steps=steps, generator=generator,
+                                         t_start=t0, from_observation=True, callback=callback),
+        wins, none, ~none, scale, prior.mean_pose)
     weight = hann(W)
     acc, cnt = np.zeros(padded.shape), np.zeros(len(padded))
     for s, w in zip(starts, out):
@@ -145,18 +177,40 @@ def smooth_by_prior(prior, take: np.ndarray, scale: float, t0: float, *, sampler
 
 
 def post_filter(take: np.ndarray, fps: float, cutoff) -> np.ndarray:
-    """Zero-phase low-pass: cutoff in Hz, or "residual" (per joint, by Winter's residual analysis of the take
-    itself)."""
+    """Zero-phase low-pass: cutoff in Hz, one per joint (inf: left as is), or "residual" (per joint, by Winter's
+    residual analysis of the take itself)."""
     if len(take) < 10:
         return take
-    if cutoff == "residual":
-        fc = residual_cutoff(take, fps)
-        out = np.empty_like(take)
-        for f in np.unique(fc):
-            sel = fc == f
-            out[:, sel] = butterworth(take[:, sel], fps, float(f))
-        return out
-    return butterworth(take, fps, cutoff) if fps > 2 * cutoff else take
+    fc = residual_cutoff(take, fps) if isinstance(cutoff, str) else np.broadcast_to(cutoff, take.shape[1:2])
+    out = take.copy()
+    for f in np.unique(fc[np.isfinite(fc) & (fc < 0.5 * fps)]):
+        sel = fc == f
+        out[:, sel] = butterworth(take[:, sel], fps, float(f))
+    return out
+
+
+def sure_cutoff(y, known, denoised, response, probe, noise: float, fps: float, groups: np.ndarray,
+                grid=None) -> np.ndarray:
+    """Low-pass cutoffs (Hz) for a denoiser's output chosen by Stein's unbiased risk estimate of the whole
+    pipeline (denoiser then Butterworth) against the unseen clean take, from the data alone:
+    SURE(f) = |L_f D(y) - y|^2 - n noise^2 + 2 noise^2 div(L_f D)(y) over the measured coordinates, the divergence
+    by Hutchinson's estimator from the denoiser's response to one random probe (response = dD/dy . probe), which
+    the linear filter passes on. One cutoff per group of joints (groups: (24,) labels), inf where leaving the
+    output as is scores best."""
+    grid = np.arange(0.5, 0.4 * fps, 0.5) if grid is None else np.asarray(grid, np.float64)
+    w = known[..., None].astype(np.float64)
+    n = w.sum(0)[:, 0] * 3
+
+    def risk(out, resp):
+        per_joint = ((out - y) ** 2 * w).sum((0, 2)) - n * noise ** 2 + 2 * noise ** 2 * (probe * resp * w).sum((0, 2))
+        return np.bincount(groups, per_joint)
+
+    best = risk(denoised, response)
+    cutoff = np.full(best.shape, np.inf)
+    for f in grid:
+        r = risk(butterworth(denoised, fps, float(f)), butterworth(response, fps, float(f)))
+        cutoff, best = np.where(r < best, f, cutoff), np.minimum(r, best)
+    return cutoff[groups]
 
 
 def smooth_between_keys(motion: np.ndarray, known: np.ndarray, fps: float, cutoff_hz: float) -> np.ndarray:
@@ -267,10 +321,20 @@ def denoise_motion(engine, take: np.ndarray, fps: float, strength, *, sampler: s
     else:
         t0 = 0.5 * strength
     if t0 > 2e-3:
-        x = smooth_by_prior(prior, x, scale, t0, sampler=sampler, steps=steps, generator=generator,
+        y = x
+        x = smooth_by_prior(prior, y, scale, t0, sampler=sampler, steps=steps, generator=generator,
                             callback=callback)
-    out = from_rate(x, rate, fps, len(take))
-    out = post_filter(out, fps, POST_CUTOFF_HZ)
+        cutoff = POST_CUTOFF_HZ
+        if POST_CUTOFF_HZ == "sure":
+            # Hutchinson's probe: a random +-1 nudge of the measured coordinates, small against the jitter.
+            probe = np.where(known[..., None], np.random.default_rng(0).choice([-1.0, 1.0], size=y.shape), 0.0)
+            nudge = 0.1 * jitter
+            moved = smooth_by_prior(prior, y + nudge * probe, scale, t0, sampler=sampler, steps=steps,
+                                    generator=generator)
+            cutoff = sure_cutoff(y, known, x, (moved - x) / nudge, probe, jitter, rate, CUTOFF_GROUPS)
+    else:
+        cutoff = np.inf if POST_CUTOFF_HZ == "sure" else POST_CUTOFF_HZ
+    out = post_filter(from_rate(x, rate, fps, len(take)), fps, cutoff)
     if lock:
         out = lock_feet(out, find_contacts(out, fps))
     return out
