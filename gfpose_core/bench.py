@@ -72,7 +72,8 @@ class Sizes:
     name: str = "full"
     n_complete: int = 2000        # poses per dataset per unknown set, single hypothesis
     n_best_of: int = 200          # of those, poses that also get 10 hypotheses
-    n_takes: int = 4              # denoising test takes per dataset
+    n_takes: int = 4              # denoising test takes per dataset (per-frame section)
+    n_take_tests: int = 24        # test takes per dataset for the motion model's section (issue 8)
     take_frames: int = 120
     n_val_takes: int = 8          # validation takes for tuning the filters
     n_generate: int = 2000
@@ -92,7 +93,7 @@ class Sizes:
 
     @classmethod
     def quick(cls) -> "Sizes":
-        return cls(name="quick", n_complete=300, n_best_of=40, n_takes=2, take_frames=90, n_val_takes=4,
+        return cls(name="quick", n_complete=300, n_best_of=40, n_takes=2, n_take_tests=4, take_frames=90, n_val_takes=4,
                    n_generate=500, n_real=500, n_lift=60, n_lift200=8, n_curve=50,
                    em_curve=(1000, 200, 100, 50, 20, 10), mode_curve=(4, 10, 20), sde_heun_curve=(10, 20),
                    latency_repeats=5)
@@ -100,7 +101,7 @@ class Sizes:
     @classmethod
     def tiny(cls) -> "Sizes":
         """For the smoke test: every code path, seconds of work."""
-        return cls(name="tiny", n_complete=20, n_best_of=4, n_takes=1, take_frames=30, n_val_takes=1,
+        return cls(name="tiny", n_complete=20, n_best_of=4, n_takes=1, n_take_tests=1, take_frames=30, n_val_takes=1,
                    n_generate=30, n_real=30, n_lift=6, n_lift200=1, n_curve=4, em_curve=(40, 10),
                    mode_curve=(4, 10), sde_heun_curve=(4,), denoise_timing_frames=200, latency_repeats=2,
                    speed_batch=50, speed_generate=10, speed_hypotheses=20,

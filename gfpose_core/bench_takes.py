@@ -73,7 +73,7 @@ def run_takes(engine, data, sizes, fps: float = 30.0) -> dict:
     out = {"denoise": {}, "inbetween": {}, "params": {}}
     for ds in DATASETS:
         takes = data.sets[ds]
-        test = _pick_takes(takes, "test", sizes.n_takes, sizes.take_frames, _rng("takes-test", ds))
+        test = _pick_takes(takes, "test", sizes.n_take_tests, sizes.take_frames, _rng("takes-test", ds))
         val = _pick_takes(takes, "val", sizes.n_val_takes, sizes.take_frames, _rng("takes-val", ds))
         t0 = time.perf_counter()
         rng_v = _rng("takes-val-noise", ds)
@@ -107,7 +107,7 @@ def run_takes(engine, data, sizes, fps: float = 30.0) -> dict:
         for k in KEY_SPACINGS:
             t0 = time.perf_counter()
             length = (max(1, (sizes.take_frames - 1) // k)) * k + 1
-            clips = _pick_takes(takes, "test", sizes.n_takes, length, _rng("takes-inbetween", ds, k))
+            clips = _pick_takes(takes, "test", sizes.n_take_tests, length, _rng("takes-inbetween", ds, k))
             keys = np.arange(0, length, k)
             between = np.setdiff1d(np.arange(length), keys)
             rows = {m: [] for m in INBETWEEN_METHODS}
