@@ -42,13 +42,18 @@ SMOOTH_BETWEEN_HZ = 2.0
 # is too few for 3 x 120 numbers; one cutoff per take 21.5 / 20.7); on the 8 stillest Bandai windows (clean
 # mean acceleration 0.25 m/s²) residual analysis leaves 16.7 mm and 0.97 m/s², SURE 15.0 mm and 0.36 m/s²: the
 # network's leftover error there is slow, so residual analysis takes it for motion. At 20 / 100 mm jitter SURE
-# is 0.3 / 0.4-3.4 mm better again.
+# is 0.3 / 0.4-3.4 mm better again. SURE assumes noise independent per coordinate; noise that comes through a rig's
+# rotations is correlated along each chain and makes SURE trust the raw output (the demo's BVH armature: 31.6 mm
+# with SURE alone, 24.4 with residual analysis), so the cutoff is never above residual analysis' for the joint:
+# 23.8 mm there, and 21.6 / 20.1 mm, 15.0 mm and 0.32 m/s² on the takes above.
 POST_CUTOFF_HZ = "sure"
 CUTOFF_GROUPS = np.array([next(i for i, p in enumerate(BODY_PARTS.values()) if j in p) for j in range(24)])
 NOISE_FRACTION = 1.15
 # Half of the windows the prior sees are the take's mirror image (left and right swapped), mirrored back before
 # averaging: the network is not exactly mirror-symmetric and its two answers err differently. Measured on the same
-# validation takes: denoising 22.2 -> 21.7 mm (CMU), 21.7 -> 20.9 (Bandai), at the cost of twice the windows.
+# validation takes: denoising 22.2 -> 21.7 mm (CMU), 21.7 -> 20.9 (Bandai), at the cost of twice the windows;
+# in-betweening every 10 / 30 frames 34.6 / 96.2 -> 32.9 / 94.2 (CMU), 34.5 / 71.1 -> 33.3 / 66.5 (Bandai), and
+# 4 estimates a window (each averaged with its mirror) do as well as 8, at the cost of 8.
 MIRROR_AVERAGE = True
 CONTEXT_FRAMES = 8           # known frames kept on each side of the runs a filling window serves
 WINDOW_OVERLAP = 2           # windows covering each frame when denoising
@@ -332,6 +337,7 @@ def denoise_motion(engine, take: np.ndarray, fps: float, strength, *, sampler: s
             moved = smooth_by_prior(prior, y + nudge * probe, scale, t0, sampler=sampler, steps=steps,
                                     generator=generator)
             cutoff = sure_cutoff(y, known, x, (moved - x) / nudge, probe, jitter, rate, CUTOFF_GROUPS)
+            cutoff = np.minimum(cutoff, residual_cutoff(from_rate(x, rate, fps, len(take)), fps))
     else:
         cutoff = np.inf if POST_CUTOFF_HZ == "sure" else POST_CUTOFF_HZ
     out = post_filter(from_rate(x, rate, fps, len(take)), fps, cutoff)
