@@ -70,7 +70,8 @@ def run_takes(engine, data, sizes, fps: float = 30.0) -> dict:
     from .bench import BUTTER_CUTOFFS_HZ, DATASETS, GAUSS_SIGMAS, SAVGOL_WINDOWS, _log, _pick_takes, _rng, corrupt
     if engine.motion is None:
         raise ValueError("these weights have no motion model")
-    out = {"denoise": {}, "inbetween": {}, "params": {}}
+    out = {"denoise": {}, "inbetween": {}, "params": {},
+           "test_takes": {"per_dataset": sizes.n_take_tests, "frames": sizes.take_frames}}
     for ds in DATASETS:
         takes = data.sets[ds]
         test = _pick_takes(takes, "test", sizes.n_take_tests, sizes.take_frames, _rng("takes-test", ds))
@@ -198,7 +199,10 @@ def report(takes: dict | None, fmt, table) -> list[str]:
     L = ["## 6. Takes: the motion model\n"]
     if not takes:
         return L + ["Not run.\n"]
-    L.append("Denoising whole takes corrupted by 40 mm jitter, 1% spikes of 20 cm and dropouts of 5-30 frames "
+    n = takes.get("test_takes", {})
+    L.append(f"{n.get('per_dataset', '?')} test windows of {n.get('frames', '?')} frames per dataset (keys: the "
+             "longest stretch of whole spacings that fits). "
+             "Denoising whole takes corrupted by 40 mm jitter, 1% spikes of 20 cm and dropouts of 5-30 frames "
              "(the three at once), and in-betweening from full-pose keys every 10, 20 or 30 frames. MPJPE in mm "
              "(in-betweening: on the frames between keys), acceleration error against the clean take and mean "
              "acceleration in m/s² (clean mocap's own mean acceleration is the bar for 'no jerkier than the "
