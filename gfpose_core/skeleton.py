@@ -177,6 +177,22 @@ def take_bone_lengths(take: np.ndarray, fallback: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(measured), measured, fallback)
 
 
+def settle_bone_lengths(joints: np.ndarray, lengths: np.ndarray, iterations: int = 10) -> np.ndarray:
+    """Poses (..., 24, 3) moved the least way to bones of `lengths` (23,): each bone's length error is split evenly
+    between its two ends, bone after bone, repeated (position-based dynamics' distance constraints), so no joint
+    is held fixed and no chain is pushed along from the root. For estimates whose error is spread over all
+    joints, such as denoised takes; fit_bone_lengths is for poses with exact known joints."""
+    out = np.array(joints, dtype=np.float64, copy=True)
+    for _ in range(iterations):
+        for b, (child, parent) in enumerate(BONES):
+            d = out[..., child, :] - out[..., parent, :]
+            n = np.linalg.norm(d, axis=-1, keepdims=True)
+            half = 0.5 * (n - lengths[b]) * d / np.maximum(n, 1e-9)
+            out[..., child, :] -= half
+            out[..., parent, :] += half
+    return out
+
+
 def fit_bone_lengths(proposal: np.ndarray, lengths: np.ndarray, fixed: np.ndarray) -> np.ndarray:
     """Move the free joints of `proposal` (N, 24, 3) so their bones get `lengths` (N, 23); `fixed` (N, 24) stay.
 

@@ -19,7 +19,8 @@ from .contacts import find_contacts, lock_feet
 from .data import resample
 from .denoise import estimate_jitter, find_spikes
 from .motion_space import anchor_frame, stack_frames, take_scale
-from .skeleton import BODY_PARTS, MIRROR as _MIRROR_JOINTS, Frame, fit_bone_lengths, mirror, take_bone_lengths
+from .skeleton import (BODY_PARTS, MIRROR as _MIRROR_JOINTS, Frame, fit_bone_lengths, mirror, settle_bone_lengths,
+                       take_bone_lengths)
 
 # Filling: the motion model sees every known joint interpolated linearly between its keys and predicts the window's
 # difference from that. The answer is the mean of FILL_SAMPLES posterior-mean estimates (the `tweedie` sampler
@@ -45,7 +46,9 @@ SMOOTH_BETWEEN_HZ = 2.0
 # is 0.3 / 0.4-3.4 mm better again. SURE assumes noise independent per coordinate; noise that comes through a rig's
 # rotations is correlated along each chain and makes SURE trust the raw output (the demo's BVH armature: 31.6 mm
 # with SURE alone, 24.4 with residual analysis), so the cutoff is never above residual analysis' for the joint:
-# 23.8 mm there, and 21.6 / 20.1 mm, 15.0 mm and 0.32 m/s² on the takes above.
+# 23.8 mm there, and 21.6 / 20.1 mm, 15.0 mm and 0.32 m/s² on the takes above. Then the bones are settled on the
+# take's median lengths (skeleton.settle_bone_lengths): 20.4 / 19.0 mm and 14.3 mm; pushing chains out from the
+# pelvis instead (fit_bone_lengths) 23.0 / 21.2; lengths from the noisy input, debiased, 21.4 / 19.6.
 POST_CUTOFF_HZ = "sure"
 CUTOFF_GROUPS = np.array([next(i for i, p in enumerate(BODY_PARTS.values()) if j in p) for j in range(24)])
 NOISE_FRACTION = 1.15
@@ -341,6 +344,8 @@ def denoise_motion(engine, take: np.ndarray, fps: float, strength, *, sampler: s
     else:
         cutoff = np.inf if POST_CUTOFF_HZ == "sure" else POST_CUTOFF_HZ
     out = post_filter(from_rate(x, rate, fps, len(take)), fps, cutoff)
+    # A captured body keeps its bone lengths: the result is settled onto the lengths it has most of the time.
+    out = settle_bone_lengths(out, take_bone_lengths(out, prior.space.reference_bones * scale))
     if lock:
         out = lock_feet(out, find_contacts(out, fps))
     return out

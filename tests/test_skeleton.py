@@ -217,3 +217,19 @@ def test_unknown_pelvis_root_uses_mean_pose():
     np.testing.assert_allclose(frame.scale, scale, rtol=1e-9)
     np.testing.assert_allclose(np.delete(canon, 0, axis=1), np.delete(np.repeat(tp[None], 5, 0), 0, axis=1),
                                atol=1e-9)
+
+
+def test_settling_bone_lengths_meets_them_and_moves_joints_little():
+    from gfpose_core.skeleton import bone_lengths, fit_bone_lengths, settle_bone_lengths, with_bone_lengths
+    rng = np.random.default_rng(0)
+    pose = np.cumsum(rng.normal(0, 0.1, (50, 24, 3)), 1)          # any shapes: joints are a random walk
+    truth = with_bone_lengths(pose, np.full(23, 0.2))
+    noisy = truth + rng.normal(0, 0.01, truth.shape)
+    target = bone_lengths(truth)[0]
+    settled = settle_bone_lengths(noisy, target)
+    assert np.abs(bone_lengths(settled) - target).max() < 1e-3
+    moved = np.linalg.norm(settled - noisy, axis=-1).mean()
+    pushed = np.linalg.norm(fit_bone_lengths(noisy, np.repeat(target[None], 50, 0),
+                                             np.eye(24, dtype=bool)[[0] * 50]) - noisy, axis=-1).mean()
+    assert moved < 0.5 * pushed           # no chain dragged along from the root
+    assert np.linalg.norm(settled - truth, axis=-1).mean() < np.linalg.norm(noisy - truth, axis=-1).mean()

@@ -146,6 +146,10 @@ def test_temporal_denoise_repairs_jitter_spikes_and_dropouts(engine, walk):
     assert out.shape == walk.shape and np.isfinite(out).all()
     from gfpose_core.baselines import fill_gaps
     assert mpjpe(out, walk) < 0.5 * mpjpe(fill_gaps(noisy), walk)
+    # a rigid body: each bone keeps one length through the take (within 2 mm), close to the capture's own
+    lengths = bone_lengths(out)
+    assert lengths.std(0).max() < 0.002
+    assert np.abs(np.median(lengths, 0) - bone_lengths(walk).mean(0)).max() < 0.03
 
 
 def test_temporal_denoise_beats_the_per_frame_engine(engine, walk):
