@@ -93,16 +93,16 @@ class Sizes:
 
     @classmethod
     def quick(cls) -> "Sizes":
-        return cls(name="quick", n_complete=300, n_best_of=40, n_takes=2, n_take_tests=4, take_frames=90, n_val_takes=4,
-                   n_generate=500, n_real=500, n_lift=60, n_lift200=8, n_curve=50,
+        return cls(name="quick", n_complete=300, n_best_of=40, n_takes=2, n_take_tests=4, take_frames=90,
+                   n_val_takes=4, n_generate=500, n_real=500, n_lift=60, n_lift200=8, n_curve=50,
                    em_curve=(1000, 200, 100, 50, 20, 10), mode_curve=(4, 10, 20), sde_heun_curve=(10, 20),
                    latency_repeats=5)
 
     @classmethod
     def tiny(cls) -> "Sizes":
         """For the smoke test: every code path, seconds of work."""
-        return cls(name="tiny", n_complete=20, n_best_of=4, n_takes=1, n_take_tests=1, take_frames=30, n_val_takes=1,
-                   n_generate=30, n_real=30, n_lift=6, n_lift200=1, n_curve=4, em_curve=(40, 10),
+        return cls(name="tiny", n_complete=20, n_best_of=4, n_takes=1, n_take_tests=1, take_frames=30,
+                   n_val_takes=1, n_generate=30, n_real=30, n_lift=6, n_lift200=1, n_curve=4, em_curve=(40, 10),
                    mode_curve=(4, 10), sde_heun_curve=(4,), denoise_timing_frames=200, latency_repeats=2,
                    speed_batch=50, speed_generate=10, speed_hypotheses=20,
                    bvh_timing=False)

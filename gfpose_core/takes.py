@@ -214,8 +214,8 @@ def sure_cutoff(y, known, denoised, response, probe, noise: float, fps: float, g
     n = w.sum(0)[:, 0] * 3
 
     def risk(out, resp):
-        per_joint = ((out - y) ** 2 * w).sum((0, 2)) - n * noise ** 2 + 2 * noise ** 2 * (probe * resp * w).sum((0, 2))
-        return np.bincount(groups, per_joint)
+        divergence = (probe * resp * w).sum((0, 2))
+        return np.bincount(groups, ((out - y) ** 2 * w).sum((0, 2)) - n * noise ** 2 + 2 * noise ** 2 * divergence)
 
     best = risk(denoised, response)
     cutoff = np.full(best.shape, np.inf)
@@ -344,10 +344,12 @@ def denoise_motion(engine, take: np.ndarray, fps: float, strength, *, sampler: s
             moved = smooth_by_prior(prior, y + nudge * probe, scale, t0, sampler=sampler, steps=steps,
                                     generator=generator)
             cutoff = sure_cutoff(y, known, x, (moved - x) / nudge, probe, jitter, rate, CUTOFF_GROUPS)
-            cutoff = np.minimum(cutoff, residual_cutoff(from_rate(x, rate, fps, len(take)), fps))
     else:
         cutoff = np.inf if POST_CUTOFF_HZ == "sure" else POST_CUTOFF_HZ
-    out = post_filter(from_rate(x, rate, fps, len(take)), fps, cutoff)
+    out = from_rate(x, rate, fps, len(take))
+    if POST_CUTOFF_HZ == "sure" and t0 > 2e-3 and len(out) >= 10:
+        cutoff = np.minimum(cutoff, residual_cutoff(out, fps))
+    out = post_filter(out, fps, cutoff)
     # A captured body keeps its bone lengths: the result is settled onto the lengths it has most of the time.
     out = settle_bone_lengths(out, take_bone_lengths(out, prior.space.reference_bones * scale))
     if lock:
