@@ -332,24 +332,20 @@ def denoise_motion(engine, take: np.ndarray, fps: float, strength, *, sampler: s
         t0 = prior.sde.t_for_noise_ratio(max(ratio, 1e-3))
     else:
         t0 = 0.5 * strength
+    cutoff = np.inf if POST_CUTOFF_HZ == "sure" else POST_CUTOFF_HZ
     if t0 > 2e-3:
         y = x
         x = smooth_by_prior(prior, y, scale, t0, sampler=sampler, steps=steps, generator=generator,
                             callback=callback)
-        cutoff = POST_CUTOFF_HZ
-        if POST_CUTOFF_HZ == "sure":
+        if POST_CUTOFF_HZ == "sure" and jitter > 0:       # no measured jitter: nothing for a low-pass to remove
             # Hutchinson's probe: a random +-1 nudge of the measured coordinates, small against the jitter.
             probe = np.where(known[..., None], np.random.default_rng(0).choice([-1.0, 1.0], size=y.shape), 0.0)
             nudge = 0.1 * jitter
             moved = smooth_by_prior(prior, y + nudge * probe, scale, t0, sampler=sampler, steps=steps,
                                     generator=generator)
             cutoff = sure_cutoff(y, known, x, (moved - x) / nudge, probe, jitter, rate, CUTOFF_GROUPS)
-    else:
-        cutoff = np.inf if POST_CUTOFF_HZ == "sure" else POST_CUTOFF_HZ
-    out = from_rate(x, rate, fps, len(take))
-    if POST_CUTOFF_HZ == "sure" and t0 > 2e-3 and len(out) >= 10:
-        cutoff = np.minimum(cutoff, residual_cutoff(out, fps))
-    out = post_filter(out, fps, cutoff)
+            cutoff = np.minimum(cutoff, residual_cutoff(from_rate(x, rate, fps, len(take)), fps))
+    out = post_filter(from_rate(x, rate, fps, len(take)), fps, cutoff)
     # A captured body keeps its bone lengths: the result is settled onto the lengths it has most of the time.
     out = settle_bone_lengths(out, take_bone_lengths(out, prior.space.reference_bones * scale))
     if lock:

@@ -152,6 +152,15 @@ def test_temporal_denoise_repairs_jitter_spikes_and_dropouts(engine, walk):
     assert np.abs(np.median(lengths, 0) - bone_lengths(walk).mean(0)).max() < 0.03
 
 
+def test_temporal_denoise_leaves_a_still_clean_take_still(engine, walk):
+    import warnings
+    still = np.repeat(walk[:1], 40, 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                     # no division by a zero jitter on the way
+        assert np.abs(engine.denoise(still, fps=30.0) - still).max() < 0.005
+        assert np.isfinite(engine.denoise(still, fps=30.0, strength=0.3)).all()   # asked to move: may move
+
+
 def test_temporal_denoise_beats_the_per_frame_engine(engine, walk):
     noisy = corrupted(walk, seed=1)
     temporal = mpjpe(engine.denoise(noisy, fps=30.0, temporal=True), walk)
