@@ -32,9 +32,10 @@ SHORT = {"cmu": "CMU", "bandai": "Bandai"}
 COMPLETION_SETTINGS = ("one_arm", "one_leg", "both_legs", "upper_body", "random3")
 COMPLETION_LABEL = {"one_arm": "one arm", "one_leg": "one leg", "both_legs": "both legs",
                     "upper_body": "upper body", "random3": "3 random joints"}
-COMPLETION_METHODS = ("engine", "engine_best10", "nn", "nn_best10", "gaussian", "gaussian_best10", "rest_pose")
+COMPLETION_METHODS = ("engine", "engine_mode", "engine_best10", "nn", "nn_best10", "gaussian", "gaussian_best10", "rest_pose")
 METHOD_LABEL = {
-    "engine": "engine", "engine_best10": "engine (best of 10)", "nn": "nearest neighbour",
+    "engine": "engine", "engine_mode": "engine, score model's mode (10 steps)",
+    "engine_best10": "engine (best of 10)", "nn": "nearest neighbour",
     "nn_best10": "nearest neighbour (best of 10)", "gaussian": "Gaussian", "gaussian_best10": "Gaussian (best of 10)",
     "rest_pose": "rest pose", "clean": "clean take", "input": "noisy input", "butterworth": "Butterworth",
     "savgol": "Savitzky-Golay", "gaussian_smooth": "Gaussian smoothing", "paper_per_frame": "paper sampler per frame",
@@ -267,6 +268,7 @@ def completion_scores(pred, gt, unknown) -> dict:
 
 def run_completion(engine, data: BenchData, sizes: Sizes) -> dict:
     from .baselines import GaussianCompletion, NearestNeighbourCompletion
+    from .engine import DEFAULTS
     from .skeleton import restore
     nn = NearestNeighbourCompletion(data.train_canon)
     gauss = GaussianCompletion(data.train_canon)
@@ -285,6 +287,10 @@ def run_completion(engine, data: BenchData, sizes: Sizes) -> dict:
             # Engine: world space in, world space out.
             pred = engine.complete(query, known, seed=1)
             res["engine"] = completion_scores(pred, gt_all, unknown)
+            # the score model alone, as complete() answers without the posterior-mean network
+            sampler, steps = DEFAULTS["complete"]
+            res["engine_mode"] = completion_scores(engine.complete(query, known, seed=1, sampler=sampler, steps=steps),
+                                                   gt_all, unknown)
             hyps = engine.complete(query[:nb], known[:nb], n_hypotheses=10, seed=2)
             res["engine_best10"] = completion_scores(hyps, gt_all[:nb], unknown[:nb])
             # Baselines in the engine's canonical frame, mapped back to world with the same frame.
@@ -554,7 +560,7 @@ def machine_gflops(device) -> float:
     return best
 
 
-EVALS_PER_STEP = {"em": 1, "mode": 1, "heun": 2, "sde_heun": 2, "tweedie": 1}
+EVALS_PER_STEP = {"em": 1, "mode": 1, "heun": 2, "sde_heun": 2, "tweedie": 1, "posterior_mean": 1}
 
 
 def _evals(sampler: str, steps: int) -> int:
@@ -608,16 +614,18 @@ def time_tasks(engine, data: BenchData, sizes: Sizes) -> dict:
                                  max(1, r // 3)),
         "complete_1_http": _http_latency(engine, query[:1], ~unknown[:1], max(5, r)),
     }
+    # a single completion is one pass of the posterior-mean network where the weights have one
+    single = 1 if engine.posterior_mean is not None else _evals(*DEFAULTS["complete"])
     n_eval = {
-        "complete_1": 1 * _evals(*DEFAULTS["complete"]),
+        "complete_1": single,
         "complete_1_h10": 10 * _evals(*DEFAULTS["hypotheses"]),
-        "complete_batch": len(poses) * _evals(*DEFAULTS["complete"]),
+        "complete_batch": len(poses) * single,
         # the default denoising sampler runs its full step count from the estimated t0, once per frame
         "denoise_take": len(long) * _evals(*DEFAULTS["denoise"]),
         "generate_batch": sizes.speed_generate * _evals(*DEFAULTS["generate"]),
         "lift_1_h10": 10 * _evals(*DEFAULTS["lift"]),
         "lift_1_hmany": sizes.speed_hypotheses * _evals(*DEFAULTS["lift"]),
-        "complete_1_http": 1 * _evals(*DEFAULTS["complete"]),
+        "complete_1_http": single,
     }
     what = {"complete_1": "complete 1 keyframe (one leg unknown)",
             "complete_1_h10": "complete 1 keyframe, 10 hypotheses",
@@ -662,6 +670,11 @@ def quality_curve(engine, data: BenchData, sizes: Sizes) -> list[dict]:
         out.append({"sampler": sampler, "steps": int(steps), "mpjpe_mm": _mm(mpjpe(pred, gt, unknown)),
                     "seconds_per_pose": _r(dt / len(gt), 7), "evals_per_pose": _evals(sampler, steps),
                     "default": (sampler, steps) == tuple(DEFAULTS["complete"])})
+    if engine.posterior_mean is not None:
+        # not a sampler: what complete() returns when no sampler is named (one network pass)
+        pred, dt = _timed(engine.complete, query, ~unknown, seed=6)
+        out.append({"sampler": "posterior_mean", "steps": 1, "mpjpe_mm": _mm(mpjpe(pred, gt, unknown)),
+                    "seconds_per_pose": _r(dt / len(gt), 7), "evals_per_pose": 1, "default": False})
     return out
 
 
@@ -931,8 +944,13 @@ def make_plots(results: dict, out: Path) -> dict:
             axes[1].plot([c["seconds_per_pose"] * 1000 for c in pts], [c["mpjpe_mm"] for c in pts], style,
                          label=sampler)
         d = next(c for c in spd["curve"] if c["default"])
-        axes[0].plot([d["steps"]], [d["mpjpe_mm"]], "k*", ms=14, label="default")
-        axes[1].plot([d["seconds_per_pose"] * 1000], [d["mpjpe_mm"]], "k*", ms=14, label="default")
+        axes[0].plot([d["steps"]], [d["mpjpe_mm"]], "k*", ms=14, label="default sampler")
+        axes[1].plot([d["seconds_per_pose"] * 1000], [d["mpjpe_mm"]], "k*", ms=14, label="default sampler")
+        pm = next((c for c in spd["curve"] if c["sampler"] == "posterior_mean"), None)
+        if pm:
+            axes[0].plot([1], [pm["mpjpe_mm"]], "rD", ms=9, label="posterior mean (single completion)")
+            axes[1].plot([pm["seconds_per_pose"] * 1000], [pm["mpjpe_mm"]], "rD", ms=9,
+                         label="posterior mean (single completion)")
         for ax, xl in ((axes[0], "sampler steps"), (axes[1], "CPU time per pose, one thread (ms)")):
             ax.set_xscale("log")
             ax.set_xlabel(xl)

@@ -58,6 +58,8 @@ def _cmd_train(args):
             rng = np.random.default_rng(0)
             pick = rng.random(len(train)) < 0.05
             train, val = train[~pick], train[pick]
+        if args.posterior_mean:
+            from .posterior_mean_train import PosteriorMeanTrainer as Trainer
         trainer = Trainer(cfg, train, val, args.out, data_note=note, device=device)
         what = f"{len(train)} poses (x2 mirrored), validating on {len(val)}"
     if args.init:
@@ -292,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--amc", action="store_true", help="add the CMU ASF/AMC clips to the default data")
     t.add_argument("--motion", action="store_true",
                    help="train the motion model (windows of frames) instead of the per-frame pose model")
+    t.add_argument("--posterior-mean", action="store_true",
+                   help="train the posterior-mean network (single completions) instead of the score model")
     t.add_argument("--steps", type=int, default=12000)
     t.add_argument("--batch", type=int, help="default: 512 poses, or 64 windows for --motion")
     t.add_argument("--lr", type=float, default=1e-3)

@@ -15,12 +15,13 @@ from safetensors.torch import load_file
 from .model import ScoreNet, ScoreNetConfig, condition
 from .hypotheses import candidates, spread
 from .motion import WEIGHTS_SUBDIR, MotionPrior
+from .posterior_mean import WEIGHTS_SUBDIR as MEAN_SUBDIR, PosteriorMean
 from .pose_space import MODEL_JOINTS, POSE_DIM, PoseSpace
 from .samplers import sample_known
 from .threads import threads_for
 from .sde import SubVPSDE
 from .skeleton import (INDEX, JOINT_NAMES, N_JOINTS, Frame, bone_lengths, canonicalise, fit_bone_lengths,
-                       known_bone_lengths, restore, with_bone_lengths)
+                       known_bone_lengths, restore, settle_hedged_arms, with_bone_lengths)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MAX_POSES = 200_000          # poses (N x H) per call; more is a mistake or a job for batches
@@ -95,17 +96,19 @@ def _count(n, name: str, limit: int) -> int:
 
 
 class Engine:
-    def __init__(self, net: ScoreNet, space: PoseSpace, config: dict, device: torch.device, motion=None):
+    def __init__(self, net: ScoreNet, space: PoseSpace, config: dict, device: torch.device, motion=None,
+                 posterior_mean=None):
         self.net, self.space, self.config, self.device = net, space, config, device
         self.motion = motion  # MotionPrior for takes, or None where the weights have no motion/ folder
+        self.posterior_mean = posterior_mean  # PosteriorMean for single completions, or None (mode seeking only)
         self.sde = SubVPSDE(config["sde"]["beta_min"], config["sde"]["beta_max"])
         self.joint_names = list(JOINT_NAMES)
         self.mean_pose = space.from_model(np.zeros(POSE_DIM))
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str = "auto") -> "Engine":
-        """Weights from a folder holding model.safetensors + config.json (default: the shipped ones), and the motion
-        model from its motion/ subfolder where there is one."""
+        """Weights from a folder holding model.safetensors + config.json (default: the shipped ones), the motion
+        model from its motion/ subfolder and the posterior-mean network from posterior_mean/ where they are."""
         folder = Path(path) if path is not None else WEIGHTS_DIR
         if folder.is_file():
             folder = folder.parent
@@ -120,7 +123,11 @@ class Engine:
         motion = None
         if (folder / WEIGHTS_SUBDIR / "config.json").exists():
             motion = MotionPrior.load(folder / WEIGHTS_SUBDIR, dev)
-        return cls(net, PoseSpace.from_dict(config["space"]), config, dev, motion)
+        space = PoseSpace.from_dict(config["space"])
+        mean_net = None
+        if (folder / MEAN_SUBDIR / "config.json").exists():
+            mean_net = PosteriorMean.load(folder / MEAN_SUBDIR, dev, space)
+        return cls(net, space, config, dev, motion, mean_net)
 
     # -- shared machinery ------------------------------------------------------------------------------------
     def _generator(self, seed):
@@ -178,16 +185,24 @@ class Engine:
         obs = np.nan_to_num(self.space.to_model(canon))
         cmask = self._coord_mask(known_mask)
         gen = self._generator(seed)
+        # A named sampler (or step count) asks for the score model; otherwise the best single guess is the
+        # posterior mean, where the weights have one, and the mode the default sampler climbs to where not.
+        hedged = sampler is None and steps is None and self.posterior_mean is not None
         if H == 1:
-            sampler, steps = _sampling(sampler, steps, DEFAULTS["complete"])
-            x = self._run(obs, cmask, False, sampler=sampler, steps=steps, generator=gen, callback=callback)
+            if hedged:
+                x = self.posterior_mean(obs, cmask)
+                callback and callback(1, 1)
+            else:
+                sampler, steps = _sampling(sampler, steps, DEFAULTS["complete"])
+                x = self._run(obs, cmask, False, sampler=sampler, steps=steps, generator=gen, callback=callback)
         else:
-            # the likeliest completion first, then samples spread over the rest (hypotheses.py)
-            mode, mode_steps = DEFAULTS["complete"]
+            # the best single guess first, then samples spread over the rest (hypotheses.py)
+            mode, mode_steps = (None, 1) if hedged else DEFAULTS["complete"]
             sampler, steps = _sampling(sampler, steps, DEFAULTS["hypotheses"])
             total = mode_steps + steps
-            first = self._run(obs, cmask, False, sampler=mode, steps=mode_steps, generator=gen,
-                              callback=callback and (lambda i, n: callback(i, total)))
+            first = self.posterior_mean(obs, cmask) if hedged else self._run(
+                obs, cmask, False, sampler=mode, steps=mode_steps, generator=gen,
+                callback=callback and (lambda i, n: callback(i, total)))
             M = candidates(H - 1)
             many = self._run(np.repeat(obs, M, 0), np.repeat(cmask, M, 0), False, sampler=sampler, steps=steps,
                              generator=gen, callback=callback and (lambda i, n: callback(mode_steps + i, total)))
@@ -197,6 +212,8 @@ class Engine:
         out = np.where(known_mask[:, None, :, None], arr[:, None], out)
         # The filled-in bones get the pose's own lengths (measured, mirrored, or the reference body's at its scale).
         lengths = known_bone_lengths(masked, self.space.reference_bones * frame.scale[:, None])
+        if hedged:
+            out[:, 0] = settle_hedged_arms(out[:, 0], lengths, known_mask)
         out = fit_bone_lengths(out.reshape(-1, N_JOINTS, 3), np.repeat(lengths, H, 0),
                                np.repeat(known_mask, H, 0)).reshape(out.shape)
         out = out[:, 0] if H == 1 else out

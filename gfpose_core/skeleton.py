@@ -177,20 +177,51 @@ def take_bone_lengths(take: np.ndarray, fallback: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(measured), measured, fallback)
 
 
-def settle_bone_lengths(joints: np.ndarray, lengths: np.ndarray, iterations: int = 10) -> np.ndarray:
-    """Poses (..., 24, 3) moved the least way to bones of `lengths` (23,): each bone's length error is split evenly
-    between its two ends, bone after bone, repeated (position-based dynamics' distance constraints), so no joint
-    is held fixed and no chain is pushed along from the root. For estimates whose error is spread over all
-    joints, such as denoised takes; fit_bone_lengths is for poses with exact known joints."""
+def settle_bone_lengths(joints: np.ndarray, lengths: np.ndarray, iterations: int = 10,
+                        fixed: np.ndarray | None = None) -> np.ndarray:
+    """Poses (..., 24, 3) moved the least way to bones of `lengths` (23,) or (..., 23): each bone's length error is
+    split evenly between its two ends, bone after bone, repeated (position-based dynamics' distance constraints), so
+    no chain is pushed along from the root. `fixed` (..., 24) joints do not move: their bones' errors go wholly to
+    the other end. For estimates whose error is spread over their joints, such as denoised takes; fit_bone_lengths
+    keeps bone directions instead."""
     out = np.array(joints, dtype=np.float64, copy=True)
+    lengths = np.asarray(lengths, dtype=np.float64)
+    free = np.ones(out.shape[:-1]) if fixed is None else (~np.asarray(fixed, bool)).astype(np.float64)
     for _ in range(iterations):
         for b, (child, parent) in enumerate(BONES):
             d = out[..., child, :] - out[..., parent, :]
             n = np.linalg.norm(d, axis=-1, keepdims=True)
-            half = 0.5 * (n - lengths[b]) * d / np.maximum(n, 1e-9)
-            out[..., child, :] -= half
-            out[..., parent, :] += half
+            total = free[..., child] + free[..., parent]
+            share = np.divide(free[..., child], total, out=np.zeros_like(total), where=total > 0)[..., None]
+            step = (n - lengths[..., b, None]) * d / np.maximum(n, 1e-9)
+            out[..., child, :] -= share * step
+            out[..., parent, :] += np.where(total[..., None] > 0, 1 - share, 0) * step
     return out
+
+
+_ARMS = BODY_PARTS["arm_l"] + BODY_PARTS["arm_r"]
+_SHOULDER_GIRDLE = [INDEX[n] for n in ("collar_l", "shoulder_l", "collar_r", "shoulder_r")]
+
+
+def settle_hedged_arms(mean_pose: np.ndarray, lengths: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Unknown arms of posterior-mean poses (N, 24, 3) moved the least way to bones of `lengths` (N, 23).
+
+    An arm that the body says little about has a mean pose between its likely directions, short for its bones;
+    the nearest arm of the right lengths keeps that hedge, while fit_bone_lengths would push the hand out along a
+    direction nobody chose. Collars and shoulders are placed by fit_bone_lengths first (the body tells where they
+    point; settled with the arm they would turn towards the elbow). A leg's posterior knows its direction (it
+    stands) and hedges its length, so legs keep fit_bone_lengths. On validation poses (one limb unknown, error /
+    nearest neighbour's, against fit_bone_lengths alone): Bandai arm 0.78 -> 0.74, CMU arm 0.57 -> 0.55, and the
+    arm's bone directions 1-3 degrees nearer the truth than the score model's mode. Settling legs as well made
+    Bandai legs worse (0.56 -> 0.76, an earlier checkpoint).
+    """
+    girdle = np.zeros(known.shape, bool)
+    girdle[:, _SHOULDER_GIRDLE] = True
+    placed = np.where(girdle[..., None], fit_bone_lengths(mean_pose, lengths, known), mean_pose)
+    settled = settle_bone_lengths(placed, lengths, iterations=20, fixed=known | girdle)
+    arm = np.zeros(known.shape, bool)
+    arm[:, _ARMS] = True
+    return np.where((arm & ~known)[..., None], settled, mean_pose)
 
 
 def fit_bone_lengths(proposal: np.ndarray, lengths: np.ndarray, fixed: np.ndarray) -> np.ndarray:

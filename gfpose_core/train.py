@@ -80,6 +80,7 @@ def rotation_x(angle: torch.Tensor) -> torch.Tensor:
 
 class Trainer:
     VAL_CHUNK = 4096
+    KIND = "score"   # what the network predicts, written in the config (the engine checks it)
     def __init__(self, cfg: TrainConfig, train_joints: np.ndarray, val_joints: np.ndarray, out_dir: str | Path,
                  data_note: str = "", device: str = "cpu"):
         self._setup_process(cfg, out_dir, data_note, device)
@@ -132,6 +133,18 @@ class Trainer:
         return shard[torch.randint(len(shard), (n_local,), generator=self.gen)]
 
     def make_batch(self, rel: torch.Tensor, gen: torch.Generator, augment: bool = True):
+        """Noisy poses, their times, conditions and the noise to predict."""
+        x0, cmask, is_2d = self.clean_batch(rel, gen, augment)
+        b = len(x0)
+        t = (torch.rand(b, generator=gen) * (1 - self.sde.eps) + self.sde.eps).to(self.device)
+        z = torch.randn(x0.shape, generator=gen).to(self.device)
+        mean, std = self.sde.marginal_prob(x0, t)
+        x_t = mean + std[:, None] * z
+        cond = condition(x_t, x0, cmask, is_2d.to(self.device))
+        return x_t, t, cond, z
+
+    def clean_batch(self, rel: torch.Tensor, gen: torch.Generator, augment: bool = True):
+        """Augmented poses in model units (B, 69), their coordinate masks (B, 69) and 2D flags (B,)."""
         cfg = self.cfg
         b = rel.shape[0]
         is_2d = draw_is_2d(b, cfg.masking, gen)
@@ -148,12 +161,7 @@ class Trainer:
         x0 = (rel.reshape(b, -1).to(self.device) - self.mean_t) / self.space.std
         joint_mask = hierarchical_mask(b, MODEL_JOINTS, cfg.masking, gen)
         cmask = coordinate_mask(joint_mask, is_2d).float().to(self.device)
-        t = (torch.rand(b, generator=gen) * (1 - self.sde.eps) + self.sde.eps).to(self.device)
-        z = torch.randn(x0.shape, generator=gen).to(self.device)
-        mean, std = self.sde.marginal_prob(x0, t)
-        x_t = mean + std[:, None] * z
-        cond = condition(x_t, x0, cmask, is_2d.to(self.device))
-        return x_t, t, cond, z
+        return x0, cmask, is_2d
 
     def _rebone(self, rel: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """Vary each bone's length (the same on both sides) by a few percent, keeping its direction."""
@@ -235,6 +243,7 @@ class Trainer:
     def config_dict(self) -> dict:
         return {
             "format": "gfpose-weights-1",
+            "kind": self.KIND,
             "skeleton": {"name": "body24", "joints": list(JOINT_NAMES)},
             "model": self.cfg.model.to_dict(),
             "sde": {"kind": "subvp", "beta_min": self.sde.beta_0, "beta_max": self.sde.beta_1},

@@ -98,6 +98,46 @@ def test_completion_is_plausible(engine, real_poses):
     assert rest.shape == out.shape
 
 
+def test_posterior_mean_hedges_toward_the_truth(engine, real_poses):
+    """Nothing known: the mean pose. An arm unknown: nearer the truth than the mean pose's arm, and the single
+    completion (which starts from it) keeps the rig's bone lengths."""
+    from gfpose_core.pose_space import POSE_DIM
+    mean = engine.posterior_mean
+    assert mean is not None
+    nothing = mean(np.zeros((1, POSE_DIM)), np.zeros((1, POSE_DIM)))
+    assert np.abs(nothing).max() < 0.15      # model units: the training poses' mean is 0
+    known = arm_unknown(len(real_poses))
+    canon, _ = engine._canonical(np.where(known[..., None], real_poses, np.nan))
+    truth, _ = engine._canonical(real_poses)
+    obs = np.nan_to_num(engine.space.to_model(canon))
+    guess = engine.space.from_model(mean(obs, engine._coord_mask(known)))
+    err = np.linalg.norm(guess - truth, axis=-1)[~known].mean()
+    rest = np.linalg.norm(engine.mean_pose - truth, axis=-1)[~known].mean()
+    assert err < 0.8 * rest
+    out = engine.complete(real_poses, known, seed=0)
+    from gfpose_core.skeleton import BONE_MIRROR, BONES
+    unseen = np.isin(BONES[:, 0], BODY_PARTS["arm_l"])            # the unseen arm takes the other arm's lengths
+    measured = bone_lengths(real_poses)
+    np.testing.assert_allclose(bone_lengths(out), np.where(unseen, measured[:, BONE_MIRROR], measured), atol=2e-3)
+
+
+def test_posterior_mean_from_another_pose_space_is_refused(tmp_path):
+    import json
+    import shutil
+    from gfpose_core.engine import WEIGHTS_DIR
+    shutil.copytree(WEIGHTS_DIR, tmp_path / "w", ignore=shutil.ignore_patterns("motion"))
+    cfg_path = tmp_path / "w" / "posterior_mean" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["space"]["std"] *= 1.1
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="pose space"):
+        Engine.load(tmp_path / "w", device="cpu")
+    cfg["kind"] = "score"
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="not a posterior mean"):
+        Engine.load(tmp_path / "w", device="cpu")
+
+
 def test_same_seed_same_result(engine, real_poses):
     known = arm_unknown(len(real_poses))
     a = engine.complete(real_poses, known, n_hypotheses=2, seed=7)

@@ -41,6 +41,17 @@ def test_tiny_training_lowers_the_loss(tmp_path):
     assert len(config["space"]["reference_bones"]) == 23
 
 
+def test_tiny_posterior_mean_training_lowers_the_loss(tmp_path):
+    from gfpose_core.posterior_mean_train import PosteriorMeanTrainer
+    train, val = _poses()
+    trainer = PosteriorMeanTrainer(_small(150), train, val, tmp_path)
+    before = trainer.validate()
+    assert trainer.train()["best_val"] < 0.8 * before
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["kind"] == "posterior_mean"
+    assert config["training"]["config"]["masking"]["p_3d"] == 1.0
+
+
 def test_training_resumes_from_checkpoint(tmp_path):
     train, val = _poses()
     Trainer(_small(20), train, val, tmp_path).train()
