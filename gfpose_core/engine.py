@@ -32,6 +32,12 @@ MAX_STEPS = 5000
 # mean network lacks. Validation poses, MPJPE mm, mode / mean / mean with a quarter mode in the legs: CMU one leg
 # 87.1 / 73.9 / 72.9, both legs 109.6 / 115.4 / 107.9; Bandai one leg 74.6 / 74.6 / 70.9, both legs 119.4 / 123.4 /
 # 117.9 (arms: mode 179.8 / mean 150.0 CMU, 210.9 / 170.0 Bandai, where any share of the mode is worse).
+# The mean is then refined by the score model's mode seeking from this time: where it stands stays (the hedge), its
+# shape becomes the prior's (a mean of arms is no arm). Validation poses, t 0 / 0.2 / 0.3: arm bone directions
+# 26.8 / 22.8 / 23.5 degrees off (CMU one arm; arms and head 32.2 / 29.3 / 30.7), MPJPE / nearest neighbour's CMU arm
+# 0.598 / 0.588 / 0.587, CMU leg 0.580 / 0.590 / 0.604, Bandai arm 0.717 / 0.737 / 0.767. The demo's Rigify pose:
+# 20.6 / 13.2 / 10.7 degrees (the mode alone 10.4).
+REFINE_FROM_T = 0.2
 LEG_MODE_SHARE = np.zeros((MODEL_JOINTS, 3))
 LEG_MODE_SHARE[np.array(BODY_PARTS["leg_l"] + BODY_PARTS["leg_r"]) - 1] = 0.25    # model joints: no pelvis
 LEG_MODE_SHARE = LEG_MODE_SHARE.reshape(POSE_DIM)
@@ -226,12 +232,15 @@ class Engine:
 
     def _best_guess(self, obs: np.ndarray, coord_mask: np.ndarray, generator, callback=None) -> np.ndarray:
         """One completion per pose (model units): the posterior mean, with the score model's mode mixed into the
-        legs; the mode alone where the weights have no posterior-mean network."""
+        legs, refined from REFINE_FROM_T; the mode alone where the weights have no posterior-mean network."""
         sampler, steps = DEFAULTS["complete"]
         mode = self._run(obs, coord_mask, False, sampler=sampler, steps=steps, generator=generator, callback=callback)
         if self.posterior_mean is None:
             return mode
-        return (1 - LEG_MODE_SHARE) * self.posterior_mean(obs, coord_mask) + LEG_MODE_SHARE * mode
+        mean = (1 - LEG_MODE_SHARE) * self.posterior_mean(obs, coord_mask) + LEG_MODE_SHARE * mode
+        alpha, _ = self.sde.alpha_sigma(REFINE_FROM_T)
+        return self._run(obs, coord_mask, False, sampler=sampler, steps=steps, generator=generator,
+                         t_start=REFINE_FROM_T, x_start=float(alpha) * mean)
 
     def denoise(self, take, fps: float = 30.0, strength: float | None = None, sampler: str | None = None,
                 steps: int | None = None, temporal: bool | None = None, seed=0, callback=None) -> np.ndarray:

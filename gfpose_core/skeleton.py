@@ -211,9 +211,9 @@ def settle_hedged_arms(mean_pose: np.ndarray, lengths: np.ndarray, known: np.nda
     direction nobody chose. Collars and shoulders are placed by fit_bone_lengths first (the body tells where they
     point; settled with the arm they would turn towards the elbow). A leg's posterior knows its direction (it
     stands) and hedges its length, so legs keep fit_bone_lengths. On validation poses (one limb unknown, error /
-    nearest neighbour's, against fit_bone_lengths alone): Bandai arm 0.78 -> 0.74, CMU arm 0.57 -> 0.55, and the
-    arm's bone directions 1-3 degrees nearer the truth than the score model's mode. Settling legs as well made
-    Bandai legs worse (0.56 -> 0.76, an earlier checkpoint).
+    nearest neighbour's, against fit_bone_lengths alone, measured before the engine's refinement step): Bandai arm
+    0.78 -> 0.74, CMU arm 0.57 -> 0.55, and the arm's bone directions 1-3 degrees nearer the truth than the score
+    model's mode. Settling legs as well made Bandai legs worse (0.56 -> 0.76, an earlier checkpoint).
     """
     girdle = np.zeros(known.shape, bool)
     girdle[:, _SHOULDER_GIRDLE] = True

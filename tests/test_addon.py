@@ -340,11 +340,7 @@ def test_complete_pose_on_bvh_armature_over_a_frame_range(addon, data_file, tmp_
     # Same rig as the take: positions compare directly (metres), and directions.
     assert np.linalg.norm(done[:, ARM_JOINTS] - real[:, ARM_JOINTS], axis=-1).mean() < \
         0.5 * np.linalg.norm(rest[:, ARM_JOINTS] - real[:, ARM_JOINTS], axis=-1).mean()
-    # The single completion is the posterior mean: on a pose it is unsure of, it hedges between likely arms, nearer
-    # in position (above) but not always in each bone's direction; over 300 validation poses with arms and head
-    # unknown it is nearer in direction too (32 vs 41 degrees for the score model's mode), so this one pose is asked
-    # only to beat the rest pose clearly.
-    assert _direction_error(done, real).mean() < 0.8 * _direction_error(rest, real).mean()
+    assert _direction_error(done, real).mean() < 0.5 * _direction_error(rest, real).mean()
     assert bpy.context.scene.frame_current == 1
 
 
