@@ -209,7 +209,7 @@ class Engine:
                 x = self._run(obs, cmask, False, sampler=sampler, steps=steps, generator=gen, callback=callback)
         else:
             # the best single guess first, then samples spread over the rest (hypotheses.py)
-            first_steps = DEFAULTS["complete"][1]
+            first_steps = self._best_guess_steps()
             sampler, steps = _sampling(sampler, steps, DEFAULTS["hypotheses"])
             total = first_steps + steps
             first = self._best_guess(obs, cmask, gen, callback and (lambda i, n: callback(i, total)))
@@ -234,13 +234,20 @@ class Engine:
         """One completion per pose (model units): the posterior mean, with the score model's mode mixed into the
         legs, refined from REFINE_FROM_T; the mode alone where the weights have no posterior-mean network."""
         sampler, steps = DEFAULTS["complete"]
-        mode = self._run(obs, coord_mask, False, sampler=sampler, steps=steps, generator=generator, callback=callback)
+        total = self._best_guess_steps()
+        mode = self._run(obs, coord_mask, False, sampler=sampler, steps=steps, generator=generator,
+                         callback=callback and (lambda i, n: callback(i, total)))
         if self.posterior_mean is None:
             return mode
         mean = (1 - LEG_MODE_SHARE) * self.posterior_mean(obs, coord_mask) + LEG_MODE_SHARE * mode
         alpha, _ = self.sde.alpha_sigma(REFINE_FROM_T)
         return self._run(obs, coord_mask, False, sampler=sampler, steps=steps, generator=generator,
-                         t_start=REFINE_FROM_T, x_start=float(alpha) * mean)
+                         t_start=REFINE_FROM_T, x_start=float(alpha) * mean,
+                         callback=callback and (lambda i, n: callback(steps + i, total)))
+
+    def _best_guess_steps(self) -> int:
+        """Sampler steps of _best_guess (progress callbacks count them): the mode, and the refinement if any."""
+        return DEFAULTS["complete"][1] * (1 if self.posterior_mean is None else 2)
 
     def denoise(self, take, fps: float = 30.0, strength: float | None = None, sampler: str | None = None,
                 steps: int | None = None, temporal: bool | None = None, seed=0, callback=None) -> np.ndarray:

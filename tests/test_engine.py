@@ -121,6 +121,14 @@ def test_posterior_mean_hedges_toward_the_truth(engine, real_poses):
     np.testing.assert_allclose(bone_lengths(out), np.where(unseen, measured[:, BONE_MIRROR], measured), atol=2e-3)
 
 
+def test_completion_progress_counts_up_once(engine, real_poses):
+    for h in (1, 3):
+        seen = []
+        engine.complete(real_poses[:2], arm_unknown(2), n_hypotheses=h, seed=0, callback=lambda i, n: seen.append((i, n)))
+        total = seen[-1][1]
+        assert [i for i, _ in seen] == list(range(1, total + 1)) and {n for _, n in seen} == {total}
+
+
 def test_posterior_mean_from_another_pose_space_is_refused(tmp_path):
     import json
     import shutil
