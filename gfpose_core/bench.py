@@ -32,7 +32,8 @@ SHORT = {"cmu": "CMU", "bandai": "Bandai"}
 COMPLETION_SETTINGS = ("one_arm", "one_leg", "both_legs", "upper_body", "random3")
 COMPLETION_LABEL = {"one_arm": "one arm", "one_leg": "one leg", "both_legs": "both legs",
                     "upper_body": "upper body", "random3": "3 random joints"}
-COMPLETION_METHODS = ("engine", "engine_mode", "engine_best10", "nn", "nn_best10", "gaussian", "gaussian_best10", "rest_pose")
+COMPLETION_METHODS = ("engine", "engine_mode", "engine_best10", "nn", "nn_best10", "gaussian", "gaussian_best10",
+                      "rest_pose")
 METHOD_LABEL = {
     "engine": "engine", "engine_mode": "engine, score model's mode (10 steps)",
     "engine_best10": "engine (best of 10)", "nn": "nearest neighbour",
@@ -567,6 +568,13 @@ def _evals(sampler: str, steps: int) -> int:
     return EVALS_PER_STEP[sampler] * steps
 
 
+def _best_guess_evals(engine) -> int:
+    """Network evaluations of one default completion: the sampler's steps, and the posterior mean's pass if any."""
+    from .engine import DEFAULTS
+    steps = engine._best_guess_steps()
+    return EVALS_PER_STEP[DEFAULTS["complete"][0]] * steps + (engine.posterior_mean is not None)
+
+
 def _latency(fn, repeats: int) -> float:
     """Median seconds of `repeats` calls; with more than one, a first untimed call warms up (allocations, imports)."""
     if repeats > 1:
@@ -614,10 +622,7 @@ def time_tasks(engine, data: BenchData, sizes: Sizes) -> dict:
                                  max(1, r // 3)),
         "complete_1_http": _http_latency(engine, query[:1], ~unknown[:1], max(5, r)),
     }
-    # a single completion: the default sampler's run; with a posterior-mean network also its pass and a refinement
-    single = _evals(*DEFAULTS["complete"])
-    if engine.posterior_mean is not None:
-        single = 2 * single + 1
+    single = _best_guess_evals(engine)
     n_eval = {
         "complete_1": single,
         "complete_1_h10": 10 * _evals(*DEFAULTS["hypotheses"]),
@@ -675,10 +680,9 @@ def quality_curve(engine, data: BenchData, sizes: Sizes) -> list[dict]:
     if engine.posterior_mean is not None:
         # not a sampler: what complete() returns when no sampler is named (the mode, the posterior mean, a refinement)
         pred, dt = _timed(engine.complete, query, ~unknown, seed=6)
-        sampler, steps = DEFAULTS["complete"]
-        out.append({"sampler": "posterior_mean", "steps": steps, "mpjpe_mm": _mm(mpjpe(pred, gt, unknown)),
-                    "seconds_per_pose": _r(dt / len(gt), 7), "evals_per_pose": 2 * _evals(sampler, steps) + 1,
-                    "default": False})
+        out.append({"sampler": "posterior_mean", "steps": DEFAULTS["complete"][1],
+                    "mpjpe_mm": _mm(mpjpe(pred, gt, unknown)), "seconds_per_pose": _r(dt / len(gt), 7),
+                    "evals_per_pose": _best_guess_evals(engine), "default": False})
     return out
 
 

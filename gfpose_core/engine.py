@@ -217,13 +217,12 @@ class Engine:
             many = self._run(np.repeat(obs, M, 0), np.repeat(cmask, M, 0), False, sampler=sampler, steps=steps,
                              generator=gen, callback=callback and (lambda i, n: callback(first_steps + i, total)))
             x = spread(many.reshape(len(arr), M, -1), 1.0 - cmask, H, first=first)
-            guess = True
         out_canon = self.space.from_model(x).reshape(len(arr), H, N_JOINTS, 3)
         out = restore(out_canon, frame)
         out = np.where(known_mask[:, None, :, None], arr[:, None], out)
         # The filled-in bones get the pose's own lengths (measured, mirrored, or the reference body's at its scale).
         lengths = known_bone_lengths(masked, self.space.reference_bones * frame.scale[:, None])
-        if guess and self.posterior_mean is not None:
+        if (guess or H > 1) and self.posterior_mean is not None:     # the first answer is the best guess
             out[:, 0] = settle_hedged_arms(out[:, 0], lengths, known_mask)
         out = fit_bone_lengths(out.reshape(-1, N_JOINTS, 3), np.repeat(lengths, H, 0),
                                np.repeat(known_mask, H, 0)).reshape(out.shape)

@@ -124,7 +124,8 @@ def test_posterior_mean_hedges_toward_the_truth(engine, real_poses):
 def test_completion_progress_counts_up_once(engine, real_poses):
     for h in (1, 3):
         seen = []
-        engine.complete(real_poses[:2], arm_unknown(2), n_hypotheses=h, seed=0, callback=lambda i, n: seen.append((i, n)))
+        engine.complete(real_poses[:2], arm_unknown(2), n_hypotheses=h, seed=0,
+                        callback=lambda i, n: seen.append((i, n)))
         total = seen[-1][1]
         assert [i for i, _ in seen] == list(range(1, total + 1)) and {n for _, n in seen} == {total}
 
