@@ -195,10 +195,27 @@ def load_data(engine, data_dir=None) -> BenchData:
     return BenchData(train_canon=canon.astype(np.float64), sets={"cmu": cmu, "bandai": bandai})
 
 
-def _test_poses(takes: dict, n: int, rng) -> np.ndarray:
+def _test_rows(takes: dict, n: int, rng) -> np.ndarray:
     idx = np.flatnonzero(takes["split"] == "test")
-    pick = rng.choice(idx, size=min(n, len(idx)), replace=False)
-    return takes["joints"][np.sort(pick)].astype(np.float64)
+    return np.sort(rng.choice(idx, size=min(n, len(idx)), replace=False))
+
+
+def _test_poses(takes: dict, n: int, rng) -> np.ndarray:
+    return takes["joints"][_test_rows(takes, n, rng)].astype(np.float64)
+
+
+def _subjects(takes: dict, rows: np.ndarray) -> np.ndarray:
+    """The performer of each row: a CMU clip name starts with its subject number ("94_acl04")."""
+    return np.array([str(takes["names"][c]).split("_")[0] for c in takes["clip"][rows]])
+
+
+def _by_subject(pred, nn_pred, gt, unknown, subjects) -> dict:
+    """MPJPE of the engine and of nearest neighbour per test subject: which performer a gap comes from."""
+    from .metrics import per_sample_mpjpe
+    e = per_sample_mpjpe(pred[:, None], gt[:, None], unknown[:, None])[:, 0]
+    b = per_sample_mpjpe(nn_pred[:, None], gt[:, None], unknown[:, None])[:, 0]
+    return {str(s): {"n": int((subjects == s).sum()), "engine_mm": _mm(e[subjects == s].mean()),
+                     "nn_mm": _mm(b[subjects == s].mean())} for s in np.unique(subjects)}
 
 
 def _pick_takes(takes: dict, split: str, n: int, length: int, rng) -> list[np.ndarray]:
@@ -275,7 +292,9 @@ def run_completion(engine, data: BenchData, sizes: Sizes) -> dict:
     gauss = GaussianCompletion(data.train_canon)
     out = {}
     for ds in DATASETS:
-        gt_all = _test_poses(data.sets[ds], sizes.n_complete, _rng("completion", ds))
+        rows = _test_rows(data.sets[ds], sizes.n_complete, _rng("completion", ds))
+        gt_all = data.sets[ds]["joints"][rows].astype(np.float64)
+        subjects = _subjects(data.sets[ds], rows) if ds == "cmu" else None
         out[ds] = {}
         for setting in COMPLETION_SETTINGS:
             t0 = time.perf_counter()
@@ -305,7 +324,10 @@ def run_completion(engine, data: BenchData, sizes: Sizes) -> dict:
                 k = known[rows][..., None] if c.ndim == 3 else known[rows][:, None, :, None]
                 return np.where(k, q, w)
 
-            res["nn"] = completion_scores(world(nn.complete(canon, known)), gt_all, unknown)
+            nn_pred = world(nn.complete(canon, known))
+            res["nn"] = completion_scores(nn_pred, gt_all, unknown)
+            if subjects is not None and setting in ("one_arm", "one_leg"):
+                res["by_subject"] = _by_subject(pred, nn_pred, gt_all, unknown, subjects)
             res["nn_best10"] = completion_scores(world(nn.complete(canon[:nb], known[:nb], k=10), slice(0, nb)),
                                                  gt_all[:nb], unknown[:nb])
             res["gaussian"] = completion_scores(world(gauss.complete(canon, known)), gt_all, unknown)
@@ -1151,6 +1173,14 @@ def write_report(results: dict, out: Path, plots: dict) -> str:
                                  _fmt(r["pa_mpjpe_mm"]), _fmt(r["bone_err_mm"])])
             L.append(_table(["unknown", "method", "poses", "MPJPE (mm)", "PA-MPJPE (mm)", "bone error (mm)"], rows)
                      + "\n")
+            split = [(s, subj, r) for s in ("one_arm", "one_leg")
+                     for subj, r in comp[ds][s].get("by_subject", {}).items()]
+            if split:
+                L.append("One limb unknown, by test subject (the same poses as above):\n")
+                L.append(_table(["unknown", "subject", "poses", "engine MPJPE (mm)", "nearest neighbour (mm)",
+                                 "engine / NN"],
+                                [[COMPLETION_LABEL[s], subj, r["n"], _fmt(r["engine_mm"]), _fmt(r["nn_mm"]),
+                                  _fmt(r["engine_mm"] / r["nn_mm"], 3)] for s, subj, r in split]) + "\n")
     else:
         L.append("not run\n")
 
