@@ -204,18 +204,21 @@ def _test_poses(takes: dict, n: int, rng) -> np.ndarray:
     return takes["joints"][_test_rows(takes, n, rng)].astype(np.float64)
 
 
-def _subjects(takes: dict, rows: np.ndarray) -> np.ndarray:
-    """The performer of each row: a CMU clip name starts with its subject number ("94_acl04")."""
-    return np.array([str(takes["names"][c]).split("_")[0] for c in takes["clip"][rows]])
+GROUP_LABEL = {"cmu": "subject", "bandai": "motion"}
 
 
-def _by_subject(pred, nn_pred, gt, unknown, subjects) -> dict:
-    """MPJPE of the engine and of nearest neighbour per test subject: which performer a gap comes from."""
+def _groups(ds: str, takes: dict, rows: np.ndarray) -> np.ndarray:
+    """Each row's CMU subject ("94_acl04" -> "94") or Bandai motion ("dataset-2_walk_active_001" -> "walk")."""
+    return np.array([str(takes["names"][c]).split("_")[0 if ds == "cmu" else 1] for c in takes["clip"][rows]])
+
+
+def _by_group(pred, nn_pred, gt, unknown, groups) -> dict:
+    """MPJPE of the engine and of nearest neighbour per group of test poses: where a gap comes from."""
     from .metrics import per_sample_mpjpe
     e = per_sample_mpjpe(pred[:, None], gt[:, None], unknown[:, None])[:, 0]
     b = per_sample_mpjpe(nn_pred[:, None], gt[:, None], unknown[:, None])[:, 0]
-    return {str(s): {"n": int((subjects == s).sum()), "engine_mm": _mm(e[subjects == s].mean()),
-                     "nn_mm": _mm(b[subjects == s].mean())} for s in np.unique(subjects)}
+    return {str(g): {"n": int((groups == g).sum()), "engine_mm": _mm(e[groups == g].mean()),
+                     "nn_mm": _mm(b[groups == g].mean())} for g in np.unique(groups)}
 
 
 def _pick_takes(takes: dict, split: str, n: int, length: int, rng) -> list[np.ndarray]:
@@ -294,7 +297,7 @@ def run_completion(engine, data: BenchData, sizes: Sizes) -> dict:
     for ds in DATASETS:
         rows = _test_rows(data.sets[ds], sizes.n_complete, _rng("completion", ds))
         gt_all = data.sets[ds]["joints"][rows].astype(np.float64)
-        subjects = _subjects(data.sets[ds], rows) if ds == "cmu" else None
+        groups = _groups(ds, data.sets[ds], rows)
         out[ds] = {}
         for setting in COMPLETION_SETTINGS:
             t0 = time.perf_counter()
@@ -326,8 +329,8 @@ def run_completion(engine, data: BenchData, sizes: Sizes) -> dict:
 
             nn_pred = world(nn.complete(canon, known))
             res["nn"] = completion_scores(nn_pred, gt_all, unknown)
-            if subjects is not None and setting in ("one_arm", "one_leg"):
-                res["by_subject"] = _by_subject(pred, nn_pred, gt_all, unknown, subjects)
+            if setting in ("one_arm", "one_leg"):
+                res["by_group"] = _by_group(pred, nn_pred, gt_all, unknown, groups)
             res["nn_best10"] = completion_scores(world(nn.complete(canon[:nb], known[:nb], k=10), slice(0, nb)),
                                                  gt_all[:nb], unknown[:nb])
             res["gaussian"] = completion_scores(world(gauss.complete(canon, known)), gt_all, unknown)
@@ -1173,14 +1176,13 @@ def write_report(results: dict, out: Path, plots: dict) -> str:
                                  _fmt(r["pa_mpjpe_mm"]), _fmt(r["bone_err_mm"])])
             L.append(_table(["unknown", "method", "poses", "MPJPE (mm)", "PA-MPJPE (mm)", "bone error (mm)"], rows)
                      + "\n")
-            split = [(s, subj, r) for s in ("one_arm", "one_leg")
-                     for subj, r in comp[ds][s].get("by_subject", {}).items()]
+            split = [(s, g, r) for s in ("one_arm", "one_leg") for g, r in comp[ds][s].get("by_group", {}).items()]
             if split:
-                L.append("One limb unknown, by test subject (the same poses as above):\n")
-                L.append(_table(["unknown", "subject", "poses", "engine MPJPE (mm)", "nearest neighbour (mm)",
+                L.append(f"One limb unknown, by test {GROUP_LABEL[ds]} (the same poses as above):\n")
+                L.append(_table(["unknown", GROUP_LABEL[ds], "poses", "engine MPJPE (mm)", "nearest neighbour (mm)",
                                  "engine / NN"],
-                                [[COMPLETION_LABEL[s], subj, r["n"], _fmt(r["engine_mm"]), _fmt(r["nn_mm"]),
-                                  _fmt(r["engine_mm"] / r["nn_mm"], 3)] for s, subj, r in split]) + "\n")
+                                [[COMPLETION_LABEL[s], g, r["n"], _fmt(r["engine_mm"]), _fmt(r["nn_mm"]),
+                                  _fmt(r["engine_mm"] / r["nn_mm"], 3)] for s, g, r in split]) + "\n")
     else:
         L.append("not run\n")
 

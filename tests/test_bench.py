@@ -70,13 +70,15 @@ def test_bench_tiny_run(engine, DATA, tmp_path):
             assert set(bench.GENERATION_METRICS) <= set(saved["generation"][ds][m])
         for h in bench.LIFT_HYPOTHESES:
             assert saved["lifting"][ds][f"best_of_{h}"]["mpjpe_mm"] > 0
-    for s in ("one_arm", "one_leg"):     # the per-subject split covers the same poses as the whole table
-        r = saved["completion"]["cmu"][s]
-        split = r["by_subject"].values()
-        assert sum(x["n"] for x in split) == r["engine"]["n"]
-        mean = sum(x["n"] * x["engine_mm"] for x in split) / r["engine"]["n"]
-        assert mean == pytest.approx(r["engine"]["mpjpe_mm"], abs=0.2)
-    assert "by test subject" in (tmp_path / "report.md").read_text()
+    for ds in bench.DATASETS:            # the split by subject or motion covers the same poses as the whole table
+        for s in ("one_arm", "one_leg"):
+            r = saved["completion"][ds][s]
+            split = r["by_group"].values()
+            assert sum(x["n"] for x in split) == r["engine"]["n"]
+            mean = sum(x["n"] * x["engine_mm"] for x in split) / r["engine"]["n"]
+            assert mean == pytest.approx(r["engine"]["mpjpe_mm"], abs=0.2)
+    report = (tmp_path / "report.md").read_text()
+    assert "by test subject" in report and "by test motion" in report
     from gfpose_core import bench_takes
     for ds in bench.DATASETS:
         for m in bench_takes.DENOISE_METHODS + ("clean",):
