@@ -594,10 +594,11 @@ def _evals(sampler: str, steps: int) -> int:
 
 
 def _best_guess_evals(engine) -> int:
-    """Network evaluations of one default completion: the sampler's steps, and the posterior mean's pass if any."""
+    """Network evaluations of one default completion: the sampler's steps, and the posterior-mean networks' passes."""
     from .engine import DEFAULTS
     steps = engine._best_guess_steps()
-    return EVALS_PER_STEP[DEFAULTS["complete"][0]] * steps + (engine.posterior_mean is not None)
+    return EVALS_PER_STEP[DEFAULTS["complete"][0]] * steps + (0 if engine.posterior_mean is None
+                                                               else len(engine.posterior_mean.nets))
 
 
 def _latency(fn, repeats: int) -> float:

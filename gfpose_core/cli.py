@@ -26,6 +26,7 @@ def _cmd_train(args):
         cfg = TrainConfig(steps=args.steps, batch=args.batch or 512, lr=args.lr, seed=args.seed,
                           max_minutes=args.minutes)
         cfg.model.hidden, cfg.model.embed, cfg.model.blocks = args.hidden or 768, args.embed, args.blocks or 2
+        cfg.known_noise = args.known_noise
     if args.data:
         files = []
         for d in args.data:
@@ -296,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train the motion model (windows of frames) instead of the per-frame pose model")
     t.add_argument("--posterior-mean", action="store_true",
                    help="train the posterior-mean network (single completions) instead of the score model")
+    t.add_argument("--known-noise", type=float, default=0.0,
+                   help="--posterior-mean: metres of Gaussian noise on the known joints the network is given")
     t.add_argument("--steps", type=int, default=12000)
     t.add_argument("--batch", type=int, help="default: 512 poses, or 64 windows for --motion")
     t.add_argument("--lr", type=float, default=1e-3)

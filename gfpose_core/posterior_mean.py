@@ -15,11 +15,12 @@ arms is no arm) and fits bone lengths afterwards (skeleton.settle_hedged_arms).
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from .model import ScoreNet, ScoreNetConfig, condition
 from .pose_space import PoseSpace
@@ -38,27 +39,56 @@ def posterior_mean(net: ScoreNet, observation: torch.Tensor, coord_mask: torch.T
 
 
 class PosteriorMean:
-    """The trained network of a weights folder's posterior_mean/ subfolder, in the score model's pose space."""
+    """The trained network(s) of a weights folder's posterior_mean/ subfolder, in the score model's pose space.
 
-    def __init__(self, net: ScoreNet, device: torch.device):
-        self.net, self.device = net, device
+    The folder holds one network (config.json + model.safetensors, as training writes a run) or several, one per
+    subfolder, whose answers are averaged: networks trained apart make partly independent errors, and the average
+    of two was nearer the truth than either on every validation cell (README, "Shipped weights")."""
+
+    def __init__(self, nets: list[ScoreNet], device: torch.device):
+        self.nets, self.device = nets, device
 
     @classmethod
     def load(cls, folder: str | Path, device: torch.device, space: PoseSpace) -> "PosteriorMean":
         folder = Path(folder)
-        config = json.loads((folder / "config.json").read_text())
-        if config.get("kind") != KIND:
-            raise ValueError(f"{folder} holds a {config.get('kind', 'score')!r} network, not a posterior mean")
-        own = PoseSpace.from_dict(config["space"])
-        if not (np.allclose(own.mean, space.mean) and np.isclose(own.std, space.std)):
-            raise ValueError(f"{folder} was trained in another pose space than the score model beside it")
-        net = ScoreNet(ScoreNetConfig(**config["model"]))
-        net.load_state_dict(load_file(str(folder / "model.safetensors")))
-        return cls(net.to(device).eval(), device)
+        members = [folder] if (folder / "config.json").exists() else sorted(
+            p for p in folder.iterdir() if (p / "config.json").exists())
+        if not members:
+            raise ValueError(f"{folder} holds no posterior-mean network (config.json + model.safetensors)")
+        return cls([_load_net(m, device, space) for m in members], device)
 
     def __call__(self, observation: np.ndarray, coord_mask: np.ndarray) -> np.ndarray:
         obs = torch.as_tensor(observation, dtype=torch.float32, device=self.device)
         mask = torch.as_tensor(coord_mask, dtype=torch.float32, device=self.device)
         with torch.inference_mode():
-            x = posterior_mean(self.net, obs, mask)
+            x = torch.stack([posterior_mean(net, obs, mask) for net in self.nets]).mean(0)
         return x.cpu().numpy().astype(np.float64)
+
+
+def _load_net(folder: Path, device: torch.device, space: PoseSpace) -> ScoreNet:
+    config = json.loads((folder / "config.json").read_text())
+    if config.get("kind") != KIND:
+        raise ValueError(f"{folder} holds a {config.get('kind', 'score')!r} network, not a posterior mean")
+    own = PoseSpace.from_dict(config["space"])
+    if not (np.allclose(own.mean, space.mean) and np.isclose(own.std, space.std)):
+        raise ValueError(f"{folder} was trained in another pose space than the score model beside it")
+    net = ScoreNet(ScoreNetConfig(**config["model"]))
+    net.load_state_dict(load_file(str(folder / "model.safetensors")))   # half-precision files load as float32
+    return net.to(device).eval()
+
+
+def ship(run: str | Path, dest: str | Path):
+    """Copy a training run's network into a weights folder in half precision: half the size (8.3 MB, not 16.6),
+    answers within half a millimetre (0.02 mm on average) of the full-precision network's on validation poses."""
+    run, dest = Path(run), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    state = {k: v.half() if v.is_floating_point() else v for k, v in load_file(str(run / "model.safetensors")).items()}
+    save_file(state, str(dest / "model.safetensors"))
+    shutil.copyfile(run / "config.json", dest / "config.json")
+
+
+if __name__ == "__main__":
+    import sys
+    if len(sys.argv) != 3:
+        sys.exit("usage: python -m gfpose_core.posterior_mean RUN_DIR WEIGHTS/posterior_mean/NAME")
+    ship(sys.argv[1], sys.argv[2])

@@ -48,6 +48,7 @@ class LoopConfig:
 @dataclass
 class TrainConfig(LoopConfig):
     bone_jitter: float = 0.06
+    known_noise: float = 0.0     # posterior-mean network only: metres of noise on the known joints it is given
     camera_pitch_deg: float = 15.0
     model: ScoreNetConfig = field(default_factory=ScoreNetConfig)
     masking: MaskingConfig = field(default_factory=MaskingConfig)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -44,12 +43,10 @@ def test_bench_tiny_run(engine, DATA, tmp_path):
     import torch
     threads = torch.get_num_threads()
     torch.set_num_threads(1)      # a smoke test on a shared machine: one thread avoids oversubscription stalls
-    t = time.perf_counter()
     try:
         results = bench.run_bench(engine, tmp_path, bench.Sizes.tiny(), data_dir=DATA)
     finally:
         torch.set_num_threads(threads)
-    elapsed = time.perf_counter() - t
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["schema"] == bench.SCHEMA
     assert not saved["meta"]["errors"], saved["meta"]["errors"]
@@ -102,4 +99,3 @@ def test_bench_tiny_run(engine, DATA, tmp_path):
         lower = x["metric"] not in ("precision", "recall", "coverage")
         assert (x["engine_value"] > x["baseline_value"]) if lower else (x["engine_value"] < x["baseline_value"])
     assert results["meta"]["mode"] == "tiny"
-    assert elapsed < 60, f"tiny bench took {elapsed:.0f} s"

@@ -135,7 +135,7 @@ def test_posterior_mean_from_another_pose_space_is_refused(tmp_path):
     import shutil
     from gfpose_core.engine import WEIGHTS_DIR
     shutil.copytree(WEIGHTS_DIR, tmp_path / "w", ignore=shutil.ignore_patterns("motion"))
-    cfg_path = tmp_path / "w" / "posterior_mean" / "config.json"
+    cfg_path = sorted((tmp_path / "w" / "posterior_mean").glob("*/config.json"))[-1]   # any one member
     cfg = json.loads(cfg_path.read_text())
     cfg["space"]["std"] *= 1.1
     cfg_path.write_text(json.dumps(cfg))
@@ -145,6 +145,22 @@ def test_posterior_mean_from_another_pose_space_is_refused(tmp_path):
     cfg_path.write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="not a posterior mean"):
         Engine.load(tmp_path / "w", device="cpu")
+
+
+def test_posterior_mean_averages_its_networks(engine, real_poses):
+    """The shipped posterior mean is two networks trained apart; its answer is their average, and each member folder
+    is a weights folder of its own (a training run loads the same way)."""
+    from gfpose_core.engine import WEIGHTS_DIR
+    from gfpose_core.posterior_mean import PosteriorMean
+    members = sorted(p for p in (WEIGHTS_DIR / "posterior_mean").iterdir() if (p / "config.json").exists())
+    assert len(members) == len(engine.posterior_mean.nets) == 2
+    singles = [PosteriorMean.load(m, engine.device, engine.space) for m in members]
+    known = arm_unknown(len(real_poses))
+    canon, _ = engine._canonical(np.where(known[..., None], real_poses, np.nan))
+    obs, cmask = np.nan_to_num(engine.space.to_model(canon)), engine._coord_mask(known)
+    answers = [m(obs, cmask) for m in singles]
+    assert np.abs(answers[0] - answers[1]).max() > 0.05          # two networks, not one twice
+    np.testing.assert_allclose(engine.posterior_mean(obs, cmask), np.mean(answers, 0), atol=1e-5)
 
 
 def test_same_seed_same_result(engine, real_poses):

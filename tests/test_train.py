@@ -50,6 +50,32 @@ def test_tiny_posterior_mean_training_lowers_the_loss(tmp_path):
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["kind"] == "posterior_mean"
     assert config["training"]["config"]["masking"]["p_3d"] == 1.0
+    # shipped in half precision: half the file, the same answers to well under a millimetre
+    from gfpose_core.posterior_mean import PosteriorMean, ship
+    ship(tmp_path, tmp_path / "shipped")
+    size = {p: (p / "model.safetensors").stat().st_size for p in (tmp_path, tmp_path / "shipped")}
+    assert size[tmp_path / "shipped"] < 0.6 * size[tmp_path]
+    full, half = (PosteriorMean.load(p, torch.device("cpu"), trainer.space) for p in (tmp_path, tmp_path / "shipped"))
+    obs = torch.randn(8, 69, generator=torch.Generator().manual_seed(0)).numpy() * 0.5
+    cmask = (np.arange(69) < 40).astype(np.float64)[None].repeat(8, 0)
+    diff = np.abs(full(obs, cmask) - half(obs, cmask)) * trainer.space.std      # metres
+    assert 0 < diff.max() < 1e-3
+
+
+def test_known_noise_trains_on_noisy_known_joints_and_validates_on_clean_ones(tmp_path):
+    """--known-noise perturbs what the network is given while training; validation (and the engine) see the truth."""
+    from gfpose_core.posterior_mean_train import PosteriorMeanTrainer
+    train, val = _poses()
+    plain = PosteriorMeanTrainer(_small(1), train, val, tmp_path / "a")
+    noisy = PosteriorMeanTrainer(_small(1, known_noise=0.05), train, val, tmp_path / "b")
+    noisy.ema.load_state_dict(plain.ema.state_dict())
+    assert noisy.validate() == pytest.approx(plain.validate())
+    batch = plain.make_batch(plain.train_rel[:64], torch.Generator().manual_seed(0))
+    noisy.net.load_state_dict(plain.net.state_dict())
+    assert plain.net.training and noisy.net.training
+    with torch.no_grad():
+        assert float(noisy.loss(noisy.net, batch)) != pytest.approx(float(plain.loss(plain.net, batch)))
+        assert float(plain.loss(plain.net, batch)) == float(plain.loss(plain.net, batch))   # the noise is all it adds
 
 
 def test_training_resumes_from_checkpoint(tmp_path):
