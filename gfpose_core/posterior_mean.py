@@ -1,4 +1,4 @@
-"""The posterior mean of a pose given its known joints, E[x0 | known]: one network pass, no sampling.
+"""The posterior mean of a pose given its known joints, E[x0 | known]: one pass of each network, no sampling.
 
 The score network's denoiser at t = T sees only noise, so its best guess is this posterior mean; but predicting
 noise, it would have to resolve x0 through a factor alpha(T) ~ 0.007, and cannot in practice. This network has
@@ -42,8 +42,9 @@ class PosteriorMean:
     """The trained network(s) of a weights folder's posterior_mean/ subfolder, in the score model's pose space.
 
     The folder holds one network (config.json + model.safetensors, as training writes a run) or several, one per
-    subfolder, whose answers are averaged: networks trained apart make partly independent errors, and the average
-    of two was nearer the truth than either on every validation cell (README, "Shipped weights")."""
+    subfolder, whose answers are averaged: networks trained apart make partly independent errors. The shipped two,
+    averaged, were nearer the truth than the first alone on every validation cell and than the second alone on all
+    but CMU legs (README, "Shipped weights")."""
 
     def __init__(self, nets: list[ScoreNet], device: torch.device):
         self.nets, self.device = nets, device
@@ -81,6 +82,9 @@ def ship(run: str | Path, dest: str | Path):
     """Copy a training run's network into a weights folder in half precision: half the size (8.3 MB, not 16.6),
     answers within half a millimetre (0.02 mm on average) of the full-precision network's on validation poses."""
     run, dest = Path(run), Path(dest)
+    missing = [f for f in ("config.json", "model.safetensors") if not (run / f).exists()]
+    if missing:
+        raise FileNotFoundError(f"{run} has no {' or '.join(missing)}: not a training run's folder")
     dest.mkdir(parents=True, exist_ok=True)
     state = {k: v.half() if v.is_floating_point() else v for k, v in load_file(str(run / "model.safetensors")).items()}
     save_file(state, str(dest / "model.safetensors"))
@@ -91,4 +95,7 @@ if __name__ == "__main__":
     import sys
     if len(sys.argv) != 3:
         sys.exit("usage: python -m gfpose_core.posterior_mean RUN_DIR WEIGHTS/posterior_mean/NAME")
-    ship(sys.argv[1], sys.argv[2])
+    try:
+        ship(sys.argv[1], sys.argv[2])
+    except FileNotFoundError as e:
+        sys.exit(f"error: {e}")
