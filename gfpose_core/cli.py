@@ -16,6 +16,9 @@ def _cmd_train(args):
     from .data import DATA_DIR, build_takes, cmu_split, cmu_takes
     from .train import TrainConfig, Trainer
 
+    if args.known_noise and not args.posterior_mean:
+        raise CliError("--known-noise is for --posterior-mean training (the score model conditions on noised poses "
+                       "already)")
     if args.motion:
         from .motion_train import MotionTrainConfig
         cfg = MotionTrainConfig(steps=args.steps, batch=args.batch or 64, lr=args.lr, seed=args.seed,

@@ -95,6 +95,7 @@ def test_complete_and_generate_files(tmp_path):
     (["denoise", "missing.bvh", "-o", "x.bvh"], "missing.bvh"),
     (["generate", "-n", "0", "-o", "x.json"], "n must be"),
     (["serve", "--host", "0.0.0.0"], "token"),
+    (["train", "--out", "run", "--known-noise", "0.02"], "--posterior-mean"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, args, words):
     proc = gfpose(*args, check=False)
