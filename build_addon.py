@@ -22,7 +22,7 @@ def build(out_dir: str | Path = ROOT / "dist") -> Path:
         for path in sorted(ADDON.rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts and path.suffix in (".py", ".toml"):
                 z.write(path, path.relative_to(ADDON).as_posix())
-        for path in sorted((ROOT / "rigs").glob("*.toml")):
+        for path in sorted((ROOT / "gfpose_core" / "rigs" / "maps").glob("*.toml")):
             z.write(path, f"rigs/{path.name}")
     return target
 

@@ -71,7 +71,7 @@ class LocalEngine:
         self.url = f"http://127.0.0.1:{self.port}"
         try:
             self.proc = subprocess.Popen(
-                [python, "-m", "gfpose_core.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+                [python, "-m", "gfpose_core", "serve", "--host", "127.0.0.1", "--port", str(self.port),
                  "--device", device], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         except OSError as e:
             raise EngineError(f"cannot start the engine with {python}: {e}") from None

@@ -31,7 +31,7 @@ _rig_items_cache: list = []
 def rig_map_names() -> list[str]:
     """Rig map names shipped with the add-on (rigs/ in the installed extension) or in the repository's rigs/."""
     names = set()
-    for folder in (ADDON_DIR / "rigs", ADDON_DIR.parent / "rigs"):
+    for folder in (ADDON_DIR / "rigs", ADDON_DIR.parent / "gfpose_core" / "rigs" / "maps"):
         if folder.is_dir():
             names.update(p.stem for p in folder.glob("*.toml"))
     return sorted(names)

@@ -1,6 +1,6 @@
 """Blender side of retargeting: describe an armature, read body24 off it, key poses onto it (bpy + numpy only).
 
-The math lives in the engine (gfpose_core.retarget, reached over HTTP): it fits a rig map to the description this
+The math lives in the engine (gfpose_core.rigs, reached over HTTP): it fits a rig map to the description this
 module sends (`describe_armature`), answers with a binding to read body24 with (`read_body24`) and with keys to
 write (`write_keys`). Nothing here imports the engine, so the add-on runs in Blender's own Python.
 
@@ -59,7 +59,7 @@ def _constraint(obj, c, evaluated) -> dict:
 
 
 def describe_armature(obj) -> dict:
-    """The armature as plain data for the engine (gfpose_core.retarget.Armature.from_dict): bones, parents, rest
+    """The armature as plain data for the engine (gfpose_core.rigs.armature.Armature.from_dict): bones, parents, rest
     matrices in armature space, lengths, rotation modes and constraints as they stand now (after drivers)."""
     check_armature(obj)
     bones = obj.data.bones

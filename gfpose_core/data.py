@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .asf_amc import asf_path_for, read_amc
-from .bvh import read_bvh
-from .rig_map import RigMap, detect_rig_map, load_rig_map
+from gfpose_core.body.filters import resample
+from gfpose_core.formats.asf_amc import asf_path_for, read_amc
+from gfpose_core.formats.bvh import read_bvh
+from gfpose_core.rigs.rig_map import RigMap, detect_rig_map, load_rig_map
 
 DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 CACHE_VERSION = 2
@@ -93,19 +94,6 @@ def load_take(path: str | os.PathLike, rig: str | RigMap | None = None) -> Take:
     return Take(joints=joints, fps=fps, name=clip.name)
 
 
-def resample(joints: np.ndarray, fps: float, target_fps: float) -> np.ndarray:
-    """Positions at another frame rate: every k-th frame for integer ratios, linear interpolation otherwise."""
-    ratio = fps / target_fps
-    if abs(ratio - round(ratio)) < 1e-6 and round(ratio) >= 1:
-        return joints[:: int(round(ratio))]
-    n_out = int(np.floor((len(joints) - 1) / ratio)) + 1
-    src = np.arange(n_out) * ratio
-    lo = np.minimum(np.floor(src).astype(int), len(joints) - 1)
-    hi = np.minimum(lo + 1, len(joints) - 1)
-    w = (src - lo)[:, None, None]
-    return (joints[lo] * (1 - w) + joints[hi] * w).astype(joints.dtype)
-
-
 def cmu_subject(clip: str) -> int:
     return int(clip.split("_")[0])
 
@@ -138,7 +126,7 @@ def _files_key(files: list[Path]) -> list:
 
 
 def _rigs_key() -> str:
-    from .rig_map import RIGS_DIR
+    from gfpose_core.rigs.rig_map import RIGS_DIR
     h = hashlib.sha1()
     for p in sorted(RIGS_DIR.glob("*.toml")):
         h.update(p.read_bytes())

@@ -12,16 +12,28 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from .model import ScoreNet, ScoreNetConfig, condition
-from .hypotheses import candidates, spread
-from .motion import WEIGHTS_SUBDIR, MotionPrior
-from .posterior_mean import WEIGHTS_SUBDIR as MEAN_SUBDIR, PosteriorMean
-from .pose_space import MODEL_JOINTS, POSE_DIM, PoseSpace
-from .samplers import sample_known
-from .threads import threads_for
-from .sde import SubVPSDE
-from .skeleton import (BODY_PARTS, INDEX, JOINT_NAMES, N_JOINTS, Frame, bone_lengths, canonicalise, fit_bone_lengths,
-                       known_bone_lengths, restore, settle_hedged_arms, with_bone_lengths)
+from gfpose_core.body.skeleton import (
+    BODY_PARTS,
+    INDEX,
+    JOINT_NAMES,
+    N_JOINTS,
+    Frame,
+    canonicalise,
+    fit_bone_lengths,
+    known_bone_lengths,
+    restore,
+    settle_hedged_arms,
+    with_bone_lengths,
+)
+from gfpose_core.motion.prior import WEIGHTS_SUBDIR, MotionPrior
+from gfpose_core.prior.hypotheses import candidates, spread
+from gfpose_core.prior.pose_space import MODEL_JOINTS, POSE_DIM, PoseSpace
+from gfpose_core.prior.posterior_mean import WEIGHTS_SUBDIR as MEAN_SUBDIR
+from gfpose_core.prior.posterior_mean import PosteriorMean
+from gfpose_core.prior.samplers import sample_known
+from gfpose_core.prior.score_net import ScoreNet, ScoreNetConfig, condition
+from gfpose_core.prior.sde import SubVPSDE
+from gfpose_core.threads import threads_for
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MAX_POSES = 200_000          # poses (N x H) per call; more is a mistake or a job for batches
@@ -265,14 +277,14 @@ class Engine:
         if not np.isfinite(arr).any():
             raise ValueError("take has no known joints")
         if self._temporal(temporal):
-            from .takes import denoise_motion
+            from gfpose_core.motion.takes import denoise_motion
             sampler, steps = _sampling(sampler, steps, DEFAULTS["denoise_motion"])
             steps = _count(steps, "steps", MAX_STEPS)
             with torch.inference_mode():
                 return denoise_motion(self, arr, float(fps), strength, sampler=sampler, steps=steps,
                                       generator=self._generator(seed), fill_with=DEFAULTS["inbetween"],
                                       callback=callback)
-        from .denoise import denoise_take
+        from gfpose_core.prior.denoise import denoise_take
         sampler, steps = _sampling(sampler, steps, DEFAULTS["denoise"])
         return denoise_take(self, arr, float(fps), strength, sampler, steps, callback)
 
@@ -288,7 +300,7 @@ class Engine:
         if not known_mask.any():
             raise ValueError("take has no known joints: use generate() for free poses")
         self._temporal(True)
-        from .takes import inbetween_take
+        from gfpose_core.motion.takes import inbetween_take
         sampler, steps = _sampling(sampler, steps, DEFAULTS["inbetween"])
         steps = _count(steps, "steps", MAX_STEPS)
         with torch.inference_mode():
@@ -394,7 +406,7 @@ class Engine:
 
     def _image_observation(self, kp: np.ndarray, known: np.ndarray):
         """Image keypoints -> model-space x/z observations (pelvis-centred, unit body size) and coordinate mask."""
-        from .skeleton import BONES
+        from gfpose_core.body.skeleton import BONES
         uv = np.stack([kp[..., 0], -kp[..., 1]], -1)  # image y runs down; the model's z runs up
         pelvis = np.where(known[:, :1, None], uv[:, :1], np.nanmean(
             np.where(known[:, [INDEX["hip_l"], INDEX["hip_r"]], None], uv[:, [INDEX["hip_l"], INDEX["hip_r"]]],

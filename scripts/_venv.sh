@@ -14,6 +14,8 @@ STAMP=.venv/.gfpose-installed
 WANT="$(cat pyproject.toml | sha1sum | cut -d' ' -f1)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
+  # torch first, at the version the project is tested with (a CPU build here); the project's range admits it
+  .venv/bin/python -m pip install --quiet "torch==2.13.0"
   .venv/bin/python -m pip install --quiet -e ".[test]"
   echo "$WANT" > "$STAMP"
 fi

@@ -139,9 +139,9 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
     numbers: dict = {}
 
+    import blender_rigs
     import bpy
 
-    import blender_rigs
     import build_addon
 
     # --- the add-on, installed from its zip into a throw-away repository -------------------------------------
@@ -180,7 +180,7 @@ def main(argv=None) -> int:
     bound = client.post("/bind", {"armature": rig_io.describe_armature(rig)})
     binding = {k: bound[k] for k in ("rig", "prefix", "bones", "points", "weights")}
     rig_io.apply_properties(rig, bound["properties"])
-    from gfpose_core.skeleton import INDEX
+    from gfpose_core.body.skeleton import INDEX
     real = None
     if use_data:
         from gfpose_core.data import load_take
@@ -280,6 +280,7 @@ def main(argv=None) -> int:
     scene.render.fps = 30
     if use_data:
         import tempfile
+
         from gfpose_core.data import load_take
         with tempfile.TemporaryDirectory() as tmp:
             cmu = blender_rigs.import_bvh(bpy, CLIP_POSE, "cmu_mb31", Path(tmp), frames=2)

@@ -46,7 +46,7 @@ def open_rigify(bpy, blend: Path):
 def import_bvh(bpy, path: Path, rig_name: str, tmp_path: Path, frames: int | None = None):
     """An armature from a (gzipped) BVH file through Blender's own importer, at the rig map's unit scale; frames:
     keep only the first so many frames of the take (a shorter import)."""
-    from gfpose_core.rig_map import load_rig_map
+    from gfpose_core.rigs.rig_map import load_rig_map
     plain = Path(tmp_path) / (Path(path).name.replace(".gz", ""))     # Blender reads plain text only
     opener = gzip.open if str(path).endswith(".gz") else open
     if frames is None:

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import CMU_MB31, REPO_ROOT
 
 pytestmark = pytest.mark.blender
@@ -32,12 +31,14 @@ pytestmark = pytest.mark.blender
 bpy = pytest.importorskip("bpy", reason="Blender's Python module (bpy==5.0.1) is not installed")
 
 import addon_utils  # noqa: E402  (ships with bpy)
-
 import blender_rigs  # noqa: E402
-from gfpose_core import retarget as rt  # noqa: E402
-from gfpose_core.data import load_take  # noqa: E402
-from gfpose_core.rig_map import load_rig_map  # noqa: E402
-from gfpose_core.skeleton import INDEX  # noqa: E402
+
+from gfpose_core.body.skeleton import INDEX
+from gfpose_core.data import load_take
+from gfpose_core.rigs.armature import Armature
+from gfpose_core.rigs.binding import bind
+from gfpose_core.rigs.rig_map import load_rig_map
+from gfpose_core.rigs.solve import bind_for_rig, pose_for_rig
 
 MODULE = "bl_ext.user_default.gfpose"
 CMU_UNSEEN = "cmu/bvh/06_01.bvh.gz"     # a CMU subject the shipped weights never saw (the demo's clip too)
@@ -66,7 +67,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def engine_url():
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gfpose_core.cli", "serve", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "gfpose_core", "serve", "--port", str(port),
                              "--device", "cpu"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
@@ -139,15 +140,15 @@ def _real_pose(data_file, frame=200) -> np.ndarray:
 
 def _pose_rigify(rig_io, obj, joints: np.ndarray, bones=None, frame_start=1, action="take"):
     """Key body24 poses (F, 24, 3) on the Rigify rig (only `bones` when given), as an animator's keys."""
-    info = rt.bind_for_rig(rig_io.describe_armature(obj))
+    info = bind_for_rig(rig_io.describe_armature(obj))
     rig_io.apply_properties(obj, info["properties"])
-    pose = rt.pose_for_rig(rig_io.describe_armature(obj), joints, root_scale=1.0)
+    pose = pose_for_rig(rig_io.describe_armature(obj), joints, root_scale=1.0)
     if bones is not None:
         pose["channels"] = [c for c in pose["channels"] if c["bone"] in bones]
         pose["rotation_modes"] = {b: m for b, m in pose["rotation_modes"].items() if b in bones}
     rig_io.write_keys(obj, pose, frame_start=frame_start, action=action)
     bpy.context.scene.frame_set(frame_start)
-    return rt.bind(rt.Armature.from_dict(rig_io.describe_armature(obj))).to_dict()
+    return bind(Armature.from_dict(rig_io.describe_armature(obj))).to_dict()
 
 
 def _rigify_scene(addon, rigify_blend):
@@ -323,7 +324,7 @@ def test_complete_pose_on_rigify_keeps_posed_keys_cycles_and_undoes(addon, rigif
 def test_complete_pose_on_bvh_armature_over_a_frame_range(addon, data_file, tmp_path):
     rig_io, posing = addon.rig_io, addon.posing
     obj = _cmu_scene(tmp_path, data_file)
-    binding = rt.bind(rt.Armature.from_dict(rig_io.describe_armature(obj))).to_dict()
+    binding = bind(Armature.from_dict(rig_io.describe_armature(obj))).to_dict()
     frames = [10, 11, 12, 13]
     real = rig_io.read_body24(obj, binding, frames=frames)
     _strip_bones(addon, obj, CMU_ARMS_HEAD)
@@ -359,12 +360,12 @@ def test_denoise_action_makes_a_new_cleaner_action(addon, rig, rigify_blend, dat
     obj = _rigify_scene(addon, rigify_blend) if rig == "rigify" else _cmu_scene(tmp_path, data_file, frames=5)
     bpy.context.scene.render.fps = 30
     clean, noisy = _noisy_take(data_file)
-    arm = rt.Armature.from_dict(rig_io.describe_armature(obj))
-    info = rt.bind_for_rig(arm.to_dict())
+    arm = Armature.from_dict(rig_io.describe_armature(obj))
+    info = bind_for_rig(arm.to_dict())
     rig_io.apply_properties(obj, info["properties"])
-    pose = rt.pose_for_rig(rig_io.describe_armature(obj), noisy)
+    pose = pose_for_rig(rig_io.describe_armature(obj), noisy)
     rig_io.write_keys(obj, pose, frame_start=1, action="noisy take")
-    binding = rt.bind(rt.Armature.from_dict(rig_io.describe_armature(obj))).to_dict()
+    binding = bind(Armature.from_dict(rig_io.describe_armature(obj))).to_dict()
     frames = range(1, len(noisy) + 1)
     read_noisy = rig_io.read_body24(obj, binding, frames=frames)
     original = posing.fcurve_snapshot(obj)
@@ -392,8 +393,8 @@ def test_denoise_action_with_and_without_the_motion_model(addon, data_file, tmp_
     obj = _cmu_scene(tmp_path, data_file, frames=5)
     bpy.context.scene.render.fps = 30
     _, noisy = _noisy_take(data_file, n=40, seed=1)
-    rig_io.write_keys(obj, rt.pose_for_rig(rig_io.describe_armature(obj), noisy), frame_start=1, action="noisy")
-    binding = rt.bind(rt.Armature.from_dict(rig_io.describe_armature(obj))).to_dict()
+    rig_io.write_keys(obj, pose_for_rig(rig_io.describe_armature(obj), noisy), frame_start=1, action="noisy")
+    binding = bind(Armature.from_dict(rig_io.describe_armature(obj))).to_dict()
     frames = range(1, len(noisy) + 1)
     read_noisy = rig_io.read_body24(obj, binding, frames=frames)
     original = bpy.data.actions["noisy"]
@@ -426,11 +427,11 @@ def _take_at_30fps(data_file, start=100, n=61) -> np.ndarray:
 def _key_take(rig_io, obj, joints: np.ndarray, action: str) -> dict:
     """Key a body24 take on every frame from 1 (the rig map's switches set), as a keyed animation; the binding to
     read it back with."""
-    info = rt.bind_for_rig(rig_io.describe_armature(obj))
+    info = bind_for_rig(rig_io.describe_armature(obj))
     rig_io.apply_properties(obj, info["properties"])
-    rig_io.write_keys(obj, rt.pose_for_rig(rig_io.describe_armature(obj), joints), frame_start=1, action=action)
+    rig_io.write_keys(obj, pose_for_rig(rig_io.describe_armature(obj), joints), frame_start=1, action=action)
     bpy.context.scene.frame_set(1)
-    return rt.bind(rt.Armature.from_dict(rig_io.describe_armature(obj))).to_dict()
+    return bind(Armature.from_dict(rig_io.describe_armature(obj))).to_dict()
 
 
 def _select_keys(addon, obj, frames) -> None:
@@ -592,7 +593,7 @@ def test_fill_inbetweens_between_selected_keys_into_a_new_action(addon, rig, rig
     # good motion is the engine's business, tested there; here: the right keys, frames and rate reach the rig.)
     take = np.where(np.isin(np.arange(len(frames)), at_keys)[:, None, None], real, np.nan)
     engine = _post(engine_url, "/inbetween", {"take": _nulls(take), "fps": 30.0, "seed": 7})["joints"]
-    rig_io.write_keys(obj, rt.pose_for_rig(rig_io.describe_armature(obj), engine, root_scale=1.0), frame_start=1,
+    rig_io.write_keys(obj, pose_for_rig(rig_io.describe_armature(obj), engine, root_scale=1.0), frame_start=1,
                       action="engine's in-betweens")
     np.testing.assert_allclose(got[between], rig_io.read_body24(obj, binding, frames=frames)[between], atol=1e-4)
     # Undo: the original action is assigned again and the copy is gone.
@@ -644,7 +645,7 @@ def test_generate_variations_keys_n_frames_with_pinned_bones_unchanged(addon, ri
         cur = 1
     else:
         obj = _cmu_scene(tmp_path, data_file, frames=12)
-        binding = rt.bind(rt.Armature.from_dict(rig_io.describe_armature(obj))).to_dict()
+        binding = bind(Armature.from_dict(rig_io.describe_armature(obj))).to_dict()
         pinned_bones = ["Hips", "LHipJoint", "RHipJoint", "LeftUpLeg", "LeftLeg", "LeftFoot", "RightUpLeg",
                         "RightLeg", "RightFoot"]
         cur = 5

@@ -8,11 +8,11 @@ import re
 import numpy as np
 import pytest
 
-from gfpose_core.asf_amc import read_amc, read_asf
-from gfpose_core.bvh import read_bvh
+from gfpose_core.body.skeleton import BONES, INDEX, JOINT_NAMES, bone_lengths
 from gfpose_core.data import load_take
-from gfpose_core.rig_map import detect_rig_map
-from gfpose_core.skeleton import BONES, INDEX, JOINT_NAMES, bone_lengths
+from gfpose_core.formats.asf_amc import read_amc, read_asf
+from gfpose_core.formats.bvh import read_bvh
+from gfpose_core.rigs.rig_map import detect_rig_map
 
 FIXTURE_ASF, FIXTURE_AMC, FIXTURE_BVH = "cmu/fixtures/01.asf", "cmu/fixtures/01_01.amc.gz", "cmu/bvh/01_01.bvh.gz"
 AMC_CLIP = "cmu/amc/35_01.amc.gz"

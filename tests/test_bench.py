@@ -5,22 +5,38 @@ import json
 
 import pytest
 
-from gfpose_core import bench
-from gfpose_core.cli import build_parser
+from gfpose_core.bench.common import (
+    COMPLETION_METHODS,
+    COMPLETION_SETTINGS,
+    DATASETS,
+    DENOISE_CONDITIONS,
+    DENOISE_METHODS,
+    DENOISE_METRICS,
+    GENERATION_METHODS,
+    GENERATION_METRICS,
+    LIFT_HYPOTHESES,
+    SCHEMA,
+    SPEED_TASKS,
+    TARGETS,
+    Sizes,
+)
+from gfpose_core.bench.run import run, run_bench
+from gfpose_core.bench.speed import equal_quality
 from gfpose_core.engine import WEIGHTS_DIR
+from gfpose_core.service.cli import build_parser
 
 
 @pytest.fixture(scope="module")
 def engine():
     if not (WEIGHTS_DIR / "config.json").exists():
         pytest.skip(f"no shipped weights in {WEIGHTS_DIR} (config.json missing): train and ship weights first")
-    from gfpose_core import Engine
+    from gfpose_core.engine import Engine
     return Engine.load(device="cpu")
 
 
 def test_bench_parser_registered():
     args = build_parser().parse_args(["bench", "--quick", "--out", "somewhere", "--weights", "w", "--device", "cpu"])
-    assert args.func is bench.run and args.quick and args.out == "somewhere" and args.weights == "w"
+    assert args.func is run and args.quick and args.out == "somewhere" and args.weights == "w"
     args = build_parser().parse_args(["bench"])
     assert args.out == "bench_out" and not args.quick and args.weights is None and args.device == "auto"
 
@@ -29,13 +45,13 @@ def test_equal_quality_interpolates_on_the_em_curve():
     curve = [{"sampler": "em", "steps": s, "mpjpe_mm": q, "seconds_per_pose": s * 1e-3, "default": False}
              for s, q in ((10, 100.0), (100, 60.0), (1000, 50.0))]
     curve.append({"sampler": "mode", "steps": 10, "mpjpe_mm": 80.0, "seconds_per_pose": 1e-2, "default": True})
-    eq = bench.equal_quality(curve)
+    eq = equal_quality(curve)
     assert eq["em_reaches_default_quality"]
     assert 10 < eq["em_steps_at_default_quality"] < 100          # halfway in log steps: about 31.6
     assert eq["em_steps_at_default_quality"] == pytest.approx(31.6, abs=0.1)
     assert eq["speedup_vs_em_max"] == pytest.approx(100.0)
     curve[-1]["mpjpe_mm"] = 40.0                                 # better than any EM point
-    eq = bench.equal_quality(curve)
+    eq = equal_quality(curve)
     assert not eq["em_reaches_default_quality"] and eq["speedup_at_equal_quality"] == pytest.approx(100.0)
 
 
@@ -44,30 +60,30 @@ def test_bench_tiny_run(engine, DATA, tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)      # a smoke test on a shared machine: one thread avoids oversubscription stalls
     try:
-        results = bench.run_bench(engine, tmp_path, bench.Sizes.tiny(), data_dir=DATA)
+        results = run_bench(engine, tmp_path, Sizes.tiny(), data_dir=DATA)
     finally:
         torch.set_num_threads(threads)
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["schema"] == bench.SCHEMA
+    assert saved["schema"] == SCHEMA
     assert not saved["meta"]["errors"], saved["meta"]["errors"]
     for key in ("meta", "protocol", "completion", "denoising", "denoising_params", "generation", "lifting", "speed",
                 "targets", "comparisons", "plots"):
         assert key in saved, key
-    for ds in bench.DATASETS:
-        for s in bench.COMPLETION_SETTINGS:
-            for m in bench.COMPLETION_METHODS:
+    for ds in DATASETS:
+        for s in COMPLETION_SETTINGS:
+            for m in COMPLETION_METHODS:
                 r = saved["completion"][ds][s][m]
                 assert {"mpjpe_mm", "pa_mpjpe_mm", "bone_err_mm", "n"} <= set(r)
                 assert r["mpjpe_mm"] > 0
-        for c in bench.DENOISE_CONDITIONS:
-            for m in bench.DENOISE_METHODS:
-                assert set(bench.DENOISE_METRICS) <= set(saved["denoising"][ds][c][m])
+        for c in DENOISE_CONDITIONS:
+            for m in DENOISE_METHODS:
+                assert set(DENOISE_METRICS) <= set(saved["denoising"][ds][c][m])
             assert saved["denoising"][ds][c]["clean"]["mpjpe_mm"] == 0
-        for m in bench.GENERATION_METHODS:
-            assert set(bench.GENERATION_METRICS) <= set(saved["generation"][ds][m])
-        for h in bench.LIFT_HYPOTHESES:
+        for m in GENERATION_METHODS:
+            assert set(GENERATION_METRICS) <= set(saved["generation"][ds][m])
+        for h in LIFT_HYPOTHESES:
             assert saved["lifting"][ds][f"best_of_{h}"]["mpjpe_mm"] > 0
-    for ds in bench.DATASETS:            # the split by subject or motion covers the same poses as the whole table
+    for ds in DATASETS:            # the split by subject or motion covers the same poses as the whole table
         for s in ("one_arm", "one_leg"):
             r = saved["completion"][ds][s]
             split = r["by_group"].values()
@@ -76,17 +92,17 @@ def test_bench_tiny_run(engine, DATA, tmp_path):
             assert mean == pytest.approx(r["engine"]["mpjpe_mm"], abs=0.2)
     report = (tmp_path / "report.md").read_text()
     assert "by test subject" in report and "by test motion" in report
-    from gfpose_core import bench_takes
-    for ds in bench.DATASETS:
+    from gfpose_core.bench import takes as bench_takes
+    for ds in DATASETS:
         for m in bench_takes.DENOISE_METHODS + ("clean",):
             assert saved["takes"]["denoise"][ds][m]["mpjpe_mm"] >= 0
         for k in bench_takes.KEY_SPACINGS:
             for m in bench_takes.INBETWEEN_METHODS:
                 assert saved["takes"]["inbetween"][ds][str(k)][m]["mpjpe_mm"] > 0
     assert saved["takes"]["speed"]["inbetween_60_s"] > 0
-    assert set(bench.SPEED_TASKS) == set(saved["speed"]["cpu"]["seconds"])
+    assert set(SPEED_TASKS) == set(saved["speed"]["cpu"]["seconds"])
     assert saved["speed"]["flops_per_eval"] > 1e6
-    assert set(bench.TARGETS) == set(saved["targets"])
+    assert set(TARGETS) == set(saved["targets"])
     assert all({"description", "value", "threshold", "pass"} <= set(v) for v in saved["targets"].values())
     report = (tmp_path / "report.md").read_text()
     for heading in ("## Protocol", "## Targets", "## Where the engine loses", "## 1. Completion",

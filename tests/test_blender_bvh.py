@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from gfpose_core.bvh import read_bvh, write_bvh
-from gfpose_core.rig_map import load_rig_map
-from gfpose_core.rotations import y_up_to_z_up
-
 from conftest import BANDAI, CMU_DAZ43, CMU_MB31
+
+from gfpose_core.body.rotations import y_up_to_z_up
+from gfpose_core.formats.bvh import read_bvh, write_bvh
+from gfpose_core.rigs.rig_map import load_rig_map
 
 pytestmark = pytest.mark.blender
 

@@ -3,7 +3,7 @@ here, read them back, and copy a pose from a CMU BVH armature to a Rigify rig th
 
 Rigs: Blender's human metarig, a Rigify rig generated from it (keys on the FK controls, read off the ORG bones),
 armatures imported from a CMU and a Bandai BVH file by Blender's own importer (Euler rotation modes), and a
-Mixamo-named armature built from a bone list with random bone rolls. The engine side (gfpose_core.retarget) is
+Mixamo-named armature built from a bone list with random bone rolls. The engine side (gfpose_core.rigs) is
 called directly between the add-on's reading and writing (blender_addon/rig_io.py), as the server would.
 
 Set GFPOSE_ARTIFACTS=<folder> to keep the rendered comparison PNG and the measured numbers (JSON); otherwise they
@@ -16,16 +16,18 @@ import os
 import sys
 from pathlib import Path
 
+import blender_rigs
 import numpy as np
 import pytest
-
-from gfpose_core import retarget as rt
-from gfpose_core.data import load_take
-from gfpose_core.rig_map import RigMapError
-from gfpose_core.skeleton import BONES, INDEX, JOINT_NAMES
-
-import blender_rigs
 from conftest import BANDAI, CMU_MB31, REPO_ROOT
+
+from gfpose_core.body.skeleton import BONES, INDEX, JOINT_NAMES
+from gfpose_core.data import load_take
+from gfpose_core.rigs.armature import Armature
+from gfpose_core.rigs.binding import bind, rest_joints
+from gfpose_core.rigs.plan import _PARTS, PARTS
+from gfpose_core.rigs.rig_map import RigMapError
+from gfpose_core.rigs.solve import RigPose, bind_for_rig, solve
 
 pytestmark = pytest.mark.blender
 
@@ -103,11 +105,11 @@ def _takes(data_file, n=36) -> np.ndarray:
 
 def _write_and_read(bpy, rig_io, obj, wanted, rig=None, action="gfpose test"):
     """The add-on's round trip: bind (engine), set switches, describe, solve (engine), key, read back."""
-    info = rt.bind_for_rig(rig_io.describe_armature(obj), rig)
+    info = bind_for_rig(rig_io.describe_armature(obj), rig)
     assert not rig_io.apply_properties(obj, info["properties"])
-    arm = rt.Armature.from_dict(rig_io.describe_armature(obj))
-    binding = rt.bind(arm, rig or info["rig"])
-    pose = rt.solve(arm, wanted, binding=binding)
+    arm = Armature.from_dict(rig_io.describe_armature(obj))
+    binding = bind(arm, rig or info["rig"])
+    pose = solve(arm, wanted, binding=binding)
     assert not pose.warnings, pose.warnings
     rig_io.write_keys(obj, pose.to_dict(), frame_start=1, action=action)
     got = rig_io.read_body24(obj, binding.to_dict(), frames=range(1, len(wanted) + 1))
@@ -123,8 +125,8 @@ def _direction_errors(a: np.ndarray, b: np.ndarray, pairs) -> np.ndarray:
     return np.degrees(np.arccos(np.clip(cos, -1, 1)))
 
 
-def _aimed_pairs(pose: rt.RigPose):
-    return [(INDEX[rt._PARTS[p][0]], INDEX[rt._PARTS[p][1]]) for p in sorted(set(pose.parts), key=rt.PARTS.index)]
+def _aimed_pairs(pose: RigPose):
+    return [(INDEX[_PARTS[p][0]], INDEX[_PARTS[p][1]]) for p in sorted(set(pose.parts), key=PARTS.index)]
 
 
 ALL_PAIRS = [(int(p), int(c)) for c, p in BONES]
@@ -149,7 +151,7 @@ def _check_round_trip(bpy, rig_io, obj, wanted, record: dict, name: str, rig=Non
     aimed = _direction_errors(got, wanted, _aimed_pairs(pose))
     every = _direction_errors(got, wanted, ALL_PAIRS)
     pos = np.linalg.norm(got - pose.joints, axis=-1) * 1000
-    height = float(np.ptp(rt.rest_joints(binding, world=True), axis=0).max())   # rest poses may lie down
+    height = float(np.ptp(rest_joints(binding, world=True), axis=0).max())   # rest poses may lie down
     record[name] = {"rig": binding.rig.name, "frames": len(wanted), "aimed_max_deg": float(aimed.max()),
                     "all_segments_median_deg": float(np.median(every)), "all_segments_max_deg": float(every.max()),
                     "position_vs_prediction_max_mm": float(pos.max()), "rig_height_m": height,
@@ -184,7 +186,7 @@ def test_metarig_round_trip(rig_io, data_file, record):
     bpy = _bpy()
     _fresh(bpy)
     obj = _metarig(bpy)
-    assert rt.bind(rt.Armature.from_dict(rig_io.describe_armature(obj))).rig.name == "metarig"
+    assert bind(Armature.from_dict(rig_io.describe_armature(obj))).rig.name == "metarig"
     _check_round_trip(bpy, rig_io, obj, _takes(data_file), record, "metarig")
 
 
@@ -192,7 +194,7 @@ def test_rigify_round_trip_drives_deform_bones(rig_io, rigify_blend, data_file, 
     bpy = _bpy()
     _fresh(bpy)
     obj = _rigify(bpy, rigify_blend)
-    assert rt.bind(rt.Armature.from_dict(rig_io.describe_armature(obj))).rig.name == "rigify"
+    assert bind(Armature.from_dict(rig_io.describe_armature(obj))).rig.name == "rigify"
     wanted = _takes(data_file, n=24)
     rest_def = rig_io.read_pose_matrices(obj)[0]
     _, binding, pose, got = _check_round_trip(bpy, rig_io, obj, wanted, record, "rigify")
@@ -218,8 +220,8 @@ def test_cmu_bvh_armature_round_trip(rig_io, data_file, record, tmp_path):
     bpy = _bpy()
     _fresh(bpy)
     obj = _import_bvh(bpy, data_file(CMU_MB31), "cmu_mb31", tmp_path)
-    arm = rt.Armature.from_dict(rig_io.describe_armature(obj))
-    binding = rt.bind(arm)
+    arm = Armature.from_dict(rig_io.describe_armature(obj))
+    binding = bind(arm)
     assert binding.rig.name == "cmu_mb31"
     # Reading the importer's own animation through the map gives what our BVH reader gives.
     read = rig_io.read_body24(obj, binding.to_dict(), frames=range(1, 21))
@@ -233,8 +235,8 @@ def test_bandai_bvh_armature_round_trip(rig_io, data_file, record, tmp_path):
     bpy = _bpy()
     _fresh(bpy)
     obj = _import_bvh(bpy, data_file(BANDAI), "bandai", tmp_path)
-    arm = rt.Armature.from_dict(rig_io.describe_armature(obj))
-    binding = rt.bind(arm)
+    arm = Armature.from_dict(rig_io.describe_armature(obj))
+    binding = bind(arm)
     assert binding.rig.name == "bandai"
     read = rig_io.read_body24(obj, binding.to_dict(), frames=range(1, 21))
     np.testing.assert_allclose(read, load_take(data_file(BANDAI)).joints[:20], atol=1e-4)
@@ -249,20 +251,20 @@ def test_mixamo_armature_with_own_rolls_round_trip_and_key_merging(rig_io, data_
     # Our head/tail/roll construction is Blender's: the same rest matrices.
     blender_rest = {b["name"]: b["matrix_local"] for b in desc["bones"]}
     np.testing.assert_allclose([blender_rest[n] for n in synthetic.bones], synthetic.rest, atol=1e-4)
-    binding = rt.bind(rt.Armature.from_dict(desc))
+    binding = bind(Armature.from_dict(desc))
     assert (binding.rig.name, binding.prefix) == ("mixamo", "mixamorig1:")
     wanted = _takes(data_file)
     _check_round_trip(bpy, rig_io, obj, wanted, record, "mixamo")
     # Writing a shorter take into the same action from frame 20 replaces those keys and keeps frames 1..19.
-    arm = rt.Armature.from_dict(rig_io.describe_armature(obj))
-    pose = rt.solve(arm, wanted[:10][::-1], binding=rt.bind(arm))
+    arm = Armature.from_dict(rig_io.describe_armature(obj))
+    pose = solve(arm, wanted[:10][::-1], binding=bind(arm))
     act = rig_io.write_keys(obj, pose.to_dict(), frame_start=20, action="gfpose test")
     from bpy_extras import anim_utils
     bag = anim_utils.action_get_channelbag_for_slot(act, obj.animation_data.action_slot)
     fc = bag.fcurves.find('pose.bones["mixamorig1:LeftArm"].rotation_quaternion', index=0)
     frames = np.array([k.co[0] for k in fc.keyframe_points])
     np.testing.assert_array_equal(frames, np.arange(1, len(wanted) + 1))
-    got = rig_io.read_body24(obj, rt.bind(arm).to_dict(), frames=[5, 20, 29])
+    got = rig_io.read_body24(obj, bind(arm).to_dict(), frames=[5, 20, 29])
     np.testing.assert_allclose(got[1:], pose.joints[[0, 9]], atol=1e-4)
 
 
@@ -277,7 +279,7 @@ def test_cmu_pose_onto_rigify_looks_the_same_and_renders(rig_io, rigify_blend, d
     cmu.location.x = -1.5                                  # side by side; world space handles the offset
     bpy.context.view_layer.update()
     frames = list(range(40, 40 + 8 * 30, 8))             # a stretch of the walk, every 8th of 120 fps
-    source = rt.bind(rt.Armature.from_dict(rig_io.describe_armature(cmu)))
+    source = bind(Armature.from_dict(rig_io.describe_armature(cmu)))
     wanted = rig_io.read_body24(cmu, source.to_dict(), frames=frames)
     wanted = wanted + [3.0, 0, 0]                          # put the Rigify copy on the other side
     _, binding, pose, got = _write_and_read(bpy, rig_io, rig, wanted)
@@ -327,16 +329,16 @@ def test_mapping_errors_are_clear_in_blender(rig_io):
     z.head = z.tail = (0, 0, 0)
     z.parent = data.edit_bones["Hips"]
     bpy.ops.object.mode_set(mode="OBJECT")
-    described = rt.Armature.from_dict(rig_io.describe_armature(blob))
+    described = Armature.from_dict(rig_io.describe_armature(blob))
     assert described.lengths[described.index["Zero"]] < 1e-4
     with pytest.raises(RigMapError) as info:
-        rt.bind(described)
+        bind(described)
     msg = str(info.value)
     assert "no rig map fits" in msg and "body24 joints unmapped" in msg and "rig_map template" in msg
     # A file naming bones the armature lacks says which.
     obj, _ = _mixamo(bpy, rig_io, drop=("mixamorig:LeftForeArm", "mixamorig:RightToeBase"))
     with pytest.raises(RigMapError) as info:
-        rt.bind(rt.Armature.from_dict(rig_io.describe_armature(obj)), "mixamo")
+        bind(Armature.from_dict(rig_io.describe_armature(obj)), "mixamo")
     msg = str(info.value)
     assert "mixamorig:LeftForeArm" in msg and "mixamorig:RightToeBase" in msg and "elbow_l" in msg
     # Non-uniform object scale is refused with a message, on reading the rig and on keying it.
@@ -349,7 +351,7 @@ def test_mapping_errors_are_clear_in_blender(rig_io):
     # A uniform scale is fine (the object's scale is part of world space).
     obj.scale = (2.0, 2.0, 2.0)
     bpy.context.view_layer.update()
-    rt.Armature.from_dict(rig_io.describe_armature(obj))
+    Armature.from_dict(rig_io.describe_armature(obj))
 
 
 def test_key_writing_benchmark_runs(rig_io):

@@ -6,14 +6,14 @@ import re
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
-
-from gfpose_core.bvh import read_bvh, write_bvh
-from gfpose_core.data import load_take
-from gfpose_core.rotations import euler_to_matrix, matrix_to_euler, y_up_to_z_up
-from gfpose_core.skeleton import BONES, JOINT_NAMES
-
 from conftest import BANDAI, CMU_ASF31, CMU_DAZ43, CMU_MB31
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gfpose_core.body.rotations import euler_to_matrix, matrix_to_euler, y_up_to_z_up
+from gfpose_core.body.skeleton import BONES, JOINT_NAMES
+from gfpose_core.data import load_take
+from gfpose_core.formats.bvh import read_bvh, write_bvh
 
 # A small valid file. Line numbers matter to the error tests below:
 #  1 HIERARCHY, 9 Chest CHANNELS, 17 Leg OFFSET, 18 Leg CHANNELS, 25 MOTION, 26 Frames, 27 Frame Time, 28-30 rows.
@@ -205,7 +205,8 @@ def test_rigid_bone_lengths_constant_over_clip(rel, rig, data_file):
 def test_detected_rig_matches_manifest(DATA):
     """Auto-detection agrees with the manifest's skeleton column on a spread of CMU BVH clips of both kinds."""
     import csv
-    from gfpose_core.rig_map import detect_rig_map
+
+    from gfpose_core.rigs.rig_map import detect_rig_map
     expect = {"cmu-motionbuilder-31": {"cmu_mb31", "cmu_asf31"}, "cmu-daz-43": {"cmu_daz43"}}
     with open(DATA / "cmu" / "manifest.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["format"] == "bvh"]

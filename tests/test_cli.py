@@ -6,12 +6,12 @@ import sys
 import numpy as np
 import pytest
 
-from gfpose_core.bvh import read_bvh, write_bvh
 from gfpose_core.data import DATA_DIR, load_take
+from gfpose_core.formats.bvh import read_bvh, write_bvh
 
 
 def gfpose(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "gfpose_core.cli", *map(str, args)], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "gfpose_core", *map(str, args)], capture_output=True,
                           text=True, timeout=300)
     if check:
         assert proc.returncode == 0, proc.stderr
@@ -71,7 +71,7 @@ def test_batch_denoise_skips_and_lists_bad_files(short_take, tmp_path):
 
 
 def test_complete_and_generate_files(tmp_path):
-    from gfpose_core import Engine
+    from gfpose_core.engine import Engine
     pose = Engine.load(device="cpu").generate(1, seed=2)[0].tolist()
     for j in (7, 8, 9, 10):
         pose[j] = [None, None, None]
@@ -117,7 +117,7 @@ def test_bad_json_is_one_clear_line(tmp_path):
 def test_inbetween_json_to_json_and_bvh(tmp_path):
     import json
 
-    from gfpose_core import Engine
+    from gfpose_core.engine import Engine
     pose = Engine.load(device="cpu").generate(1, seed=4)[0]
     take = [[[None] * 3] * 24 for _ in range(21)]
     take[0], take[20] = pose.tolist(), (pose + [0.2, 0, 0]).tolist()
@@ -128,7 +128,7 @@ def test_inbetween_json_to_json_and_bvh(tmp_path):
     assert out.shape == (21, 24, 3) and np.isfinite(out).all()
     np.testing.assert_allclose(out[0], pose)
     gfpose("inbetween", src, "-o", tmp_path / "out.bvh")
-    from gfpose_core.bvh import read_bvh
+    from gfpose_core.formats.bvh import read_bvh
     assert read_bvh(tmp_path / "out.bvh").motion.shape[0] == 21
     src.write_text(json.dumps({"take": [[[None] * 3] * 24] * 3}))
     proc = gfpose("inbetween", src, "-o", tmp_path / "bad.json", check=False)

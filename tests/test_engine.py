@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from gfpose_core import Engine
-from gfpose_core.skeleton import BODY_PARTS, INDEX, bone_lengths, yaw_matrix
+from gfpose_core.body.skeleton import BODY_PARTS, INDEX, bone_lengths, yaw_matrix
+from gfpose_core.engine import Engine
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_hypotheses_start_with_the_likeliest_and_spread_out(engine, real_poses):
 
 
 def test_spread_keeps_the_first_and_visits_every_cluster():
-    from gfpose_core.hypotheses import spread
+    from gfpose_core.prior.hypotheses import spread
     rng = np.random.default_rng(0)
     centres = np.array([[0.0, 0.0], [5.0, 0.0], [0.0, 5.0]])
     # 30 candidates: 26 near the first centre, 2 near each other one (a prior's rare answers)
@@ -101,7 +101,7 @@ def test_completion_is_plausible(engine, real_poses):
 def test_posterior_mean_hedges_toward_the_truth(engine, real_poses):
     """Nothing known: the mean pose. An arm unknown: nearer the truth than the mean pose's arm, and the single
     completion (which starts from it) keeps the rig's bone lengths."""
-    from gfpose_core.pose_space import POSE_DIM
+    from gfpose_core.prior.pose_space import POSE_DIM
     mean = engine.posterior_mean
     assert mean is not None
     nothing = mean(np.zeros((1, POSE_DIM)), np.zeros((1, POSE_DIM)))
@@ -115,7 +115,7 @@ def test_posterior_mean_hedges_toward_the_truth(engine, real_poses):
     rest = np.linalg.norm(engine.mean_pose - truth, axis=-1)[~known].mean()
     assert err < 0.8 * rest
     out = engine.complete(real_poses, known, seed=0)
-    from gfpose_core.skeleton import BONE_MIRROR, BONES
+    from gfpose_core.body.skeleton import BONE_MIRROR, BONES
     unseen = np.isin(BONES[:, 0], BODY_PARTS["arm_l"])            # the unseen arm takes the other arm's lengths
     measured = bone_lengths(real_poses)
     np.testing.assert_allclose(bone_lengths(out), np.where(unseen, measured[:, BONE_MIRROR], measured), atol=2e-3)
@@ -133,6 +133,7 @@ def test_completion_progress_counts_up_once(engine, real_poses):
 def test_posterior_mean_from_another_pose_space_is_refused(tmp_path):
     import json
     import shutil
+
     from gfpose_core.engine import WEIGHTS_DIR
     shutil.copytree(WEIGHTS_DIR, tmp_path / "w", ignore=shutil.ignore_patterns("motion"))
     cfg_path = sorted((tmp_path / "w" / "posterior_mean").glob("*/config.json"))[-1]   # any one member
@@ -151,7 +152,7 @@ def test_posterior_mean_averages_its_networks(engine, real_poses):
     """The shipped posterior mean is two networks trained apart; its answer is their average, and each member folder
     is a weights folder of its own (a training run loads the same way)."""
     from gfpose_core.engine import WEIGHTS_DIR
-    from gfpose_core.posterior_mean import PosteriorMean
+    from gfpose_core.prior.posterior_mean import PosteriorMean
     members = sorted(p for p in (WEIGHTS_DIR / "posterior_mean").iterdir() if (p / "config.json").exists())
     assert len(members) == len(engine.posterior_mean.nets) == 2
     singles = [PosteriorMean.load(m, engine.device, engine.space) for m in members]

@@ -3,9 +3,19 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from gfpose_core import baselines as bl
-from gfpose_core import metrics as m
-from gfpose_core.skeleton import INDEX, MIRROR, N_JOINTS
+from gfpose_core.bench import metrics as m
+from gfpose_core.bench.baselines import (
+    GaussianCompletion,
+    NearestNeighbourCompletion,
+    best_cutoff,
+)
+from gfpose_core.body.filters import (
+    butterworth,
+    fill_gaps,
+    gaussian_smooth,
+    savitzky_golay,
+)
+from gfpose_core.body.skeleton import INDEX, MIRROR, N_JOINTS
 
 
 def rand_poses(n, seed=0, scale=0.3):
@@ -214,7 +224,7 @@ def canonical_train(n=400, seed=14):
 
 def test_nearest_neighbour_returns_hidden_training_pose():
     train = canonical_train()
-    nn = bl.NearestNeighbourCompletion(train)
+    nn = NearestNeighbourCompletion(train)
     rows = np.arange(0, 400, 5)                                    # 80 queries: the kd-tree path
     known = np.ones((len(rows), N_JOINTS), bool)
     known[:, 16:20] = False                                        # left leg hidden
@@ -241,8 +251,8 @@ def test_nearest_neighbour_tree_and_brute_agree():
     queries = canonical_train(100, seed=17)
     known = np.ones((100, N_JOINTS), bool)
     known[:, 6:11] = False
-    tree = bl.NearestNeighbourCompletion(train)
-    brute = bl.NearestNeighbourCompletion(train)
+    tree = NearestNeighbourCompletion(train)
+    brute = NearestNeighbourCompletion(train)
     brute.TREE_MIN_GROUP = 10 ** 9
     np.testing.assert_array_equal(tree.neighbours(queries, known, k=4), brute.neighbours(queries, known, k=4))
     with pytest.raises(ValueError):
@@ -257,7 +267,7 @@ def test_gaussian_conditional_mean_2d_closed_form():
     train = np.zeros((2000, N_JOINTS, 3))
     train[:, 3, 2], train[:, 4, 2] = u, v
     ridge = 1e-6
-    g = bl.GaussianCompletion(train, ridge=ridge)
+    g = GaussianCompletion(train, ridge=ridge)
     c = np.cov(u, v)
     query = np.zeros((3, N_JOINTS, 3))
     query[:, 3, 2] = [-1.0, 0.0, 2.5]
@@ -277,7 +287,7 @@ def test_gaussian_conditional_mean_2d_closed_form():
 
 def test_gaussian_batched_solve_matches_per_mask_formula():
     train = canonical_train(500, seed=19)
-    g = bl.GaussianCompletion(train)
+    g = GaussianCompletion(train)
     queries = canonical_train(30, seed=20)
     known = np.random.default_rng(21).random((30, N_JOINTS)) > 0.4
     known[0] = False                                               # nothing known: the mean
@@ -308,13 +318,13 @@ def sine_take(fps=100.0, T=300, high=True):
 
 def test_butterworth_removes_high_frequency_keeps_low():
     clean, noisy = sine_take()
-    out = bl.butterworth(noisy, 100.0, cutoff_hz=6.0)
+    out = butterworth(noisy, 100.0, cutoff_hz=6.0)
     assert np.abs(noisy - clean).max() > 0.15
     assert np.abs(out - clean)[20:-20].max() < 0.01
     # filtfilt's odd extension pins the end frames to the input, so the ends stay noisy; the rest is clean.
     assert m.mpjpe(out, clean) < 0.2 * m.mpjpe(noisy, clean)
-    assert bl.butterworth(noisy.astype(np.float32), 100.0, 6.0).dtype == np.float32
-    assert np.isfinite(bl.butterworth(noisy[:5], 100.0, 6.0)).all()   # shorter than filtfilt's padding
+    assert butterworth(noisy.astype(np.float32), 100.0, 6.0).dtype == np.float32
+    assert np.isfinite(butterworth(noisy[:5], 100.0, 6.0)).all()   # shorter than filtfilt's padding
 
 
 def test_nan_gaps_are_filled():
@@ -324,11 +334,11 @@ def test_nan_gaps_are_filled():
     holed[10:15, 3] = np.nan
     holed[20] = np.nan
     holed[:3, 7, 1] = np.nan                                       # leading gap: held at the first value
-    filled = bl.fill_gaps(holed)
+    filled = fill_gaps(holed)
     np.testing.assert_allclose(filled[3:], take[3:], atol=1e-12)
     np.testing.assert_allclose(filled[:3, 7], np.repeat(take[3:4, 7], 3, axis=0))
     other = np.arange(N_JOINTS) != 7     # joint 7's held start bends its path; the IIR filter smears that a bit
-    for out in (bl.butterworth(holed, 30.0, 5.0), bl.savitzky_golay(holed, 7, 2), bl.gaussian_smooth(holed, 2.0)):
+    for out in (butterworth(holed, 30.0, 5.0), savitzky_golay(holed, 7, 2), gaussian_smooth(holed, 2.0)):
         assert np.isfinite(out).all()
         np.testing.assert_allclose(out[10:30, other], take[10:30, other], atol=1e-6)   # linear motion passes
         np.testing.assert_allclose(out[10:30, 7], take[10:30, 7], atol=1e-3)
@@ -338,20 +348,20 @@ def test_savgol_and_gaussian():
     T = 50
     t = np.arange(T)[:, None, None] / 30.0
     quad = tpose()[None] + 0.3 * t + 0.7 * t ** 2
-    np.testing.assert_allclose(bl.savitzky_golay(quad, 9, 2), quad, atol=1e-10)   # exact for polyorder 2
-    assert bl.savitzky_golay(quad, 100, 2).shape == quad.shape                    # window clipped to the take
+    np.testing.assert_allclose(savitzky_golay(quad, 9, 2), quad, atol=1e-10)   # exact for polyorder 2
+    assert savitzky_golay(quad, 100, 2).shape == quad.shape                    # window clipped to the take
     const = np.repeat(tpose()[None], T, axis=0)
-    np.testing.assert_allclose(bl.gaussian_smooth(const, 3.0), const, atol=1e-12)
+    np.testing.assert_allclose(gaussian_smooth(const, 3.0), const, atol=1e-12)
     clean, noisy = sine_take()
-    assert m.mpjpe(bl.gaussian_smooth(noisy, 3.0), clean) < 0.3 * m.mpjpe(noisy, clean)
-    assert m.mpjpe(bl.savitzky_golay(noisy, 11, 2), clean) < 0.3 * m.mpjpe(noisy, clean)
+    assert m.mpjpe(gaussian_smooth(noisy, 3.0), clean) < 0.3 * m.mpjpe(noisy, clean)
+    assert m.mpjpe(savitzky_golay(noisy, 11, 2), clean) < 0.3 * m.mpjpe(noisy, clean)
 
 
 def test_best_cutoff():
     clean, noisy = sine_take()
-    best, scores = bl.best_cutoff([clean, clean[:150]], [noisy, noisy[:150]], 100.0, [0.3, 6.0, 45.0])
+    best, scores = best_cutoff([clean, clean[:150]], [noisy, noisy[:150]], 100.0, [0.3, 6.0, 45.0])
     assert best == 6.0 and set(scores) == {0.3, 6.0, 45.0}
-    best, _ = bl.best_cutoff([clean], [noisy], 100.0, [1, 2.5, 40], method="gaussian")
+    best, _ = best_cutoff([clean], [noisy], 100.0, [1, 2.5, 40], method="gaussian")
     assert best == 2.5
-    best, _ = bl.best_cutoff([clean], [noisy], 100.0, [3, 7, 151], method="savgol")
+    best, _ = best_cutoff([clean], [noisy], 100.0, [3, 7, 151], method="savgol")
     assert best == 7

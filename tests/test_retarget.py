@@ -10,12 +10,43 @@ import json
 
 import numpy as np
 import pytest
-
-from gfpose_core import retarget as rt
-from gfpose_core.rig_map import RIGS_DIR, RigMapError, detect_rig_match, load_rig_map, parse_rig_map
-from gfpose_core.skeleton import BONES, INDEX, JOINT_NAMES, bone_directions, from_bone_directions
-
 from conftest import BANDAI, CMU_MB31
+
+from gfpose_core.body.rotations import (
+    EULER_ORDERS,
+    _unit,
+    axis_angle_matrix,
+    blender_euler_to_matrix,
+    continuous_quaternions,
+    matrix_to_blender_euler,
+    matrix_to_quaternion,
+    quaternion_to_matrix,
+    swing,
+)
+from gfpose_core.body.skeleton import (
+    BONES,
+    INDEX,
+    JOINT_NAMES,
+    bone_directions,
+    from_bone_directions,
+)
+from gfpose_core.rigs.armature import Armature, bone_matrix
+from gfpose_core.rigs.binding import Binding, bind, joints_from_pose, rest_joints
+from gfpose_core.rigs.plan import _PARTS, PARTS
+from gfpose_core.rigs.rig_map import (
+    RIGS_DIR,
+    RigMapError,
+    detect_rig_match,
+    load_rig_map,
+    parse_rig_map,
+)
+from gfpose_core.rigs.solve import (
+    RigPose,
+    bind_for_rig,
+    forward_kinematics,
+    pose_for_rig,
+    solve,
+)
 
 # A T-pose body, metres, Z up, facing -Y (character's left on +X).
 _LEFT = {"collar": (0.03, -0.03, 1.43), "shoulder": (0.18, 0.01, 1.43), "elbow": (0.46, 0.02, 1.43),
@@ -103,7 +134,7 @@ RECIPES = {
 
 
 def build_armature(family: str, seed: int = 0, prefix: str | None = None, modes=None, rolls: bool = True,
-                   world=None) -> rt.Armature:
+                   world=None) -> Armature:
     """A synthetic armature of a family from its recipe, with random rolls (Blender would keep any roll)."""
     default_prefix, sides, recipe = RECIPES[family]
     prefix = default_prefix if prefix is None else prefix
@@ -123,7 +154,7 @@ def build_armature(family: str, seed: int = 0, prefix: str | None = None, modes=
         modes = [["QUATERNION", "XYZ", "ZXY", "YZX"][i % 4] for i in range(len(names))]
     elif isinstance(modes, str):
         modes = [modes] * len(names)
-    return rt.Armature.from_bones(family, names, [index[p] if p else -1 for p in parents], np.array(heads),
+    return Armature.from_bones(family, names, [index[p] if p else -1 for p in parents], np.array(heads),
                                   np.array(tails), roll, rotation_modes=modes, world=world)
 
 
@@ -133,20 +164,20 @@ def random_poses(n: int, seed: int = 1, max_angle: float = 1.2) -> np.ndarray:
     dirs = np.broadcast_to(bone_directions(T_POSE), (n, 23, 3))
     axis = rng.normal(size=(n, 23, 3))
     axis /= np.linalg.norm(axis, axis=-1, keepdims=True)
-    turn = rt.axis_angle_matrix(axis, rng.uniform(0, max_angle, (n, 23)))
+    turn = axis_angle_matrix(axis, rng.uniform(0, max_angle, (n, 23)))
     dirs = np.einsum("nbij,nbj->nbi", turn, dirs)
     lengths = np.linalg.norm(T_POSE[BONES[:, 0]] - T_POSE[BONES[:, 1]], axis=-1) * rng.uniform(0.8, 1.2, (n, 1))
     root = rng.uniform(-2, 2, (n, 3)) * [1, 1, 0] + [0, 0, 0.9]
     return from_bone_directions(dirs, lengths, root)
 
 
-def aimed_errors(pose_joints: np.ndarray, wanted: np.ndarray, pose: rt.RigPose) -> np.ndarray:
+def aimed_errors(pose_joints: np.ndarray, wanted: np.ndarray, pose: RigPose) -> np.ndarray:
     """Degrees between the rig's and the wanted direction of every segment a keyed bone aims (F, n)."""
-    parts = sorted(set(pose.parts), key=rt.PARTS.index)
-    a = [INDEX[rt._PARTS[p][0]] for p in parts]
-    c = [INDEX[rt._PARTS[p][1]] for p in parts]
-    d1 = rt._unit(pose_joints[:, c] - pose_joints[:, a])[0]
-    d2 = rt._unit(wanted[:, c] - wanted[:, a])[0]
+    parts = sorted(set(pose.parts), key=PARTS.index)
+    a = [INDEX[_PARTS[p][0]] for p in parts]
+    c = [INDEX[_PARTS[p][1]] for p in parts]
+    d1 = _unit(pose_joints[:, c] - pose_joints[:, a])[0]
+    d2 = _unit(wanted[:, c] - wanted[:, a])[0]
     return np.degrees(np.arccos(np.clip(np.sum(d1 * d2, -1), -1, 1)))
 
 
@@ -155,17 +186,17 @@ def aimed_errors(pose_joints: np.ndarray, wanted: np.ndarray, pose: rt.RigPose) 
 def test_quaternion_and_euler_round_trips():
     rng = np.random.default_rng(0)
     q = rng.normal(size=(200, 4))
-    m = rt.quaternion_to_matrix(q)
-    q2 = rt.matrix_to_quaternion(m)
-    np.testing.assert_allclose(rt.quaternion_to_matrix(q2), m, atol=1e-12)
+    m = quaternion_to_matrix(q)
+    q2 = matrix_to_quaternion(m)
+    np.testing.assert_allclose(quaternion_to_matrix(q2), m, atol=1e-12)
     np.testing.assert_allclose(np.abs(np.sum(q2 * q / np.linalg.norm(q, axis=-1, keepdims=True), -1)), 1, atol=1e-12)
-    for order in rt.EULER_ORDERS:
-        e = rt.matrix_to_blender_euler(m, order)
-        np.testing.assert_allclose(rt.blender_euler_to_matrix(e, order), m, atol=1e-9, err_msg=order)
+    for order in EULER_ORDERS:
+        e = matrix_to_blender_euler(m, order)
+        np.testing.assert_allclose(blender_euler_to_matrix(e, order), m, atol=1e-9, err_msg=order)
     # Blender's "XYZ" turns about X first: R = Rz @ Ry @ Rx.
     e = np.array([0.3, 0.5, 0.7])
-    rx, ry, rz = (rt.axis_angle_matrix(np.eye(3)[i], np.array(e[i])) for i in range(3))
-    np.testing.assert_allclose(rt.blender_euler_to_matrix(e, "XYZ"), rz @ ry @ rx, atol=1e-12)
+    rx, ry, rz = (axis_angle_matrix(np.eye(3)[i], np.array(e[i])) for i in range(3))
+    np.testing.assert_allclose(blender_euler_to_matrix(e, "XYZ"), rz @ ry @ rx, atol=1e-12)
 
 
 def test_swing_is_smallest_rotation_even_half_turns():
@@ -174,35 +205,35 @@ def test_swing_is_smallest_rotation_even_half_turns():
     a /= np.linalg.norm(a, axis=-1, keepdims=True)
     b = np.concatenate([rng.normal(size=(49, 3)), -a[-1:]])
     b /= np.linalg.norm(b, axis=-1, keepdims=True)
-    r = rt.swing(a, b)
+    r = swing(a, b)
     np.testing.assert_allclose(np.einsum("nij,nj->ni", r, a), b, atol=1e-9)
     np.testing.assert_allclose(r @ np.swapaxes(r, -1, -2), np.broadcast_to(np.eye(3), r.shape), atol=1e-9)
     # The axis is perpendicular to both (no twist about a).
-    axis = rt._unit(np.cross(a[:-1], b[:-1]))[0]
+    axis = _unit(np.cross(a[:-1], b[:-1]))[0]
     np.testing.assert_allclose(np.einsum("nij,nj->ni", r[:-1], axis), axis, atol=1e-9)
 
 
 def test_bone_matrix_follows_blender_convention():
-    m = rt.bone_matrix([0, 0, 0], [0, 2, 0], 0.0)          # along +Y, no roll: the identity
+    m = bone_matrix([0, 0, 0], [0, 2, 0], 0.0)          # along +Y, no roll: the identity
     np.testing.assert_allclose(m[:3, :3], np.eye(3), atol=1e-12)
-    m = rt.bone_matrix([1, 2, 3], [1, 2, 5], 0.0)          # straight up: Y -> Z, Z -> -Y (Blender's default)
+    m = bone_matrix([1, 2, 3], [1, 2, 5], 0.0)          # straight up: Y -> Z, Z -> -Y (Blender's default)
     np.testing.assert_allclose(m[:3, 1], [0, 0, 1], atol=1e-12)
     np.testing.assert_allclose(m[:3, 2], [0, -1, 0], atol=1e-12)
     np.testing.assert_allclose(m[:3, 3], [1, 2, 3])
-    rolled = rt.bone_matrix([1, 2, 3], [1, 2, 5], np.pi / 2)
+    rolled = bone_matrix([1, 2, 3], [1, 2, 5], np.pi / 2)
     np.testing.assert_allclose(rolled[:3, 1], [0, 0, 1], atol=1e-12)
     assert abs(rolled[:3, 0] @ m[:3, 0]) < 1e-12           # roll turns X about the bone
-    down = rt.bone_matrix([0, 0, 0], [0, -1, 0], 0.0)      # along -Y: Blender's special case
+    down = bone_matrix([0, 0, 0], [0, -1, 0], 0.0)      # along -Y: Blender's special case
     np.testing.assert_allclose(down[:3, :3], np.diag([-1.0, -1.0, 1.0]), atol=1e-12)
     with pytest.raises(ValueError, match="zero-length"):
-        rt.bone_matrix([0, 0, 0], [0, 0, 0], 0.0)
+        bone_matrix([0, 0, 0], [0, 0, 0], 0.0)
 
 
 def test_continuous_quaternions_never_flip():
     t = np.linspace(0, 4 * np.pi, 400)                      # two full turns
     q = np.stack([np.cos(t / 2), np.zeros_like(t), np.zeros_like(t), np.sin(t / 2)], -1)
     q *= np.where(np.random.default_rng(0).random(400) < 0.5, -1, 1)[:, None]  # random signs, as a solver gives
-    c = rt.continuous_quaternions(q)
+    c = continuous_quaternions(q)
     assert np.all(np.sum(c[1:] * c[:-1], -1) > 0.99)
     assert c[0, 0] >= 0
 
@@ -226,16 +257,16 @@ def test_detection_finds_family_with_or_without_prefix(family):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_round_trip_on_synthetic_armature(family):
     arm = build_armature(family, seed=2)
-    binding = rt.bind(arm)
+    binding = bind(arm)
     wanted = random_poses(40, seed=5)
-    pose = rt.solve(arm, wanted, binding=binding)
+    pose = solve(arm, wanted, binding=binding)
     assert not pose.warnings
     # Every aimed segment points where it was asked to; the keys alone (Blender's convention) give the same body.
     assert pose.aim_error.max() < 1e-4
     assert aimed_errors(pose.joints, wanted, pose).max() < 1e-4
-    np.testing.assert_allclose(rt.forward_kinematics(pose, binding), pose.joints, atol=1e-6)
+    np.testing.assert_allclose(forward_kinematics(pose, binding), pose.joints, atol=1e-6)
     # Bones keep their lengths: every segment rigid in one bone keeps the rig's own length.
-    rest = rt.rest_joints(binding, world=True)
+    rest = rest_joints(binding, world=True)
     for child, parent in BONES:
         if JOINT_NAMES[child] in ("hand_end_l", "hand_end_r", "elbow_l", "knee_r", "ankle_l", "toe_r"):
             got = np.linalg.norm(pose.joints[:, child] - pose.joints[:, parent], axis=-1)
@@ -248,24 +279,24 @@ def test_round_trip_on_synthetic_armature(family):
 def test_rolls_change_keys_not_poses():
     wanted = random_poses(10, seed=7)
     a, b = build_armature("mixamo", seed=1), build_armature("mixamo", seed=2)
-    pa, pb = rt.solve(a, wanted), rt.solve(b, wanted)
+    pa, pb = solve(a, wanted), solve(b, wanted)
     np.testing.assert_allclose(pa.joints, pb.joints, atol=1e-9)
     assert np.abs(pa.quaternions - pb.quaternions).max() > 0.1   # the rig's own rolls stay: keys differ
 
 
 def test_rest_pose_gives_identity_keys_and_whole_body_turn_goes_to_root():
     arm = build_armature("mixamo", modes="QUATERNION")
-    binding = rt.bind(arm)
-    rest = rt.rest_joints(binding, world=True)
-    pose = rt.solve(arm, rest, binding=binding, root_scale=1.0)
+    binding = bind(arm)
+    rest = rest_joints(binding, world=True)
+    pose = solve(arm, rest, binding=binding, root_scale=1.0)
     np.testing.assert_allclose(np.abs(pose.quaternions[..., 0]), 1, atol=1e-9)
     np.testing.assert_allclose(pose.location, 0, atol=1e-9)
     # Turn the whole rest body 90 degrees about Z and move it: only the root (Hips) turns, everything else rests.
-    yaw = rt.axis_angle_matrix(np.array([0, 0, 1.0]), np.array(np.pi / 2))
-    pose = rt.solve(arm, (rest - rest[0]) @ yaw.T + [1, 2, 0] + rest[0], binding=binding, root_scale=1.0)
+    yaw = axis_angle_matrix(np.array([0, 0, 1.0]), np.array(np.pi / 2))
+    pose = solve(arm, (rest - rest[0]) @ yaw.T + [1, 2, 0] + rest[0], binding=binding, root_scale=1.0)
     hips = pose.bones.index("mixamorig:Hips")
     want_local = arm.rest[arm.index["mixamorig:Hips"], :3, :3].T @ yaw @ arm.rest[arm.index["mixamorig:Hips"], :3, :3]
-    np.testing.assert_allclose(rt.quaternion_to_matrix(pose.quaternions[0, hips]), want_local, atol=1e-9)
+    np.testing.assert_allclose(quaternion_to_matrix(pose.quaternions[0, hips]), want_local, atol=1e-9)
     others = np.delete(pose.quaternions[0], hips, axis=0)
     np.testing.assert_allclose(np.abs(others[:, 0]), 1, atol=1e-9)
 
@@ -275,25 +306,25 @@ def test_elbow_stays_a_hinge_and_bend_plane_sets_upper_arm_twist():
     quarter turn about the upper arm twists the upper arm a quarter turn about itself; the forearm turns about
     one axis only (the hinge), the same in both."""
     arm = build_armature("mixamo", modes="QUATERNION", rolls=False)
-    binding = rt.bind(arm)
-    rest = rt.rest_joints(binding, world=True)
+    binding = bind(arm)
+    rest = rest_joints(binding, world=True)
     s, e, w, h = (INDEX[n] for n in ("shoulder_l", "elbow_l", "wrist_l", "hand_end_l"))
-    upper_dir = rt._unit(rest[e] - rest[s])[0]
-    hinge = rt._unit(np.cross(rest[e] - rest[s], rest[w] - rest[e]))[0]   # the rig's rest bend plane normal
-    flex = rt.axis_angle_matrix(hinge, np.array(np.radians(80.0)))
-    roll = rt.axis_angle_matrix(upper_dir, np.array(np.radians(90.0)))
+    upper_dir = _unit(rest[e] - rest[s])[0]
+    hinge = _unit(np.cross(rest[e] - rest[s], rest[w] - rest[e]))[0]   # the rig's rest bend plane normal
+    flex = axis_angle_matrix(hinge, np.array(np.radians(80.0)))
+    roll = axis_angle_matrix(upper_dir, np.array(np.radians(90.0)))
     bodies = []
     for turn in (flex, roll @ flex):
         body = rest.copy()
         body[w] = rest[e] + turn @ (rest[w] - rest[e])
         body[h] = rest[e] + turn @ (rest[h] - rest[e])
         bodies.append(body)
-    pose = rt.solve(arm, np.stack(bodies), binding=binding, root_scale=1.0)
-    upper = rt.quaternion_to_matrix(pose.quaternions[:, pose.bones.index("mixamorig:LeftArm")])
-    lower = rt.quaternion_to_matrix(pose.quaternions[:, pose.bones.index("mixamorig:LeftForeArm")])
+    pose = solve(arm, np.stack(bodies), binding=binding, root_scale=1.0)
+    upper = quaternion_to_matrix(pose.quaternions[:, pose.bones.index("mixamorig:LeftArm")])
+    lower = quaternion_to_matrix(pose.quaternions[:, pose.bones.index("mixamorig:LeftForeArm")])
     np.testing.assert_allclose(upper[0], np.eye(3), atol=1e-9)           # in the rest bend plane: no twist
     # Turned bend: the upper arm turns 90 degrees about its own axis (the bone's Y), nothing else.
-    np.testing.assert_allclose(upper[1], rt.axis_angle_matrix(np.array([0, 1.0, 0]), np.array(np.pi / 2)),
+    np.testing.assert_allclose(upper[1], axis_angle_matrix(np.array([0, 1.0, 0]), np.array(np.pi / 2)),
                                atol=1e-9)
     np.testing.assert_allclose(lower[0], lower[1], atol=1e-9)
     angle = np.degrees(np.arccos(np.clip((np.trace(lower[0]) - 1) / 2, -1, 1)))
@@ -307,22 +338,22 @@ def test_twist_stays_smooth_through_a_straight_limb_and_slow_turns():
     """A leg swinging through straight (no bend plane) and the whole body turning two full turns: keys change
     smoothly from frame to frame, no quaternion sign flips, no Euler jumps."""
     arm = build_armature("mixamo", seed=4)
-    binding = rt.bind(arm)
-    rest = rt.rest_joints(binding, world=True)
+    binding = bind(arm)
+    rest = rest_joints(binding, world=True)
     n = 240
     t = np.linspace(0, 1, n)
-    yaw = rt.axis_angle_matrix(np.array([0, 0, 1.0]), 4 * np.pi * t)
+    yaw = axis_angle_matrix(np.array([0, 0, 1.0]), 4 * np.pi * t)
     frames = np.einsum("fij,kj->fki", yaw, rest - rest[0]) + rest[0]
     # Knee bend goes from 35 degrees forward through straight to 8 degrees backwards (mocap hyperextension), back.
     bend = np.radians(17.5 + 17.5 * np.cos(2 * np.pi * t) - 8 * np.sin(np.pi * t))
     k, a = INDEX["knee_l"], INDEX["ankle_l"]
     shin = frames[:, a] - frames[:, k]
     across = np.einsum("fij,j->fi", yaw, [1.0, 0, 0])
-    turn = rt.axis_angle_matrix(across, bend)
+    turn = axis_angle_matrix(across, bend)
     new_ankle = frames[:, k] + np.einsum("fij,fj->fi", turn, shin)
     frames[:, INDEX["toe_l"]] += new_ankle - frames[:, a]
     frames[:, a] = new_ankle
-    pose = rt.solve(arm, frames, binding=binding, root_scale=1.0)
+    pose = solve(arm, frames, binding=binding, root_scale=1.0)
     step = np.linalg.norm(np.diff(pose.quaternions, axis=0), axis=-1)
     assert step.max() < 0.15, step.max()                  # about 8 degrees per frame at most, never a flip
     assert np.all(np.sum(pose.quaternions[1:] * pose.quaternions[:-1], -1) > 0)
@@ -336,7 +367,7 @@ def test_twist_stays_smooth_through_a_straight_limb_and_slow_turns():
 def test_object_transform_and_a_pose_rest(family):
     """The armature object moved, turned and uniformly scaled, and a rig whose rest is an A-pose: same body."""
     world = np.eye(4)
-    world[:3, :3] = rt.axis_angle_matrix(np.array([0, 0, 1.0]), np.array(0.7)) * 0.01   # centimetre rig
+    world[:3, :3] = axis_angle_matrix(np.array([0, 0, 1.0]), np.array(0.7)) * 0.01   # centimetre rig
     world[:3, 3] = [3, -1, 0.5]
     plain = build_armature(family, seed=3)
     moved = build_armature(family, seed=3, world=world)
@@ -344,9 +375,9 @@ def test_object_transform_and_a_pose_rest(family):
     moved.rest[:, :3, 3] *= 100                            # bones in centimetres, the object scaled by 0.01
     moved.lengths = moved.lengths * 100
     wanted = random_poses(8, seed=9)
-    p0, p1 = rt.solve(plain, wanted), rt.solve(moved, wanted)
-    np.testing.assert_allclose(rt.rest_joints(rt.bind(moved), world=True)[:6] - world[:3, 3],
-                               (rt.rest_joints(rt.bind(plain), world=True)[:6]) @ world[:3, :3].T * 100, atol=1e-9)
+    p0, p1 = solve(plain, wanted), solve(moved, wanted)
+    np.testing.assert_allclose(rest_joints(bind(moved), world=True)[:6] - world[:3, 3],
+                               (rest_joints(bind(plain), world=True)[:6]) @ world[:3, :3].T * 100, atol=1e-9)
     assert p1.aim_error.max() < 1e-4
     np.testing.assert_allclose(p1.joints[:, 0], wanted[:, 0] * p1.root_scale, atol=1e-9)
     assert p0.root_scale == pytest.approx(p1.root_scale)
@@ -354,16 +385,16 @@ def test_object_transform_and_a_pose_rest(family):
 
 def test_a_pose_and_t_pose_rigs_take_the_same_directions():
     t_rig = build_armature("mixamo", seed=0)
-    binding = rt.bind(t_rig)
+    binding = bind(t_rig)
     # Build an A-pose twin: arms lowered 40 degrees about the shoulders (bones move with them).
-    rest = rt.rest_joints(binding, world=True)
-    a_pose = rt.solve(t_rig, _lower_arms(rest, 40), binding=binding, root_scale=1.0)
+    rest = rest_joints(binding, world=True)
+    a_pose = solve(t_rig, _lower_arms(rest, 40), binding=binding, root_scale=1.0)
     mats = _pose_matrices(t_rig, binding, a_pose)
-    a_rig = rt.Armature(name="a", bones=t_rig.bones, parents=t_rig.parents, rest=mats, lengths=t_rig.lengths,
+    a_rig = Armature(name="a", bones=t_rig.bones, parents=t_rig.parents, rest=mats, lengths=t_rig.lengths,
                         rotation_modes=t_rig.rotation_modes, local_location=t_rig.local_location,
                         inherit_rotation=t_rig.inherit_rotation, constraints=t_rig.constraints)
     wanted = random_poses(12, seed=11)
-    j_t, j_a = rt.solve(t_rig, wanted).joints, rt.solve(a_rig, wanted).joints
+    j_t, j_a = solve(t_rig, wanted).joints, solve(a_rig, wanted).joints
     np.testing.assert_allclose(bone_directions(j_t), bone_directions(j_a), atol=1e-6)
 
 
@@ -371,16 +402,16 @@ def _lower_arms(rest: np.ndarray, degrees: float) -> np.ndarray:
     out = rest.copy()
     for s, sign in (("l", -1), ("r", 1)):
         pivot = rest[INDEX[f"shoulder_{s}"]]
-        turn = rt.axis_angle_matrix(np.array([0, 1.0, 0]), np.array(np.radians(degrees) * sign))
+        turn = axis_angle_matrix(np.array([0, 1.0, 0]), np.array(np.radians(degrees) * sign))
         for n in ("elbow", "wrist", "hand_end"):
             out[INDEX[f"{n}_{s}"]] = pivot + turn @ (rest[INDEX[f"{n}_{s}"]] - pivot)
     return out
 
 
-def _pose_matrices(arm: rt.Armature, binding: rt.Binding, pose: rt.RigPose) -> np.ndarray:
+def _pose_matrices(arm: Armature, binding: Binding, pose: RigPose) -> np.ndarray:
     """Armature-space matrices of every bone for frame 0 of a pose (all bones of the test rigs are keyed or are
     leaves), by Blender's convention: parent @ inv(parent rest) @ rest @ basis."""
-    local = {arm.index[b]: rt.quaternion_to_matrix(q) for b, q in zip(pose.bones, pose.quaternions[0])}
+    local = {arm.index[b]: quaternion_to_matrix(q) for b, q in zip(pose.bones, pose.quaternions[0])}
     out = np.zeros_like(arm.rest)
     for b in range(len(arm.bones)):                        # recipes list parents before children
         basis = np.eye(4)
@@ -394,18 +425,18 @@ def _pose_matrices(arm: rt.Armature, binding: rt.Binding, pose: rt.RigPose) -> n
 
 def test_joints_from_pose_reads_pose_matrices():
     arm = build_armature("ue5_mannequin", seed=5)
-    binding = rt.bind(arm)
-    pose = rt.solve(arm, random_poses(1, seed=2), binding=binding)
+    binding = bind(arm)
+    pose = solve(arm, random_poses(1, seed=2), binding=binding)
     mats = _pose_matrices(arm, binding, pose)
-    np.testing.assert_allclose(rt.joints_from_pose(binding, mats)[0], pose.joints[0], atol=1e-9)
+    np.testing.assert_allclose(joints_from_pose(binding, mats)[0], pose.joints[0], atol=1e-9)
 
 
 def test_bvh_family_map_on_an_armature_built_from_its_file(data_file):
     """A BVH map reads and writes an armature built from its file's rest skeleton (Blender's importer does the
     same): offsets in the file's axes become bone-local points; interpolated torso joints need the FK sweeps."""
-    from gfpose_core.bvh import read_bvh
+    from gfpose_core.body.rotations import y_up_to_z_up
     from gfpose_core.data import load_take
-    from gfpose_core.rotations import y_up_to_z_up
+    from gfpose_core.formats.bvh import read_bvh
 
     for rel, name in ((BANDAI, "bandai"), (CMU_MB31, "cmu_mb31")):
         rig = load_rig_map(name)
@@ -424,26 +455,26 @@ def test_bvh_family_map_on_an_armature_built_from_its_file(data_file):
             heads.append(pos[j])
             tails.append(tail)
         index = {j: i for i, j in enumerate(joints)}
-        arm = rt.Armature.from_bones(name, [sk.names[j] for j in joints],
+        arm = Armature.from_bones(name, [sk.names[j] for j in joints],
                                      [index.get(sk.parents[j], -1) for j in joints], np.array(heads),
                                      np.array(tails), np.zeros(len(joints)))
-        binding = rt.bind(arm)
+        binding = bind(arm)
         assert binding.rig.name == name
         wanted = load_take(data_file(BANDAI if name == "cmu_mb31" else CMU_MB31)).joints[1:200:20]
-        pose = rt.solve(arm, wanted, binding=binding)
+        pose = solve(arm, wanted, binding=binding)
         assert pose.aim_error.max() < 1e-4, (name, pose.aim_error.max(0))
-        np.testing.assert_allclose(rt.forward_kinematics(pose, binding), pose.joints, atol=1e-6)
+        np.testing.assert_allclose(forward_kinematics(pose, binding), pose.joints, atol=1e-6)
 
 
 # --- clear errors -------------------------------------------------------------------------------------------------
 
 def test_unmatched_armature_names_unmapped_joints_and_template_command():
-    arm = rt.Armature.from_bones("blob", ["Bone", "Bone.001"], [-1, 0], [[0, 0, 0], [0, 0, 1]],
+    arm = Armature.from_bones("blob", ["Bone", "Bone.001"], [-1, 0], [[0, 0, 0], [0, 0, 1]],
                                  [[0, 0, 1], [0, 0, 2]], [0, 0])
     with pytest.raises(RigMapError) as info:
-        rt.bind(arm)
+        bind(arm)
     msg = str(info.value)
-    assert "no rig map fits" in msg and "python -m gfpose_core.rig_map template" in msg
+    assert "no rig map fits" in msg and "python -m gfpose_core.rigs.rig_map template" in msg
 
 
 def test_missing_bone_is_named_with_the_joints_it_leaves_unmapped():
@@ -452,43 +483,43 @@ def test_missing_bone_is_named_with_the_joints_it_leaves_unmapped():
     idx = {old: new for new, old in enumerate(keep)}
     parents = [idx.get(arm.parents[i], -1) if arm.parents[i] in idx else (-1 if arm.parents[i] < 0 else 0)
                for i in keep]
-    small = rt.Armature(name="mixamo-", bones=[arm.bones[i] for i in keep], parents=parents,
+    small = Armature(name="mixamo-", bones=[arm.bones[i] for i in keep], parents=parents,
                         rest=arm.rest[keep], lengths=arm.lengths[keep],
                         rotation_modes=[arm.rotation_modes[i] for i in keep], local_location=arm.local_location[keep],
                         inherit_rotation=arm.inherit_rotation[keep], constraints=[[] for _ in keep])
     with pytest.raises(RigMapError) as info:
-        rt.bind(small, "mixamo")
+        bind(small, "mixamo")
     msg = str(info.value)
     assert "mixamorig:LeftForeArm" in msg and "elbow_l" in msg and "prefix 'mixamorig:'" in msg
     # Detection says the same: closest is mixamo, and which body24 joint is unmapped.
     with pytest.raises(RigMapError, match="closest is 'mixamo'.*elbow_l"):
-        rt.bind(small)
+        bind(small)
 
 
 def test_bad_descriptions_are_refused_with_a_message():
     arm = build_armature("smpl")
     d = arm.to_dict()
-    again = rt.Armature.from_dict(json.loads(json.dumps(d)))
+    again = Armature.from_dict(json.loads(json.dumps(d)))
     np.testing.assert_allclose(again.rest, arm.rest)
     bad = json.loads(json.dumps(d))
     bad["bones"][3] = {"name": bad["bones"][3]["name"], "parent": bad["bones"][3]["parent"],
                        "head": [0, 0, 1], "tail": [0, 0, 1]}
     with pytest.raises(ValueError, match="zero length"):
-        rt.Armature.from_dict(bad)
+        Armature.from_dict(bad)
     bad = json.loads(json.dumps(d))
     bad["bones"][2]["matrix_local"] = np.diag([0.0, 1, 1, 1]).tolist()
     with pytest.raises(ValueError, match="no proper rest orientation"):
-        rt.Armature.from_dict(bad)
+        Armature.from_dict(bad)
     bad = json.loads(json.dumps(d))
     bad["matrix_world"] = np.diag([1.0, 2.0, 1.0, 1.0]).tolist()
     with pytest.raises(ValueError, match="non-uniform scale"):
-        rt.Armature.from_dict(bad)
+        Armature.from_dict(bad)
     bad = json.loads(json.dumps(d))
     bad["bones"][1]["parent"] = "nobody"
     with pytest.raises(ValueError, match="nobody"):
-        rt.Armature.from_dict(bad)
+        Armature.from_dict(bad)
     with pytest.raises(ValueError, match="not an armature description"):
-        rt.Armature.from_dict({"bones": [{"parent": None}]})
+        Armature.from_dict({"bones": [{"parent": None}]})
 
 
 def test_bad_poses_and_maps_without_write_are_refused():
@@ -496,18 +527,18 @@ def test_bad_poses_and_maps_without_write_are_refused():
     pose = random_poses(2)
     pose[1, INDEX["wrist_r"]] = np.nan
     with pytest.raises(ValueError, match="wrist_r"):
-        rt.solve(arm, pose)
+        solve(arm, pose)
     with pytest.raises(ValueError, match="shape"):
-        rt.solve(arm, np.zeros((3, 23, 3)))
+        solve(arm, np.zeros((3, 23, 3)))
     data = load_rig_map("mixamo").raw.copy()
     data.pop("write")
     with pytest.raises(RigMapError, match="no \\[write\\] table"):
-        rt.solve(arm, random_poses(1), rig=parse_rig_map(data, "readonly.toml"))
+        solve(arm, random_poses(1), rig=parse_rig_map(data, "readonly.toml"))
     # A map whose rest pose has two body24 joints on top of each other cannot give that part a direction.
     data = load_rig_map("mixamo").raw.copy()
     data["joints"] = dict(data["joints"], head_end="Head")
     with pytest.raises(RigMapError, match="'head' and 'head_end' at the same place"):
-        rt.solve(arm, random_poses(1), rig=parse_rig_map(data, "flat.toml"))
+        solve(arm, random_poses(1), rig=parse_rig_map(data, "flat.toml"))
 
 
 def test_write_table_is_validated():
@@ -525,9 +556,9 @@ def test_write_table_is_validated():
 def test_server_helpers_speak_json():
     arm = build_armature("ue4_mannequin")
     d = json.loads(json.dumps(arm.to_dict()))
-    info = rt.bind_for_rig(d)
+    info = bind_for_rig(d)
     assert info["rig"] == "ue4_mannequin" and info["can_write"] and len(info["weights"]) == 24
-    keys = rt.pose_for_rig(d, random_poses(3).tolist())
+    keys = pose_for_rig(d, random_poses(3).tolist())
     json.dumps(keys)
     paths = {(c["bone"], c["path"]) for c in keys["channels"]}
     assert ("pelvis", "location") in paths and ("upperarm_l", "rotation_quaternion") in paths or \
@@ -536,7 +567,7 @@ def test_server_helpers_speak_json():
 
 
 def test_template_command_prints_a_loadable_map(tmp_path, capsys):
-    from gfpose_core.rig_map import main
+    from gfpose_core.rigs.rig_map import main
     assert main(["template", "my_rig", "--like", "mixamo"]) == 0
     text = capsys.readouterr().out
     p = tmp_path / "my_rig.toml"

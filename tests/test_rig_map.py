@@ -6,14 +6,19 @@ import math
 
 import numpy as np
 import pytest
-
-from gfpose_core.bvh import read_bvh
-from gfpose_core.rig_map import (RIGS_DIR, RigMapError, all_rig_maps, detect_rig_map, load_rig_map,
-                                 parse_rig_map)
-from gfpose_core.rotations import euler_to_matrix, y_up_to_z_up
-from gfpose_core.skeleton import INDEX, JOINT_NAMES
-
 from conftest import BANDAI, CMU_ASF31, CMU_DAZ43, CMU_MB31
+
+from gfpose_core.body.rotations import euler_to_matrix, y_up_to_z_up
+from gfpose_core.body.skeleton import INDEX, JOINT_NAMES
+from gfpose_core.formats.bvh import read_bvh
+from gfpose_core.rigs.rig_map import (
+    RIGS_DIR,
+    RigMapError,
+    all_rig_maps,
+    detect_rig_map,
+    load_rig_map,
+    parse_rig_map,
+)
 
 RIG_FILES = sorted(RIGS_DIR.glob("*.toml"))
 

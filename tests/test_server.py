@@ -1,6 +1,4 @@
 """`gfpose serve` as a real process on a free loopback port, with the shipped model."""
-import json
-import math
 import os
 import socket
 import subprocess
@@ -22,7 +20,7 @@ def _free_port() -> int:
 
 def _start(*extra, env=None):
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gfpose_core.cli", "serve", "--port", str(port), "--device",
+    proc = subprocess.Popen([sys.executable, "-m", "gfpose_core", "serve", "--port", str(port), "--device",
                              "cpu", *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=dict(os.environ, **(env or {})))
     url = f"http://127.0.0.1:{port}"
@@ -49,7 +47,7 @@ def server():
 
 @pytest.fixture(scope="module")
 def pose():
-    from gfpose_core import Engine
+    from gfpose_core.engine import Engine
     return Engine.load(device="cpu").generate(1, seed=5)[0]
 
 
@@ -157,7 +155,7 @@ def test_fuzzed_complete_requests_never_5xx(server, body):
 
 
 def test_non_loopback_bind_needs_a_token():
-    proc = subprocess.run([sys.executable, "-m", "gfpose_core.cli", "serve", "--host", "0.0.0.0", "--port",
+    proc = subprocess.run([sys.executable, "-m", "gfpose_core", "serve", "--host", "0.0.0.0", "--port",
                            str(_free_port())], capture_output=True, text=True, timeout=60,
                           env={k: v for k, v in os.environ.items() if k != "GFPOSE_TOKEN"})
     assert proc.returncode != 0

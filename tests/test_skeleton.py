@@ -4,10 +4,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gfpose_core import skeleton as sk
+from gfpose_core.body import skeleton as sk
+from gfpose_core.body.skeleton import (
+    BONES,
+    INDEX,
+    JOINT_NAMES,
+    MIRROR,
+    PARENTS,
+    bone_lengths,
+    canonicalise,
+    mirror,
+    restore,
+    yaw_matrix,
+)
 from gfpose_core.data import load_take
-from gfpose_core.skeleton import (JOINT_NAMES, PARENTS, INDEX, BONES, MIRROR, canonicalise, restore, mirror,
-                                  bone_lengths, yaw_matrix)
 
 # Copied by hand from DESIGN.md ("Canonical skeleton body24"): the contract, not the implementation.
 DESIGN_NAMES = [
@@ -220,7 +230,12 @@ def test_unknown_pelvis_root_uses_mean_pose():
 
 
 def test_settling_bone_lengths_meets_them_and_moves_joints_little():
-    from gfpose_core.skeleton import bone_lengths, fit_bone_lengths, settle_bone_lengths, with_bone_lengths
+    from gfpose_core.body.skeleton import (
+        bone_lengths,
+        fit_bone_lengths,
+        settle_bone_lengths,
+        with_bone_lengths,
+    )
     rng = np.random.default_rng(0)
     pose = np.cumsum(rng.normal(0, 0.1, (50, 24, 3)), 1)          # any shapes: joints are a random walk
     truth = with_bone_lengths(pose, np.full(23, 0.2))

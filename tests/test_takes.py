@@ -3,14 +3,13 @@ real shipped weights on real CMU clips; window planning, foot locking and motion
 import numpy as np
 import pytest
 import torch
-
-from gfpose_core import Engine
-from gfpose_core.contacts import FOOT_JOINTS, find_contacts, lock_feet
-from gfpose_core.masking import MotionMaskingConfig, motion_mask
-from gfpose_core.skeleton import INDEX, bone_lengths, yaw_matrix
-from gfpose_core.takes import fill_plan, sliding_plan
-
 from conftest import CMU_MB31
+
+from gfpose_core.body.skeleton import INDEX, bone_lengths, yaw_matrix
+from gfpose_core.engine import Engine
+from gfpose_core.motion.contacts import FOOT_JOINTS, find_contacts, lock_feet
+from gfpose_core.motion.takes import fill_plan, sliding_plan
+from gfpose_core.prior.masking import MotionMaskingConfig, motion_mask
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +23,8 @@ def engine():
 @pytest.fixture(scope="module")
 def walk(data_file):
     """A real walk (CMU 01_01 has a walk and a jump) at 30 fps, placed somewhere in the room, facing anywhere."""
-    from gfpose_core.data import load_take, resample
+    from gfpose_core.body.filters import resample
+    from gfpose_core.data import load_take
     take = load_take(data_file(CMU_MB31))
     j = resample(take.joints[1:], take.fps, 30.0).astype(np.float64)[:181]
     rot = yaw_matrix(np.array(0.7))
@@ -59,7 +59,7 @@ def test_inbetween_keeps_keys_exact_and_fills_every_frame(engine, walk):
 def test_inbetween_follows_the_motion_of_a_real_walk(engine, walk):
     """Far better than holding each key, and near linear interpolation (which the shipped motion model does not
     beat yet: docs/bench/report.md, takes section)."""
-    from gfpose_core.baselines import fill_gaps
+    from gfpose_core.body.filters import fill_gaps
     take = walk[:121]
     sparse = keyed(take, 20)
     between = np.setdiff1d(np.arange(121), np.arange(0, 121, 20))
@@ -91,7 +91,7 @@ def test_partial_keys_keep_their_known_joints(engine, walk):
 
 
 def test_inbetween_at_another_frame_rate(engine, walk):
-    from gfpose_core.data import resample
+    from gfpose_core.body.filters import resample
     take24 = resample(walk.astype(np.float32), 30.0, 24.0).astype(np.float64)[:97]
     out = engine.inbetween(keyed(take24, 24), fps=24.0, seed=0)
     assert out.shape == take24.shape and np.isfinite(out).all()
@@ -135,7 +135,7 @@ def test_inbetween_bad_fps_and_known(engine, walk):
 # -- denoising ----------------------------------------------------------------------------------------------------
 
 def corrupted(take, seed=0):
-    from gfpose_core.bench import corrupt
+    from gfpose_core.bench.denoising import corrupt
     return corrupt(take, "jitter40_spikes_dropouts", np.random.default_rng(seed))
 
 
@@ -144,7 +144,7 @@ def test_temporal_denoise_repairs_jitter_spikes_and_dropouts(engine, walk):
     assert np.isnan(noisy).any()
     out = engine.denoise(noisy, fps=30.0)
     assert out.shape == walk.shape and np.isfinite(out).all()
-    from gfpose_core.baselines import fill_gaps
+    from gfpose_core.body.filters import fill_gaps
     assert mpjpe(out, walk) < 0.5 * mpjpe(fill_gaps(noisy), walk)
     # a rigid body: each bone keeps one length through the take (within 2 mm), close to the capture's own
     lengths = bone_lengths(out)
@@ -222,7 +222,7 @@ def test_sliding_plan_reaches_the_end():
 
 def test_lock_feet_holds_a_planted_foot_and_keeps_the_legs(engine):
     rng = np.random.default_rng(0)
-    from gfpose_core.skeleton import with_bone_lengths
+    from gfpose_core.body.skeleton import with_bone_lengths
     pose = engine.generate(1, seed=1)[0]
     pose[:, 2] -= pose[:, 2].min()
     take = np.repeat(pose[None], 40, 0) + rng.normal(0, 0.004, (40, 24, 3))
@@ -238,7 +238,7 @@ def test_lock_feet_holds_a_planted_foot_and_keeps_the_legs(engine):
 
 
 def test_interpolated_condition_draws_lines_between_each_joints_keys():
-    from gfpose_core.motion_model import interpolate_known, motion_condition
+    from gfpose_core.motion.network import interpolate_known, motion_condition
     W = 12
     obs = torch.randn(2, W, 24, 3)
     known = torch.zeros(2, W, 24, dtype=torch.bool)
@@ -259,7 +259,7 @@ def test_interpolated_condition_draws_lines_between_each_joints_keys():
 
 
 def test_smoothing_between_keys_keeps_keys_and_arcs_and_drops_wobble():
-    from gfpose_core.takes import smooth_between_keys
+    from gfpose_core.motion.takes import smooth_between_keys
     rng = np.random.default_rng(1)
     T = 61
     f = np.arange(T)
@@ -277,7 +277,7 @@ def test_smoothing_between_keys_keeps_keys_and_arcs_and_drops_wobble():
 
 
 def test_spikes_are_measured_against_the_takes_own_jitter(walk):
-    from gfpose_core.denoise import estimate_jitter, find_spikes
+    from gfpose_core.prior.denoise import estimate_jitter, find_spikes
     rng = np.random.default_rng(3)
     noisy = walk + rng.normal(0, 0.10, walk.shape)            # very noisy capture, no spikes
     noisy[50, 9] += np.array([0.0, 0.0, 0.6])                  # one real spike
@@ -287,7 +287,7 @@ def test_spikes_are_measured_against_the_takes_own_jitter(walk):
 
 
 def test_residual_analysis_cuts_lower_for_slow_motion_and_more_noise():
-    from gfpose_core.baselines import butterworth, residual_cutoff
+    from gfpose_core.body.filters import butterworth, residual_cutoff
     rng = np.random.default_rng(0)
     t = np.arange(240) / 30.0
     def take(hz):
@@ -310,8 +310,8 @@ def test_sure_picks_a_low_cutoff_for_a_still_part_and_keeps_a_moving_one():
     """Stein's unbiased risk estimate with the identity as the denoiser (its divergence is known): the still part
     gets a cutoff that removes most noise, the moving part keeps its 3 Hz motion, and each chosen cutoff scores
     close to the best of the grid against the (unseen) clean take."""
-    from gfpose_core.baselines import butterworth
-    from gfpose_core.takes import CUTOFF_GROUPS, sure_cutoff
+    from gfpose_core.body.filters import butterworth
+    from gfpose_core.motion.takes import CUTOFF_GROUPS, sure_cutoff
     rng = np.random.default_rng(0)
     t = np.arange(240) / 30.0
     clean = np.zeros((240, 24, 3))
@@ -334,7 +334,7 @@ def test_sure_picks_a_low_cutoff_for_a_still_part_and_keeps_a_moving_one():
 def test_mirror_averaging_cancels_a_lopsided_answer():
     """A network that leans every answer 5 cm towards the character's +X: averaged with its answer on the mirror
     image, the lean cancels."""
-    from gfpose_core.takes import _mirror_averaged
+    from gfpose_core.motion.takes import _mirror_averaged
     rng = np.random.default_rng(1)
     wins = rng.normal(0, 0.3, (3, 16, 24, 3))
     known = np.ones(wins.shape[:3], bool)

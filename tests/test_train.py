@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from gfpose_core.masking import MaskingConfig, hierarchical_mask
-from gfpose_core.model import ScoreNet, ScoreNetConfig
-from gfpose_core.sde import SubVPSDE
-from gfpose_core.train import TrainConfig, Trainer
+from gfpose_core.prior.masking import MaskingConfig, hierarchical_mask
+from gfpose_core.prior.score_net import ScoreNet, ScoreNetConfig
+from gfpose_core.prior.sde import SubVPSDE
+from gfpose_core.prior.train import TrainConfig, Trainer
 
 
 def _poses():
@@ -42,7 +42,7 @@ def test_tiny_training_lowers_the_loss(tmp_path):
 
 
 def test_tiny_posterior_mean_training_lowers_the_loss(tmp_path):
-    from gfpose_core.posterior_mean_train import PosteriorMeanTrainer
+    from gfpose_core.prior.train_mean import PosteriorMeanTrainer
     train, val = _poses()
     trainer = PosteriorMeanTrainer(_small(150), train, val, tmp_path)
     before = trainer.validate()
@@ -51,7 +51,7 @@ def test_tiny_posterior_mean_training_lowers_the_loss(tmp_path):
     assert config["kind"] == "posterior_mean"
     assert config["training"]["config"]["masking"]["p_3d"] == 1.0
     # shipped in half precision: half the file, the same answers to well under a millimetre
-    from gfpose_core.posterior_mean import PosteriorMean, ship
+    from gfpose_core.prior.posterior_mean import PosteriorMean, ship
     ship(tmp_path, tmp_path / "shipped")
     size = {p: (p / "model.safetensors").stat().st_size for p in (tmp_path, tmp_path / "shipped")}
     assert size[tmp_path / "shipped"] < 0.6 * size[tmp_path]
@@ -64,7 +64,7 @@ def test_tiny_posterior_mean_training_lowers_the_loss(tmp_path):
 
 def test_known_noise_trains_on_noisy_known_joints_and_validates_on_clean_ones(tmp_path):
     """--known-noise perturbs what the network is given while training; validation (and the engine) see the truth."""
-    from gfpose_core.posterior_mean_train import PosteriorMeanTrainer
+    from gfpose_core.prior.train_mean import PosteriorMeanTrainer
     train, val = _poses()
     plain = PosteriorMeanTrainer(_small(1), train, val, tmp_path / "a")
     noisy = PosteriorMeanTrainer(_small(1, known_noise=0.05), train, val, tmp_path / "b")
@@ -139,7 +139,7 @@ def test_two_process_ddp_gloo(tmp_path):
         pytest.skip("CMU clips not present")
     env = dict(os.environ, OMP_NUM_THREADS="1", GFPOSE_CACHE=str(tmp_path / "cache"))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "gfpose_core.cli", "train", "--data", *map(str, files), "--out", str(tmp_path / "run"),
+           "-m", "gfpose_core", "train", "--data", *map(str, files), "--out", str(tmp_path / "run"),
            "--steps", "6", "--batch", "32", "--hidden", "64", "--embed", "32", "--device", "cpu"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -151,9 +151,9 @@ def test_two_process_ddp_gloo(tmp_path):
 def test_tiny_motion_training_lowers_the_loss(tmp_path):
     """The motion model's trainer: windows of a real clip, masks over time, the EDM loss falls; weights load."""
     from gfpose_core.data import DATA_DIR, load_take
-    from gfpose_core.motion import MotionPrior
-    from gfpose_core.motion_model import MotionNetConfig
-    from gfpose_core.motion_train import MotionTrainConfig, MotionTrainer
+    from gfpose_core.motion.network import MotionNetConfig
+    from gfpose_core.motion.prior import MotionPrior
+    from gfpose_core.motion.train import MotionTrainConfig, MotionTrainer
     clip = DATA_DIR / "cmu" / "bvh" / "01_01.bvh.gz"
     if not clip.exists():
         pytest.skip(f"{clip} not present")

@@ -1,0 +1,163 @@
+"""`gfpose bench`: run the sections, write OUT/report.md and OUT/results.json."""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from gfpose_core.bench import takes as bench_takes
+from gfpose_core.bench.common import (
+    CAMERA_PX_PER_M,
+    COMPLETION_SETTINGS,
+    DATASET_LABEL,
+    DATASETS,
+    DENOISE_CONDITIONS,
+    SCHEMA,
+    SEED,
+    SPIKE_RATE,
+    Sizes,
+    _log,
+    _r,
+    _Stopwatch,
+    _threads,
+    load_data,
+)
+from gfpose_core.bench.completion import run_completion
+from gfpose_core.bench.denoising import run_denoising
+from gfpose_core.bench.generation import run_generation, run_lifting
+from gfpose_core.bench.plots import make_plots
+from gfpose_core.bench.report import PROTOCOL, write_report
+from gfpose_core.bench.speed import run_speed
+from gfpose_core.bench.targets import compare, evaluate_targets, loss_sentences
+
+
+def _git_commit() -> str:
+    try:
+        r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent.parent,
+                           capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=5)
+        return (r.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")) or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+SECTIONS = ("completion", "denoising", "generation", "lifting", "speed", "takes")
+
+
+def run_bench(engine, out_dir, sizes: Sizes, weights=None, data_dir=None, sections=SECTIONS) -> dict:
+    """Run the benchmark sections and write report.md, results.json and the plots to out_dir."""
+    import torch
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sw = _Stopwatch()
+    load_start = _r(os.getloadavg()[0], 2)
+    with sw.section("data"):
+        data = load_data(engine, data_dir)
+    results: dict = {k: None for k in ("completion", "denoising", "denoising_params", "generation", "lifting",
+                                       "speed", "takes")}
+    errors = {}
+    steps = {"completion": lambda: results.__setitem__("completion", run_completion(engine, data, sizes)),
+             "denoising": lambda: results.update(zip(("denoising", "denoising_params"),
+                                                     run_denoising(engine, data, sizes))),
+             "generation": lambda: results.__setitem__("generation", run_generation(engine, data, sizes)),
+             "lifting": lambda: results.__setitem__("lifting", run_lifting(engine, data, sizes)),
+             "speed": lambda: results.__setitem__("speed", run_speed(engine, data, sizes, weights, data_dir)),
+             "takes": lambda: results.__setitem__("takes", bench_takes.run_takes(engine, data, sizes))}
+    for name in SECTIONS:
+        if name not in sections:
+            continue
+        timed = name in ("speed", "takes")
+        with sw.section(name), _threads(1 if not timed and engine.device.type == "cpu" else None):
+            try:
+                steps[name]()
+            except (ValueError, RuntimeError, FloatingPointError, np.linalg.LinAlgError) as e:
+                errors[name] = f"{type(e).__name__}: {e}"
+                _log(f"{name} failed: {errors[name]}")
+    cfg = engine.config.get("training", {})
+    meta = {
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "mode": sizes.name, "sizes": asdict(sizes), "seed": SEED,
+        "weights": str(weights) if weights is not None else "shipped (gfpose_core/weights)",
+        "weights_steps_run": cfg.get("steps_run"), "weights_best_step": cfg.get("best_step"),
+        "weights_parameters": cfg.get("parameters"),
+        "device": str(engine.device), "torch": torch.__version__, "python": platform.python_version(),
+        "torch_threads_default": torch.get_num_threads(), "torch_threads_quality_sections": 1,
+        "machine": f"{platform.machine()} {os.cpu_count()} cores" + (
+            f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""),
+        "git_commit": _git_commit(), "load_start": load_start, "load_end": _r(os.getloadavg()[0], 2),
+        "elapsed_s": round(time.perf_counter() - sw.t0, 1), "section_seconds": sw.sections, "errors": errors,
+    }
+    results = {"schema": SCHEMA, "meta": meta,
+               "protocol": {"text": PROTOCOL.format(
+                   seed=SEED, take_frames=sizes.take_frames, spike_pct=round(SPIKE_RATE * 100, 2),
+                   n_generate=sizes.n_generate, px=CAMERA_PX_PER_M,
+                   sizes=", ".join(f"{k} {v}" for k, v in asdict(sizes).items() if k != "name")),
+                   "datasets": {ds: DATASET_LABEL[ds] for ds in DATASETS},
+                   "completion_settings": list(COMPLETION_SETTINGS), "denoise_conditions": list(DENOISE_CONDITIONS),
+                   "units": "mm for *_mm, m/s² for accel_err_m_s2, mm/s for foot_skate_mm_s, m² for fd_m2, "
+                            "seconds elsewhere"},
+               **results}
+    results["targets"] = evaluate_targets(results)
+    losses, wins, total = compare(results)
+    results["comparisons"] = {"engine_wins": wins, "total": total, "losses": losses,
+                              "sentences": loss_sentences(losses)}
+    plots = make_plots(results, out)
+    results["plots"] = plots
+    results["meta"]["elapsed_s"] = round(time.perf_counter() - sw.t0, 1)
+    write_report(results, out, plots)
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=_json_default))
+    return results
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.bool_):
+        return bool(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+# ------------------------------------------------------------------------------------------------- command line
+
+def add_parser(subparsers):
+    p = subparsers.add_parser("bench", help="benchmark the engine against baselines on held-out data",
+                              description="Writes DIR/report.md (tables, plots, pass/fail targets) and "
+                                          "DIR/results.json.")
+    p.add_argument("--out", default="bench_out", help="report folder (default: bench_out)")
+    p.add_argument("--quick", action="store_true", help="a smaller run (under 3 minutes on a 2-core CPU)")
+    p.add_argument("--weights", default=None, help="folder with model.safetensors + config.json "
+                                                   "(default: the shipped weights)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+                   help="run only these sections (default: all)")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args):
+    from gfpose_core.data import DATA_DIR
+    from gfpose_core.engine import Engine
+    if not DATA_DIR.is_dir():
+        raise FileNotFoundError(f"benchmark data folder {DATA_DIR} not found")
+    engine = Engine.load(args.weights, device=args.device)
+    sizes = Sizes.quick() if args.quick else Sizes()
+    results = run_bench(engine, args.out, sizes, weights=args.weights, sections=args.sections)
+    t = results["targets"]
+    passed = sum(1 for v in t.values() if v["pass"])
+    failed = sum(1 for v in t.values() if v["pass"] is False)
+    print(f"bench ({sizes.name}) done in {results['meta']['elapsed_s']:.0f} s: targets {passed} passed, {failed} "
+          f"failed; engine loses {len(results['comparisons']['losses'])} of "
+          f"{results['comparisons']['total']} comparisons; report in {Path(args.out) / 'report.md'}")
+    return results

@@ -1,0 +1,221 @@
+"""Retargeting between body24 joints and real armatures, in numpy only: the math behind "pose for rig".
+
+An armature is plain arrays (`Armature`): bone names, parents, rest matrices in armature space (Blender's
+`bone.matrix_local`: columns X, Y along the bone, Z; translation = the head), lengths, rotation modes and the
+constraints that decide what follows what. A rig map binds to it (`bind`): every body24 joint becomes a weighted sum
+of points fixed in bones, which reads poses (`joints_from_pose`) and is what `solve` aims at when writing.
+
+Blender's pose-bone convention, which `solve` produces and `forward_kinematics` follows:
+    pose[b] = pose[parent] @ inv(rest[parent]) @ rest[b] @ basis[b],   basis = translate(location) @ rotate(...)
+
+Writing a pose (`solve`): every body24 joint with children is a *part* (the pelvis turns the hips bone, the
+shoulder turns the upper arm ...). A part's rotation, from the rig's rest body to the wanted body, swings the part's
+rest direction onto the wanted one starting from its parent part's rotation, then twists it about that direction
+from a third point where body24 has one (hips and shoulders for pelvis, spine and chest; the bend plane for the
+upper limbs, so elbows and knees stay hinges). Each keyed bone turns with its part, so it keeps the rig's own rest
+roll. Where a rig map's joint spans several bones (an interpolated spine), a few sweeps of forward kinematics
+correct the aim exactly. The root bone's location puts the pelvis where the take puts it, scaled by leg length.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gfpose_core.body.rotations import (
+    _unit,
+    axis_angle_matrix,
+    continuous_quaternions,
+    matrix_to_blender_euler,
+    matrix_to_quaternion,
+    quaternion_to_matrix,
+)
+from gfpose_core.body.skeleton import INDEX, JOINT_NAMES
+from gfpose_core.rigs.armature import Armature
+from gfpose_core.rigs.binding import Binding, bind, rest_joints
+from gfpose_core.rigs.plan import (
+    PARTS,
+    _aim_dirs,
+    _fk,
+    _fk_joints,
+    _location_axes,
+    _plan,
+    part_rotations,
+)
+from gfpose_core.rigs.rig_map import RigMap
+
+
+@dataclass
+class RigPose:
+    """Keys for one armature: what `solve` returns and the add-on writes (`to_dict` for JSON)."""
+    bones: list[str]                   # keyed bones (as the armature spells them)
+    parts: list[str]                   # the body24 joint each keyed bone turns with
+    rotation_modes: list[str]          # mode of each keyed bone's keys: "QUATERNION" or a Blender Euler order
+    rotations: list[np.ndarray]        # per keyed bone (F, 4) quaternion (w, x, y, z) or (F, 3) Euler radians
+    quaternions: np.ndarray            # (F, N, 4) the same rotations as quaternions, sign-continuous
+    root: str
+    location: np.ndarray               # (F, 3) the root bone's location keys
+    rest: list[str]                    # bones keyed at rest
+    rest_modes: list[str]
+    properties: list[tuple[str, str, float]]  # (pose bone, custom property, value) to set before keying
+    joints: np.ndarray                 # (F, 24, 3) where body24 lands on the rig (world), by forward kinematics
+    root_scale: float
+    aim_error: np.ndarray              # (F, 19) degrees between each part's aim on the rig and the wanted one
+    warnings: list[str]
+
+    def channels(self) -> list[tuple[str, str, np.ndarray]]:
+        """(bone, data path property, values (F, n)) for every F-curve group to key."""
+        f = self.location.shape[0]
+        out = []
+        for bone, mode, values in zip(self.bones, self.rotation_modes, self.rotations):
+            out.append((bone, "rotation_quaternion" if mode == "QUATERNION" else "rotation_euler", values))
+            if bone == self.root:
+                out.append((bone, "location", self.location))
+        for bone, mode in zip(self.rest, self.rest_modes):
+            q = mode == "QUATERNION"
+            out.append((bone, "rotation_quaternion" if q else "rotation_euler",
+                        np.tile([1.0, 0, 0, 0] if q else [0.0, 0, 0], (f, 1))))
+            out.append((bone, "location", np.zeros((f, 3))))
+        return out
+
+    def to_dict(self) -> dict:
+        modes = dict(zip(self.bones, self.rotation_modes)) | dict(zip(self.rest, self.rest_modes))
+        return {"frames": int(self.location.shape[0]), "root": self.root, "root_scale": self.root_scale,
+                "rotation_modes": modes,
+                "channels": [{"bone": b, "path": p, "values": np.asarray(v).tolist()} for b, p, v in self.channels()],
+                "properties": [{"bone": b, "name": n, "value": v} for b, n, v in self.properties],
+                "joints": self.joints.tolist(), "warnings": self.warnings}
+
+
+def leg_length(joints: np.ndarray) -> float:
+    """Hip to knee to ankle, averaged over both legs and (median) over frames; (..., 24, 3)."""
+    j = np.asarray(joints, dtype=np.float64).reshape(-1, len(JOINT_NAMES), 3)
+    total = 0.0
+    for s in ("l", "r"):
+        h, k, a = (j[:, INDEX[f"{n}_{s}"]] for n in ("hip", "knee", "ankle"))
+        total = total + np.linalg.norm(k - h, axis=-1) + np.linalg.norm(a - k, axis=-1)
+    return float(np.median(total / 2))
+
+
+def check_joints(joints) -> np.ndarray:
+    """Body24 poses as (F, 24, 3) float64, or a ValueError naming what is wrong."""
+    j = np.asarray(joints, dtype=np.float64)
+    if j.ndim == 2:
+        j = j[None]
+    if j.ndim != 3 or j.shape[1:] != (len(JOINT_NAMES), 3) or j.shape[0] == 0:
+        raise ValueError(f"joints must be (frames, 24, 3) or (24, 3) body24 positions, got shape {j.shape}")
+    bad = ~np.isfinite(j).all(axis=(0, 2))
+    if bad.any():
+        raise ValueError("joints are not finite (NaN or inf) for "
+                         f"{', '.join(n for n, b in zip(JOINT_NAMES, bad) if b)}: a pose for a rig needs every "
+                         "joint (complete the pose first)")
+    return j
+
+
+def solve(armature: Armature, joints, rig: RigMap | str | None = None, binding: Binding | None = None,
+          root_scale: float | None = None, sweeps: int = 4) -> RigPose:
+    """Body24 poses (F, 24, 3) world space -> keys for the armature's mapped bones (Blender's pose-bone
+    convention) and the root bone's location.
+
+    root_scale: how much the root translation is scaled; None = the rig's leg length over the take's.
+    """
+    j_world = check_joints(joints)
+    binding = binding or bind(armature, rig)
+    plan = _plan(binding)
+    arm = armature
+    f = j_world.shape[0]
+    targets = arm.to_armature_space(j_world)
+    rest = rest_joints(binding)
+    part_rot = part_rotations(rest, targets, {PARTS[p] for p in plan.parts})   # (F, 19, 3, 3)
+    keyed_rot = {int(b): part_rot[:, p] @ arm.rest[b, :3, :3] for b, p in zip(plan.keyed, plan.parts)}
+    want_dir, want_len = _aim_dirs(targets)
+    # Correct aims that span several groups (interpolated spines): a few sweeps of forward kinematics.
+    heads, rots, pre = _fk(plan, keyed_rot, f)
+    got_dir, _ = _aim_dirs(_fk_joints(plan, heads, rots))
+    for _ in range(sweeps):
+        worst = 0.0
+        for p in range(len(PARTS)):
+            if p not in plan.corrector:
+                continue
+            axis, s = _unit(np.cross(got_dir[:, p], want_dir[:, p]))
+            angle = np.arctan2(s, np.sum(got_dir[:, p] * want_dir[:, p], -1))
+            angle = np.where(want_len[:, p] > 1e-9, angle, 0.0)
+            if angle.max() < 1e-7:
+                continue
+            worst = max(worst, float(angle.max()))
+            # The least turning that corrects the aim to first order: group g turns by angle * k_g / sum(k^2).
+            movers = plan.corrector[p]
+            norm = sum(k * k for _, k in movers)
+            for bones, k in movers:
+                turn = axis_angle_matrix(axis, np.minimum(angle * k / norm, np.pi / 2))
+                for b in bones:
+                    keyed_rot[int(b)] = turn @ keyed_rot[int(b)]
+            heads, rots, pre = _fk(plan, keyed_rot, f)
+            got_dir, _ = _aim_dirs(_fk_joints(plan, heads, rots))
+        if worst < 1e-6:
+            break
+    predicted = _fk_joints(plan, heads, rots)
+    # Root translation: the pelvis goes where the take puts it, scaled about the world origin by leg length.
+    scale = root_scale if root_scale is not None else (
+        leg_length(rest) * arm.world_scale / max(leg_length(j_world), 1e-9))
+    want_root = arm.to_armature_space(j_world[:, INDEX["pelvis"]] * scale)
+    delta = want_root - predicted[:, INDEX["pelvis"]]
+    axes = _location_axes(plan, plan.root, pre[plan.root], rots)
+    location = np.einsum("fji,fj->fi", axes, delta)   # axes are orthonormal: their transpose inverts them
+    predicted = predicted + delta[:, None]
+    got_dir, _ = _aim_dirs(predicted)
+    aim_error = np.degrees(np.arccos(np.clip(np.sum(got_dir * want_dir, -1), -1, 1)))
+    # Local rotations in each bone's own mode.
+    bones, parts, modes, values, quats = [], [], [], [], []
+    warnings = list(plan.warnings)
+    for b, p in zip(plan.keyed, plan.parts):
+        basis = np.swapaxes(pre[int(b)], -1, -2) @ keyed_rot[int(b)]
+        q = continuous_quaternions(matrix_to_quaternion(basis))
+        mode = arm.rotation_modes[b]
+        if mode == "AXIS_ANGLE":
+            warnings.append(f"bone '{arm.bones[b]}' uses axis-angle rotation; it is keyed as a quaternion")
+            mode = "QUATERNION"
+        bones.append(arm.bones[b])
+        parts.append(PARTS[p])
+        modes.append(mode)
+        values.append(q if mode == "QUATERNION" else matrix_to_blender_euler(basis, mode))
+        quats.append(q)
+    rest_modes = ["QUATERNION" if arm.rotation_modes[b] in ("QUATERNION", "AXIS_ANGLE") else arm.rotation_modes[b]
+                  for b in plan.rest_bones]
+    return RigPose(bones=bones, parts=parts, rotation_modes=modes, rotations=values,
+                   quaternions=np.stack(quats, axis=1), root=arm.bones[plan.root], location=location,
+                   rest=[arm.bones[b] for b in plan.rest_bones], rest_modes=rest_modes,
+                   properties=plan.properties, joints=arm.to_world(predicted), root_scale=float(scale),
+                   aim_error=aim_error, warnings=warnings)
+
+
+def forward_kinematics(pose: RigPose, binding: Binding) -> np.ndarray:
+    """Where a RigPose's own keys put body24 on the armature (F, 24, 3) world space: Blender's pose-bone
+    convention applied to the local rotations and root location, independently of how `solve` got them."""
+    plan = _plan(binding)
+    arm = binding.armature
+    f = pose.location.shape[0]
+    local = {arm.index[b]: quaternion_to_matrix(q) for b, q in zip(pose.bones, np.moveaxis(pose.quaternions, 1, 0))}
+    heads, rots, _ = _fk(plan, local, f, local=True, root_location=pose.location)
+    return arm.to_world(_fk_joints(plan, heads, rots))
+
+
+# --- JSON entry points for the engine server ("pose for rig") ---------------------------------------------------
+
+def bind_for_rig(description: dict, rig: str | None = None) -> dict:
+    """Server helper: armature description -> the binding the add-on reads body24 with, plus what writing needs
+    first (custom properties to set before the armature is described again for `pose_for_rig`)."""
+    arm = Armature.from_dict(description)
+    binding = bind(arm, rig)
+    out = binding.to_dict()
+    w = binding.rig.write
+    out["properties"] = [{"bone": binding.resolve(b), "name": k, "value": v}
+                         for b, vals in (w.properties.items() if w else []) for k, v in vals.items()]
+    out["can_write"] = w is not None
+    return out
+
+
+def pose_for_rig(description: dict, joints, rig: str | None = None, root_scale: float | None = None) -> dict:
+    """Server helper: armature description + body24 poses -> keys to write (RigPose.to_dict)."""
+    arm = Armature.from_dict(description)
+    return solve(arm, joints, rig=rig, root_scale=root_scale).to_dict()

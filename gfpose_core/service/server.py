@@ -1,0 +1,339 @@
+"""`gfpose serve`: the engine over HTTP for the Blender add-on, shared GPU boxes and pipeline scripts.
+
+JSON has no NaN: an unknown joint is `null`. Bad requests get 4xx with a message naming the problem (413 for
+limits, 422 for content, 401 without the token); a failing request never takes the server down.
+"""
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import queue
+import threading
+import time
+from typing import Literal, Optional
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from gfpose_core import __version__
+from gfpose_core.engine import MAX_HYPOTHESES
+from gfpose_core.prior.samplers import SAMPLERS
+
+MAX_BODY_BYTES = 32 * 1024 * 1024
+MAX_POSES = 20_000          # poses x hypotheses per request
+MAX_STEPS = 1000
+
+Sampler = Optional[Literal[tuple(SAMPLERS)]]  # type: ignore[valid-type]
+Coord = Optional[float]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="null")
+
+
+class _Sampling(_Strict):
+    seed: Optional[int] = Field(None, ge=0, le=2**62)
+    sampler: Sampler = None
+    steps: Optional[int] = Field(None, ge=1, le=MAX_STEPS)
+
+
+class CompleteRequest(_Sampling):
+    joints: list[list[list[Coord]]] = Field(description="(N, 24, 3) world positions in metres; null = unknown")
+    known: Optional[list[list[bool]]] = Field(None, description="(N, 24); default: the joints that are not null")
+    n_hypotheses: int = Field(1, ge=1, le=MAX_HYPOTHESES)
+
+
+class DenoiseRequest(_Sampling):
+    take: list[list[list[Coord]]] = Field(description="(T, 24, 3) one take; null = dropout")
+    fps: float = Field(30.0, gt=0, le=1000)
+    strength: Optional[float] = Field(None, ge=0, le=1)
+    temporal: Optional[bool] = Field(None, description="use the motion model (default: when the engine has one)")
+
+
+class InbetweenRequest(_Sampling):
+    take: list[list[list[Coord]]] = Field(description="(T, 24, 3) keys and the frames between; null = to fill")
+    known: Optional[list[list[bool]]] = Field(None, description="(T, 24); default: the joints that are not null")
+    fps: float = Field(30.0, gt=0, le=1000)
+    lock_feet: bool = Field(True, description="keep a foot that rests in one place at two keys planted between")
+
+
+class GenerateRequest(_Sampling):
+    n: int = Field(1, ge=1, le=MAX_POSES)
+    around: Optional[list[list[Coord]]] = Field(None, description="(24, 3) a pose to vary")
+    pinned: Optional[list[str]] = Field(None, description="body24 joint names kept exactly")
+    diversity: float = Field(0.5, ge=0, le=1)
+
+
+class LiftRequest(_Sampling):
+    keypoints2d: list[list[list[Coord]]] = Field(description="(N, 24, 2) image x right, y down; null = unseen")
+    n_hypotheses: int = Field(1, ge=1, le=MAX_HYPOTHESES)
+
+
+class BindRequest(_Strict):
+    armature: dict = Field(description="armature description (blender_addon.rig_io.describe_armature)")
+    rig: Optional[str] = Field(None, description="rig map name; default: detected from the bone names")
+
+
+class PoseForRigRequest(BindRequest):
+    joints: list[list[list[float]]] = Field(description="(F, 24, 3) body24 poses, world metres")
+    root_scale: Optional[float] = Field(None, gt=0, le=1000)
+
+
+class PosesResponse(BaseModel):
+    joints: list = Field(description="(N, 24, 3) or (N, H, 24, 3) metres")
+
+
+def _array(nested, name: str, width: int) -> np.ndarray:
+    """Nested lists with nulls -> float array with NaN; ragged or mis-sized input is a 422 naming the field."""
+    try:
+        arr = np.array(nested, dtype=np.float64)  # None -> nan
+    except (ValueError, TypeError):
+        raise HTTPException(422, f"{name} is ragged: every pose needs 24 joints of {width} numbers") from None
+    if arr.ndim != 3 or arr.shape[1:] != (24, width):
+        raise HTTPException(422, f"{name} must have shape (N, 24, {width}), got {arr.shape}")
+    if np.isinf(arr).any():
+        raise HTTPException(422, f"{name} contains infinite numbers")
+    return arr
+
+
+def _limit(count: int, what: str):
+    if count > MAX_POSES:
+        raise HTTPException(413, f"{what}: {count} poses is over this server's limit of {MAX_POSES} per request")
+
+
+class CompleteBatcher:
+    """Merges concurrent one-hypothesis completions that asked for no seed into one engine call.
+
+    Several animators (or one scrubbing through keys) send many one-keyframe requests; one batched network pass
+    costs little more than one. Requests with a seed run alone, so that a seed still gives the same result.
+    """
+
+    def __init__(self, engine, lock: threading.Lock, window_s: float = 0.004):
+        self.engine, self.lock, self.window = engine, lock, window_s
+        self.jobs: queue.Queue = queue.Queue()
+        threading.Thread(target=self._loop, daemon=True, name="gfpose-batcher").start()
+
+    def complete(self, joints: np.ndarray, known, sampler, steps) -> np.ndarray:
+        if known is None:
+            known = np.isfinite(joints).all(-1)
+        job = {"joints": joints, "known": known & np.isfinite(joints).all(-1), "key": (sampler, steps),
+               "done": threading.Event(), "out": None, "error": None}
+        self.jobs.put(job)
+        job["done"].wait()
+        if job["error"] is not None:
+            raise job["error"]
+        return job["out"]
+
+    def _loop(self):
+        while True:
+            batch = [self.jobs.get()]
+            deadline = time.monotonic() + self.window
+            size = len(batch[0]["joints"])
+            while size < MAX_POSES:
+                try:
+                    batch.append(self.jobs.get(timeout=max(0.0, deadline - time.monotonic())))
+                    size += len(batch[-1]["joints"])
+                except queue.Empty:
+                    break
+            groups: dict = {}
+            for job in batch:
+                groups.setdefault(job["key"], []).append(job)
+            for (sampler, steps), jobs in groups.items():
+                self._run(jobs, sampler, steps)
+
+    def _run(self, jobs, sampler, steps):
+        try:
+            with self.lock:
+                out = self.engine.complete(np.concatenate([j["joints"] for j in jobs]),
+                                           np.concatenate([j["known"] for j in jobs]), sampler=sampler,
+                                           steps=steps)
+            ends = np.cumsum([len(j["joints"]) for j in jobs])
+            for job, piece in zip(jobs, np.split(out, ends[:-1])):
+                job["out"] = piece
+        except Exception as e:  # one bad request must not fail the others: run them one by one to say whose
+            if len(jobs) > 1:
+                for job in jobs:
+                    self._run([job], sampler, steps)
+                return
+            jobs[0]["error"] = e
+        for job in jobs:
+            job["done"].set()
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def create_app(engine, token: str | None = None) -> FastAPI:
+    app = FastAPI(title="GFPose engine", version=__version__,
+                  description="A learned 3D human pose prior (body24): complete, denoise, generate, lift.")
+    lock = threading.Lock()  # one sampling job at a time on the device; requests queue here
+    batcher = CompleteBatcher(engine, lock)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        if token is not None and request.url.path not in ("/docs", "/openapi.json"):
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                return JSONResponse({"detail": "missing or wrong token (Authorization: Bearer ...)"}, 401)
+        size = request.headers.get("content-length")
+        if size is not None and (not size.isdigit() or int(size) > MAX_BODY_BYTES):
+            return JSONResponse({"detail": f"request body over the limit of {MAX_BODY_BYTES} bytes"}, 413)
+        return await call_next(request)
+
+    def _known(known, shape):
+        if known is None:
+            return None
+        k = np.array(known, dtype=object)
+        if k.shape != shape:
+            raise HTTPException(422, f"known must have shape {shape}, got {k.shape}")
+        return k.astype(bool)
+
+    def run(fn, *args, **kwargs):
+        try:
+            with lock:
+                return fn(*args, **kwargs)
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
+
+    @app.get("/health")
+    def health():
+        return {"status": "ok"}
+
+    @app.get("/info")
+    def info():
+        t = engine.config.get("training", {})
+        return {"version": __version__, "device": str(engine.device), "joints": engine.joint_names,
+                "parameters": t.get("parameters"), "trained_on": t.get("data"), "samplers": list(SAMPLERS),
+                "motion_model": None if engine.motion is None else {
+                    "frames": engine.motion.frames, "fps": engine.motion.space.fps,
+                    "max_gap_frames": engine.motion.frames - 2},
+                "limits": {"poses_per_request": MAX_POSES, "body_bytes": MAX_BODY_BYTES, "steps": MAX_STEPS}}
+
+    @app.post("/complete", response_model=PosesResponse)
+    def complete(req: CompleteRequest):
+        joints = _array(req.joints, "joints", 3)
+        _limit(len(joints) * req.n_hypotheses, "joints x n_hypotheses")
+        known = _known(req.known, joints.shape[:2])
+        if req.seed is None and req.n_hypotheses == 1:
+            try:
+                out = batcher.complete(joints, known, req.sampler, req.steps)
+            except ValueError as e:
+                raise HTTPException(422, str(e)) from None
+        else:
+            out = run(engine.complete, joints, known, n_hypotheses=req.n_hypotheses, seed=req.seed,
+                      sampler=req.sampler, steps=req.steps)
+        return {"joints": out.tolist()}
+
+    @app.post("/denoise", response_model=PosesResponse)
+    def denoise(req: DenoiseRequest):
+        take = _array(req.take, "take", 3)
+        _limit(len(take), "take")
+        out = run(engine.denoise, take, fps=req.fps, strength=req.strength, sampler=req.sampler, steps=req.steps,
+                  temporal=req.temporal)
+        return {"joints": out.tolist()}
+
+    @app.post("/inbetween", response_model=PosesResponse)
+    def inbetween(req: InbetweenRequest):
+        take = _array(req.take, "take", 3)
+        _limit(len(take), "take")
+        known = _known(req.known, take.shape[:2])
+        out = run(engine.inbetween, take, known, fps=req.fps, seed=req.seed, sampler=req.sampler,
+                  steps=req.steps, lock_feet=req.lock_feet)
+        return {"joints": out.tolist()}
+
+    @app.post("/generate", response_model=PosesResponse)
+    def generate(req: GenerateRequest):
+        around = None if req.around is None else _array([req.around], "around", 3)[0]
+        out = run(engine.generate, req.n, seed=req.seed, around=around, pinned=req.pinned,
+                  diversity=req.diversity, sampler=req.sampler, steps=req.steps)
+        return {"joints": out.tolist()}
+
+    @app.post("/lift", response_model=PosesResponse)
+    def lift(req: LiftRequest):
+        kp = _array(req.keypoints2d, "keypoints2d", 2)
+        _limit(len(kp) * req.n_hypotheses, "keypoints2d x n_hypotheses")
+        out = run(engine.lift, kp, n_hypotheses=req.n_hypotheses, seed=req.seed, sampler=req.sampler,
+                  steps=req.steps)
+        return {"joints": out.tolist()}
+
+    def rig_call(fn, *args, **kwargs):
+        from gfpose_core.rigs.rig_map import RigMapError
+        try:
+            return fn(*args, **kwargs)
+        except RigMapError as e:
+            raise HTTPException(422, str(e)) from None
+        except (ValueError, KeyError, TypeError, IndexError) as e:
+            raise HTTPException(422, f"bad armature description: {e}") from None
+
+    @app.post("/bind")
+    def bind(req: BindRequest):
+        """Which bone points give each body24 joint on this armature (the add-on reads poses with it)."""
+        from gfpose_core.rigs.rig_map import load_rig_map
+        from gfpose_core.rigs.solve import bind_for_rig
+        out = rig_call(bind_for_rig, req.armature, req.rig)
+        # Which bone turns with which body24 joint (the add-on keys only the bones of joints it completes).
+        w = rig_call(load_rig_map, req.rig or out["rig"]).write
+        pre = out["prefix"]
+        out["write"] = None if w is None else {"root": pre + w.root, "rest": [pre + b for b in w.rest],
+                                               "bones": {pre + b: j for b, j in w.bones.items()}}
+        return out
+
+    @app.post("/pose_for_rig")
+    def pose_for_rig(req: PoseForRigRequest):
+        """body24 poses -> bone rotations and root locations to key on the posted armature."""
+        from gfpose_core.rigs.solve import pose_for_rig as solve
+        joints = _array(req.joints, "joints", 3)
+        _limit(len(joints), "joints")
+        if np.isnan(joints).any():
+            raise HTTPException(422, "joints must all be known to pose a rig")
+        return rig_call(solve, req.armature, joints, req.rig, req.root_scale)
+
+    return app
+
+
+def serve(engine, host: str = "127.0.0.1", port: int = 8765, token: str | None = None, log_level="info"):
+    """Run until SIGTERM/SIGINT (uvicorn finishes in-flight requests, then exits)."""
+    import uvicorn
+    if not is_loopback(host) and not token:
+        raise ValueError(f"binding {host} exposes the engine beyond this machine: give a token "
+                         "(--token or GFPOSE_TOKEN) that every request must carry")
+    uvicorn.run(create_app(engine, token), host=host, port=port, log_level=log_level)
+
+
+class ServerThread:
+    """The server in a background thread of this process (benchmarks, notebooks): `with ServerThread(engine) as url`."""
+
+    def __init__(self, engine, host: str = "127.0.0.1", port: int = 0, token: str | None = None):
+        import socket
+
+        import uvicorn
+        if port == 0:
+            with socket.socket() as s:
+                s.bind((host, 0))
+                port = s.getsockname()[1]
+        self.url = f"http://{host}:{port}"
+        config = uvicorn.Config(create_app(engine, token), host=host, port=port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        import time
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started:
+            if time.time() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the engine server did not start")
+            time.sleep(0.02)
+        return self.url
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
