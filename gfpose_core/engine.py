@@ -175,9 +175,7 @@ class Engine:
         flag = torch.full((len(obs),), float(is_2d), device=dev)
         sde, net = self.sde, self.net
 
-        def score(x, t):
-            eps = net(x, t, condition(x, obs_t, mask_t, flag))
-            return -eps / sde.marginal_prob(x, t)[1][:, None]
+        score = sde.score_fn(lambda x, t: net(x, t, condition(x, obs_t, mask_t, flag)))
 
         x0 = None if x_start is None else torch.as_tensor(x_start, dtype=torch.float32, device=dev)
         with torch.inference_mode(), threads_for(len(obs), dev):

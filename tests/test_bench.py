@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from gfpose_core.bench.command import run
 from gfpose_core.bench.common import (
     COMPLETION_METHODS,
     COMPLETION_SETTINGS,
@@ -17,11 +18,11 @@ from gfpose_core.bench.common import (
     LIFT_HYPOTHESES,
     SCHEMA,
     SPEED_TASKS,
-    TARGETS,
     Sizes,
 )
-from gfpose_core.bench.run import run, run_bench
+from gfpose_core.bench.run import run_bench
 from gfpose_core.bench.speed import equal_quality
+from gfpose_core.bench.targets import TARGETS
 from gfpose_core.engine import WEIGHTS_DIR
 from gfpose_core.service.cli import build_parser
 

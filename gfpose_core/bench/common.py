@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gfpose_core.bench import takes as bench_takes
-
+SECTIONS = ("completion", "denoising", "generation", "lifting", "speed", "takes")
 SCHEMA = "gfpose-bench/1"
 SEED = 20240607
 
@@ -42,9 +41,6 @@ GENERATION_METRICS = ("precision", "recall", "coverage", "apd_mm", "fd_m2", "nn_
 LIFT_HYPOTHESES = (1, 10, 200)
 SPEED_TASKS = ("complete_1", "complete_1_h10", "complete_batch", "denoise_take", "generate_batch", "lift_1_h10",
                "lift_1_hmany", "complete_1_http")
-TARGETS = ("completion_one_limb", "completion_best_of_10", "denoise_jitter", "generation_vs_noise",
-           "sampler_speed_quality", "latency_complete_1", "denoise_10000_frames", "bvh_read_all", "http_overhead",
-           *bench_takes.TARGETS)
 
 # Filter parameters searched on the validation split (per dataset and noise condition).
 BUTTER_CUTOFFS_HZ = (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)

@@ -17,9 +17,8 @@ from gfpose_core.bench.common import (
     GROUP_LABEL,
     METHOD_LABEL,
     SPEED_TASKS,
-    TARGETS,
 )
-from gfpose_core.bench.targets import _ceiling_sentences, loss_sentences
+from gfpose_core.bench.targets import TARGETS, _ceiling_sentences, loss_sentences
 
 
 def _fmt(v, nd=1):

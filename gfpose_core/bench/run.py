@@ -20,6 +20,7 @@ from gfpose_core.bench.common import (
     DATASETS,
     DENOISE_CONDITIONS,
     SCHEMA,
+    SECTIONS,
     SEED,
     SPIKE_RATE,
     Sizes,
@@ -29,13 +30,6 @@ from gfpose_core.bench.common import (
     _threads,
     load_data,
 )
-from gfpose_core.bench.completion import run_completion
-from gfpose_core.bench.denoising import run_denoising
-from gfpose_core.bench.generation import run_generation, run_lifting
-from gfpose_core.bench.plots import make_plots
-from gfpose_core.bench.report import PROTOCOL, write_report
-from gfpose_core.bench.speed import run_speed
-from gfpose_core.bench.targets import compare, evaluate_targets, loss_sentences
 
 
 def _git_commit() -> str:
@@ -49,12 +43,20 @@ def _git_commit() -> str:
         return "unknown"
 
 
-SECTIONS = ("completion", "denoising", "generation", "lifting", "speed", "takes")
 
 
 def run_bench(engine, out_dir, sizes: Sizes, weights=None, data_dir=None, sections=SECTIONS) -> dict:
     """Run the benchmark sections and write report.md, results.json and the plots to out_dir."""
+    # the sections load here, not at import: `gfpose --help` builds this command's parser
     import torch
+
+    from gfpose_core.bench.completion import run_completion
+    from gfpose_core.bench.denoising import run_denoising
+    from gfpose_core.bench.generation import run_generation, run_lifting
+    from gfpose_core.bench.plots import make_plots
+    from gfpose_core.bench.report import PROTOCOL, write_report
+    from gfpose_core.bench.speed import run_speed
+    from gfpose_core.bench.targets import compare, evaluate_targets, loss_sentences
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sw = _Stopwatch()
@@ -130,34 +132,3 @@ def _json_default(o):
 
 
 # ------------------------------------------------------------------------------------------------- command line
-
-def add_parser(subparsers):
-    p = subparsers.add_parser("bench", help="benchmark the engine against baselines on held-out data",
-                              description="Writes DIR/report.md (tables, plots, pass/fail targets) and "
-                                          "DIR/results.json.")
-    p.add_argument("--out", default="bench_out", help="report folder (default: bench_out)")
-    p.add_argument("--quick", action="store_true", help="a smaller run (under 3 minutes on a 2-core CPU)")
-    p.add_argument("--weights", default=None, help="folder with model.safetensors + config.json "
-                                                   "(default: the shipped weights)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
-    p.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
-                   help="run only these sections (default: all)")
-    p.set_defaults(func=run)
-    return p
-
-
-def run(args):
-    from gfpose_core.data import DATA_DIR
-    from gfpose_core.engine import Engine
-    if not DATA_DIR.is_dir():
-        raise FileNotFoundError(f"benchmark data folder {DATA_DIR} not found")
-    engine = Engine.load(args.weights, device=args.device)
-    sizes = Sizes.quick() if args.quick else Sizes()
-    results = run_bench(engine, args.out, sizes, weights=args.weights, sections=args.sections)
-    t = results["targets"]
-    passed = sum(1 for v in t.values() if v["pass"])
-    failed = sum(1 for v in t.values() if v["pass"] is False)
-    print(f"bench ({sizes.name}) done in {results['meta']['elapsed_s']:.0f} s: targets {passed} passed, {failed} "
-          f"failed; engine loses {len(results['comparisons']['losses'])} of "
-          f"{results['comparisons']['total']} comparisons; report in {Path(args.out) / 'report.md'}")
-    return results

@@ -265,7 +265,21 @@ def run_speed(engine, data: BenchData, sizes: Sizes, weights, data_dir=None) -> 
         res["bvh_read_all"] = bvh_read_all(data_dir)
     else:
         res["bvh_read_all"] = {"seconds": None, "files": 0, "frames": 0}
+    res["cli_help_s"] = cli_start_seconds()
     return res
+
+
+def cli_start_seconds(repeats: int = 5) -> float:
+    """Median wall time of `gfpose --help` in a fresh interpreter: what a user waits for before any command."""
+    import statistics
+    import subprocess
+    import sys
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "gfpose_core", "--help"], check=True, capture_output=True)
+        times.append(time.perf_counter() - t)
+    return _r(statistics.median(times), 3)
 
 
 # ------------------------------------------------------------------------------------------------- targets

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from scipy.interpolate import CubicSpline
 
 from gfpose_core.bench.metrics import acceleration_error, foot_skate, mpjpe
 
@@ -42,6 +41,7 @@ def take_scores(pred: np.ndarray, clean: np.ndarray, fps: float, frames=None) ->
 
 
 def spline_keys(take: np.ndarray, key_frames: np.ndarray) -> np.ndarray:
+    from scipy.interpolate import CubicSpline
     return CubicSpline(key_frames, take[key_frames], axis=0)(np.arange(len(take)))
 
 

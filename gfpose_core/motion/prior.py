@@ -72,8 +72,7 @@ class MotionPrior:
             cond = self.net.condition(obs_t, known_t)
             sde, net = self.sde, self.net
 
-            def score(x, t, cond=cond):
-                return -net(x, t, cond) / sde.marginal_prob(x, t)[1][:, None]
+            score = sde.score_fn(lambda x, t, cond=cond: net(x, t, cond))
 
             x0 = None
             if start is not None:

@@ -41,6 +41,14 @@ class SubVPSDE:
     def prior_sampling(self, shape, generator=None, device="cpu"):
         return torch.randn(shape, generator=generator, device=device)
 
+    def score_fn(self, noise_fn):
+        """The one place a network's output becomes a score: both networks predict the noise eps added to x_0,
+        and the score of p(x_t | x_0) is -eps / sigma(t)."""
+        def score(x, t):
+            return -noise_fn(x, t) / _col(self.marginal_prob(x, t)[1], x)
+
+        return score
+
     def reverse(self, score_fn, probability_flow: bool = False):
         """Drift and diffusion of the reverse-time SDE (or of the probability-flow ODE: half the score term)."""
         sde = self

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,9 +17,6 @@ from gfpose_core.rigs.rig_map import (
     match_names,
 )
 
-if TYPE_CHECKING:     # the plan imports the binding
-    from gfpose_core.rigs.plan import _Plan
-
 
 @dataclass
 class Binding:
@@ -31,7 +27,7 @@ class Binding:
     bones: np.ndarray       # (K,) armature bone indices
     points: np.ndarray      # (K, 3) points in each bone's local frame (armature units)
     weights: np.ndarray     # (24, K)
-    plan: "_Plan | None" = field(default=None, repr=False)   # how to write, worked out once (see _plan)
+    plan: object = field(default=None, repr=False)   # how to write (rigs.plan._Plan), worked out once there
 
     @property
     def bone_names(self) -> list[str]:

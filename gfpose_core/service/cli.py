@@ -365,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     _engine_args(s)
     s.set_defaults(func=_cmd_serve)
 
-    from gfpose_core.bench import run as bench
+    from gfpose_core.bench import command as bench
     bench.add_parser(sub)
     return p
 

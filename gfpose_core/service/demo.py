@@ -17,11 +17,11 @@ def main(argv=None) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from gfpose_core.bench.plots import draw_pose, save_figure
     from gfpose_core.body.filters import butterworth
     from gfpose_core.body.skeleton import BODY_PARTS, INDEX
     from gfpose_core.data import DATA_DIR, load_take
     from gfpose_core.engine import Engine
+    from gfpose_core.service.figures import draw_pose, save_figure
 
     p = argparse.ArgumentParser(prog="gfpose-demo")
     p.add_argument("--clip", default=str(DATA_DIR / "cmu" / "bvh" / "06_01.bvh.gz"),
