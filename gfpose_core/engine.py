@@ -1,4 +1,4 @@
-"""The four tasks behind one object, as DESIGN.md's API: complete, denoise, generate, lift.
+"""The four tasks behind one object, as docs/design.md's API: complete, denoise, generate, lift.
 
 World-space poses go in and come out; the engine canonicalises (root, facing, scale) and restores them itself.
 NaN marks an unknown joint. Inputs that cannot be served raise ValueError naming the problem.
@@ -56,7 +56,7 @@ REFINE_FROM_T = 0.2
 LEG_MODE_SHARE = np.zeros((MODEL_JOINTS, 3))
 LEG_MODE_SHARE[np.array(BODY_PARTS["leg_l"] + BODY_PARTS["leg_r"]) - 1] = 0.25    # model joints: no pelvis
 LEG_MODE_SHARE = LEG_MODE_SHARE.reshape(POSE_DIM)
-# Defaults chosen by measured quality per second (docs/benchmarks.md): see README "Samplers".
+# Defaults chosen by measured quality per second: the sampler curve of docs/bench/report.md.
 DEFAULTS = {
     "complete": ("mode", 10),
     "hypotheses": ("sde_heun", 20),

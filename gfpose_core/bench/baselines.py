@@ -24,7 +24,7 @@ def _check_query(joints, known) -> tuple[np.ndarray, np.ndarray]:
     if joints.ndim != 3 or joints.shape[1:] != (N_JOINTS, 3):
         raise ValueError(f"joints must be (N, 24, 3), got {joints.shape}")
     known = np.broadcast_to(np.asarray(known, dtype=bool), joints.shape[:2])
-    # NaN marks an unknown joint as well as known=False (DESIGN contract).
+    # NaN marks an unknown joint as well as known=False (docs/design.md contract).
     known = known & np.isfinite(joints).all(-1)
     return joints, known
 

@@ -82,7 +82,7 @@ def facing_yaw(joints: np.ndarray) -> np.ndarray:
 
 
 def estimate_scale(joints: np.ndarray, reference_bones: np.ndarray) -> np.ndarray:
-    """Body scale relative to the reference skeleton, from whatever segments are known (FINDINGS 4)."""
+    """Body scale relative to the reference skeleton, from whatever segments are known (docs/findings.md, 4)."""
     lengths = bone_lengths(joints)
     known = np.isfinite(lengths)
     ref = np.broadcast_to(reference_bones, lengths.shape)

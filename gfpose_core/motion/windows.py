@@ -3,7 +3,7 @@
 A window is placed in the frame of one of its poses (the anchor: its pelvis at the origin, facing -Y) and scaled
 by the take's body size, so the model sees the movement itself (travel, turns, feet planted) and not where in the
 room or how tall. All 24 joints of every frame are kept, the pelvis included: its travel is part of the motion.
-One global standard deviation, a per-coordinate mean (as pose_space, FINDINGS 4).
+One global standard deviation, a per-coordinate mean (as pose_space, docs/findings.md, 4).
 """
 from __future__ import annotations
 

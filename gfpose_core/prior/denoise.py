@@ -1,4 +1,4 @@
-"""Per-frame denoising of takes with the pose prior between two zero-phase low-passes (FINDINGS 5: prior and
+"""Per-frame denoising of takes with the pose prior between two zero-phase low-passes (docs/findings.md, 5: prior and
 filter beat either alone). Spikes are found against a running median and, like dropouts, filled over time first.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The model's coordinates: canonical body24 poses (pelvis at the origin) as normalised 69-vectors.
 
-One global standard deviation for every coordinate (FINDINGS 4: it generalises across skeletons far better than
+One global standard deviation for every coordinate (docs/findings.md, 4: it generalises across skeletons far better than
 a per-coordinate one), a per-coordinate mean, and the reference bone lengths that define unit body scale.
 """
 from __future__ import annotations

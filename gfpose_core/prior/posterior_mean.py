@@ -44,7 +44,7 @@ class PosteriorMean:
     The folder holds one network (config.json + model.safetensors, as training writes a run) or several, one per
     subfolder, whose answers are averaged: networks trained apart make partly independent errors. The shipped two,
     averaged, were nearer the truth than the first alone on every validation cell and than the second alone on all
-    but CMU legs (README, "Shipped weights")."""
+    but CMU legs (docs/history.md)."""
 
     def __init__(self, nets: list[ScoreNet], device: torch.device):
         self.nets, self.device = nets, device

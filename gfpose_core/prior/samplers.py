@@ -43,7 +43,7 @@ def euler_maruyama(score_fn, x, ts, sde: SubVPSDE, *, generator=None, project=No
 
 
 def mode_seeking(score_fn, x, ts, sde: SubVPSDE, *, generator=None, project=None, callback=None):
-    """Deterministic reverse drift with the full g^2 * score: climbs to a likely pose (FINDINGS 1).
+    """Deterministic reverse drift with the full g^2 * score: climbs to a likely pose (docs/findings.md, 1).
 
     Best for one completion; it collapses free generation, so it is never used for that.
     """

@@ -67,7 +67,7 @@ def prepare_poses(joints: np.ndarray, reference_bones: np.ndarray | None = None)
 
     Every pose is rebuilt from its bone directions with one set of bone lengths (left and right averaged), so
     that sources with other proportions (CMU's two BVH conventions) teach the model one body, not two
-    (FINDINGS 6). Batches then vary the lengths a little so the model still accepts other bodies.
+    (docs/findings.md, 6). Batches then vary the lengths a little so the model still accepts other bodies.
     """
     if reference_bones is None:
         reference_bones = np.median(bone_lengths(joints), axis=0)

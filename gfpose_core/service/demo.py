@@ -1,4 +1,4 @@
-"""The main job: the engine with the shipped weights on a real take (README, first command).
+"""The main job: the engine with the shipped weights on a real take (the engine-only demo; the README's first command runs the add-on demo).
 
 Completes a pose whose left arm is hidden, cleans a take with mocap-like noise, and makes variations of a pose,
 printing what it measured and drawing before/after pictures into demo_out/.
