@@ -1,7 +1,7 @@
 """Classical baselines the benchmark compares the learned prior against (pure numpy/scipy).
 
 Pose completion: nearest training pose on the known joints, and the conditional mean of a Gaussian fitted to
-training poses. Take denoising: zero-phase Butterworth, Savitzky-Golay and Gaussian smoothing over time.
+training poses. Take denoising: the filters of `body.filters`, each tuned on validation takes (`best_cutoff`).
 Poses are canonical body24 (N, 24, 3); `known` is (N, 24) bool, and a NaN joint counts as unknown too.
 """
 from __future__ import annotations
@@ -201,7 +201,7 @@ class GaussianCompletion:
         return (self.mean + z @ self._chol.T).reshape(n, N_JOINTS, 3)
 
 
-# ---------------------------------------------------------------- temporal filters for takes (T, 24, 3)
+# ---------------------------------------------------------------- tuning the filters (body.filters) on validation takes
 
 
 def best_cutoff(clean_takes, noisy_takes, fps, candidates, method: str = "butterworth", **kwargs):

@@ -219,6 +219,3 @@ def _pick_takes(takes: dict, split: str, n: int, length: int, rng) -> list[np.nd
         s = int(rng.integers(0, lengths[c] - length + 1))
         out.append(takes["joints"][frames[s:s + length]].astype(np.float64))
     return out
-
-
-# ------------------------------------------------------------------------------------------------- completion

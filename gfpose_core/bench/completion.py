@@ -125,6 +125,3 @@ def run_completion(engine, data: BenchData, sizes: Sizes) -> dict:
             _log(f"  completion {ds} {setting}: engine {res['engine']['mpjpe_mm']:.1f} mm, "
                  f"nn {res['nn']['mpjpe_mm']:.1f} mm ({time.perf_counter() - t0:.1f} s)")
     return out
-
-
-# ------------------------------------------------------------------------------------------------- denoising

@@ -138,6 +138,3 @@ def run_denoising(engine, data: BenchData, sizes: Sizes, fps: float = 30.0) -> t
                  f"butterworth {res['butterworth']['mpjpe_mm']:.1f} per-frame {res['paper_per_frame']['mpjpe_mm']:.1f}"
                  f" mm ({time.perf_counter() - t0:.1f} s)")
     return out, params
-
-
-# ------------------------------------------------------------------------------------------------- generation

@@ -116,6 +116,3 @@ def run_lifting(engine, data: BenchData, sizes: Sizes) -> dict:
              f"{res['best_of_10']['mpjpe_mm']:.1f} / {res['best_of_200']['mpjpe_mm']:.1f} mm "
              f"({time.perf_counter() - t0:.1f} s)")
     return out
-
-
-# ------------------------------------------------------------------------------------------------- speed

@@ -270,6 +270,3 @@ def write_report(results: dict, out: Path, plots: dict) -> str:
     text = "\n".join(L)
     (out / "report.md").write_text(text)
     return text
-
-
-# ------------------------------------------------------------------------------------------------- driver

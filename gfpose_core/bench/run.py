@@ -129,6 +129,3 @@ def _json_default(o):
     if isinstance(o, np.ndarray):
         return o.tolist()
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-# ------------------------------------------------------------------------------------------------- command line

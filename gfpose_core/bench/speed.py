@@ -280,6 +280,3 @@ def cli_start_seconds(repeats: int = 5) -> float:
         subprocess.run([sys.executable, "-m", "gfpose_core", "--help"], check=True, capture_output=True)
         times.append(time.perf_counter() - t)
     return _r(statistics.median(times), 3)
-
-
-# ------------------------------------------------------------------------------------------------- targets

@@ -171,6 +171,3 @@ def _ceiling_sentences(results: dict) -> list[str]:
                    f"recall {e['recall']:.3f} vs {c['recall']:.3f}; coverage {e['coverage']:.3f} vs "
                    f"{c['coverage']:.3f}.")
     return out
-
-
-# ------------------------------------------------------------------------------------------------- report

@@ -1,4 +1,5 @@
-"""Temporal filters over takes (T, 24, 3) that the engine itself uses: gap filling, Butterworth, Savitzky-Golay, Gaussian, residual-analysis cutoffs, resampling."""
+"""Temporal filters over takes (T, 24, 3) that the engine itself uses: gap filling, Butterworth, Savitzky-Golay,
+Gaussian smoothing, residual-analysis cutoffs, resampling (the benchmark compares the engine against them too)."""
 from __future__ import annotations
 
 import numpy as np

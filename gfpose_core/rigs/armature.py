@@ -187,6 +187,3 @@ class Armature:
                        world=np.asarray(d.get("matrix_world", np.eye(4)), dtype=np.float64))
         except (KeyError, TypeError) as e:
             raise ValueError(f"not an armature description: missing or malformed {e}") from None
-
-
-# --- binding a rig map to an armature -----------------------------------------------------------------------------

@@ -137,6 +137,3 @@ def joints_from_pose(binding: Binding, matrices: np.ndarray, world: bool = True)
     m = m[:, binding.bones]
     j = _points(binding, m[..., :3, 3], m[..., :3, :3])
     return binding.armature.to_world(j) if world else j
-
-
-# --- what follows what: parents and constraints ---------------------------------------------------------------
