@@ -5,24 +5,31 @@ An extension (blender_manifest.toml; id `gfpose`). The engine runs as a separate
 preferences: Engine URL, or Engine Python to start one); this package imports only bpy, mathutils, numpy and the
 standard library. Operators: gfpose.complete_pose, gfpose.denoise_action, gfpose.fill_inbetweens,
 gfpose.generate_variations; panel: View3D > Sidebar > GFPose.
+
+The Blender modules load in register(), not on import, so the add-on's bpy-free logic (plan.py) imports anywhere.
 """
 from __future__ import annotations
 
-import bpy
 
-from . import operators, panel, preferences
-
-_classes = preferences.classes + operators.classes + panel.classes
+def _classes():
+    from . import operators, panel, preferences
+    return preferences.classes + operators.classes + panel.classes
 
 
 def register():
-    for cls in _classes:
+    import bpy
+
+    from . import operators
+    for cls in _classes():
         bpy.utils.register_class(cls)
     operators.register_properties()
 
 
 def unregister():
+    import bpy
+
+    from . import operators, preferences
     preferences.stop_local()      # an engine this add-on started goes with it
     operators.unregister_properties()
-    for cls in reversed(_classes):
+    for cls in reversed(_classes()):
         bpy.utils.unregister_class(cls)

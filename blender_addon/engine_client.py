@@ -15,7 +15,12 @@ import urllib.request
 
 
 class EngineError(RuntimeError):
-    """The engine could not be reached or refused the request; the message says why, for the status bar."""
+    """The engine could not be reached or refused the request; the message says why, for the status bar.
+    `status` is the HTTP status of a refusal (None when no engine answered)."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 class EngineClient:
@@ -38,7 +43,7 @@ class EngineClient:
                 detail = e.reason
             if isinstance(detail, list):  # pydantic's list of field errors
                 detail = "; ".join(f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in detail)
-            raise EngineError(f"engine refused {path} ({e.code}): {detail}") from None
+            raise EngineError(f"engine refused {path} ({e.code}): {detail}", e.code) from None
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
             raise EngineError(f"no engine at {self.url} ({reason}); start one or check the add-on preferences") \

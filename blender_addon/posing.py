@@ -1,28 +1,19 @@
-"""What the operators need on top of rig_io: which bones the animator posed, which body24 joints that makes known,
-and keys for the other bones that land exactly where the engine's solve put them, under the animator's own bones.
+"""What the operators read and write on the armature beyond rig_io: which bones the animator keyed or selected, and
+keys for the other bones that land exactly where the engine's solve put them, under the animator's own bones
+(which joints that makes known is decided in plan.py, without Blender).
 
 bpy + numpy + the standard library only (the engine is reached over HTTP by the operators).
 """
 from __future__ import annotations
-
-import re
 
 import bpy
 import numpy as np
 from bpy_extras import anim_utils
 from mathutils import Matrix
 
-# body24, the engine's joint set (DESIGN.md, a contract): names in order and parents.
-JOINT_NAMES = ("pelvis", "spine", "chest", "neck", "head", "head_end",
-               "collar_l", "shoulder_l", "elbow_l", "wrist_l", "hand_end_l",
-               "collar_r", "shoulder_r", "elbow_r", "wrist_r", "hand_end_r",
-               "hip_l", "knee_l", "ankle_l", "toe_l", "hip_r", "knee_r", "ankle_r", "toe_r")
-PARENTS = (-1, 0, 1, 2, 3, 4, 2, 6, 7, 8, 9, 2, 11, 12, 13, 14, 0, 16, 17, 18, 0, 20, 21, 22)
-INDEX = {n: i for i, n in enumerate(JOINT_NAMES)}
-CHILDREN = tuple(tuple(c for c in range(24) if PARENTS[c] == j) for j in range(24))
+from .plan import bone_of_path
 
 _TRANSFORM_PATHS = ("rotation_quaternion", "rotation_euler", "rotation_axis_angle", "location", "scale")
-_BONE_PATH = re.compile(r'^pose\.bones\["((?:[^"\\]|\\.)*)"\]\.(\w+)$')
 
 
 # --- what the animator posed --------------------------------------------------------------------------------------
@@ -36,13 +27,6 @@ def channelbag(obj):
     if hasattr(ad, "action_slot"):
         return anim_utils.animdata_get_channelbag_for_assigned_slot(ad)
     return ad.action  # Blender < 4.4: action.fcurves
-
-
-def bone_of_path(path: str) -> tuple[str, str] | None:
-    m = _BONE_PATH.match(path)
-    if not m:
-        return None
-    return m.group(1).replace('\\"', '"').replace("\\\\", "\\"), m.group(2)
 
 
 def keyframe_frames(fc) -> np.ndarray:
@@ -114,58 +98,6 @@ def set_selected(obj, names) -> None:
             pb.select = pb.name in names
         else:
             pb.bone.select = pb.name in names
-
-
-# --- known joints and the bones to key -------------------------------------------------------------------------------
-
-def _bones_by_joint(write: dict) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for bone, joint in write["bones"].items():
-        out.setdefault(joint, []).append(bone)
-    return out
-
-
-def known_joints(write: dict, posed: set[str]) -> list[bool]:
-    """A body24 joint is known when the animator's bones alone fix it: the root bone carries the pelvis, and a
-    joint is known when its parent joint is and a posed bone turns with that parent (a joint no bone turns with
-    follows its parent)."""
-    by_joint = _bones_by_joint(write)
-    known = [False] * 24
-    known[0] = write["root"] in posed
-    for c in range(1, 24):
-        a = PARENTS[c]
-        turners = by_joint.get(JOINT_NAMES[a], [])
-        known[c] = known[a] and (not turners or any(b in posed for b in turners))
-    return known
-
-
-def bones_to_key(write: dict, posed: set[str], known: list[bool]) -> list[str]:
-    """The mapped bones the animator did not pose that turn with a joint whose children are not known (and the
-    root when the pelvis is not known)."""
-    out = []
-    for bone, joint in write["bones"].items():
-        if bone in posed:
-            continue
-        j = INDEX[joint]
-        if any(not known[c] for c in CHILDREN[j]) or (bone == write["root"] and not known[0]):
-            out.append(bone)
-    if write["root"] not in posed and not known[0] and write["root"] not in out:
-        out.append(write["root"])
-    return out
-
-
-def joints_from_posed_bones(write: dict, posed: set[str]) -> list[str]:
-    """The body24 joints the given bones hold (for Generate's pinned joints): the joint each turns with and that
-    joint's children (the root bone holds the pelvis)."""
-    names: set[str] = set()
-    for bone, joint in write["bones"].items():
-        if bone in posed:
-            j = INDEX[joint]
-            names.add(joint)
-            names.update(JOINT_NAMES[c] for c in CHILDREN[j])
-    if write["root"] in posed:
-        names.add("pelvis")
-    return [n for n in JOINT_NAMES if n in names]
 
 
 # --- keys that land where the solve put the bones ------------------------------------------------------------------

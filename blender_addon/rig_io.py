@@ -63,7 +63,6 @@ def describe_armature(obj) -> dict:
     matrices in armature space, lengths, rotation modes and constraints as they stand now (after drivers)."""
     check_armature(obj)
     bones = obj.data.bones
-    names = [b.name for b in bones]
     rest = _matrices(bones, "matrix_local")
     lengths = np.empty(len(bones), dtype=np.float32)
     bones.foreach_get("length", lengths)

@@ -242,7 +242,7 @@ def test_zip_validates_installs_and_enables(addon, installed, addon_zip, repo_di
                bpy.types.GFPOSE_OT_fill_inbetweens, bpy.types.GFPOSE_OT_generate_variations):
         assert op.bl_options == {"REGISTER", "UNDO"}
     # The rig chooser lists the shipped maps (from the installed extension's rigs/).
-    items = [i[0] for i in addon.operators._rig_items(None, bpy.context)]
+    items = [i[0] for i in addon.settings._rig_items(None, bpy.context)]
     assert items[0] == "AUTO" and {"rigify", "metarig", "mixamo", "cmu_mb31", "ue5_mannequin"} <= set(items)
     # The add-on imports only bpy, mathutils, numpy and the standard library (no torch, no engine package).
     imported = set()

@@ -105,6 +105,8 @@ def test_no_module_over_500_lines():
                                        "gfpose_core.bench", "torch")),
     ("import gfpose_core.formats.bvh", ("gfpose_core.engine", "gfpose_core.rigs", "torch")),
     ("import gfpose_core.service.cli", ("gfpose_core.bench.run", "gfpose_core.engine", "torch")),
+    # the add-on's decisions are plain Python: testable without the Blender module
+    ("import blender_addon.plan", ("bpy", "mathutils", "bpy_extras", "torch", "gfpose_core")),
 ])
 def test_importing_a_layer_loads_nothing_above_it(entry, forbidden):
     """Checked in a fresh interpreter through sys.modules, so lazy imports and re-exports count as they run."""

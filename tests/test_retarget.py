@@ -566,6 +566,27 @@ def test_server_helpers_speak_json():
     assert len(keys["channels"][0]["values"]) == 3
 
 
+def test_the_server_plans_an_armature_once_and_names_it_after():
+    """The add-on sends an armature once; later solves name its binding_id, and give the same keys as sending the
+    armature again. An id the cache does not hold is refused (the add-on then sends the armature)."""
+    from gfpose_core.rigs.solve import BindingCache, UnknownBinding
+    d = json.loads(json.dumps(build_armature("ue4_mannequin").to_dict()))
+    cache = BindingCache(size=2)
+    poses = random_poses(2).tolist()
+    first = cache.pose_for_rig(poses, d)
+    bid = first["binding_id"]
+    again = cache.pose_for_rig(poses, binding_id=bid)
+    assert again["channels"] == first["channels"] and again["binding_id"] == bid
+    assert cache.get(bid).plan is not None                      # planned once, kept with the binding
+    assert cache.pose_for_rig(poses, d)["binding_id"] == bid     # the same armature is the same binding
+    moved = json.loads(json.dumps(d))
+    moved["bones"][0]["matrix_local"][0][3] += 0.1
+    assert cache.pose_for_rig(poses, moved)["binding_id"] != bid
+    cache.pose_for_rig(poses, build_armature("mixamo").to_dict())   # a third armature: the oldest goes
+    with pytest.raises(UnknownBinding):
+        cache.pose_for_rig(poses, binding_id=bid)
+
+
 def test_template_command_prints_a_loadable_map(tmp_path, capsys):
     from gfpose_core.rigs.rig_map import main
     assert main(["template", "my_rig", "--like", "mixamo"]) == 0

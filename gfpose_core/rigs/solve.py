@@ -219,3 +219,47 @@ def pose_for_rig(description: dict, joints, rig: str | None = None, root_scale: 
     """Server helper: armature description + body24 poses -> keys to write (RigPose.to_dict)."""
     arm = Armature.from_dict(description)
     return solve(arm, joints, rig=rig, root_scale=root_scale).to_dict()
+
+
+class UnknownBinding(Exception):
+    """A binding_id the cache does not hold (never made, or dropped as the oldest)."""
+
+
+class BindingCache:
+    """Bindings (with their FK plans) the server keeps between calls, by the digest of the armature description and
+    rig map they were made from: a client sends an armature once and names it by `binding_id` after that. The
+    oldest go first beyond `size`."""
+
+    def __init__(self, size: int = 32):
+        self.size = size
+        self._held: dict[str, Binding] = {}
+
+    @staticmethod
+    def digest(description: dict, rig: str | None) -> str:
+        import hashlib
+        import json
+        return hashlib.sha1(json.dumps([description, rig], sort_keys=True).encode()).hexdigest()
+
+    def bind(self, description: dict, rig: str | None) -> tuple[str, Binding]:
+        key = self.digest(description, rig)
+        binding = self._held.pop(key, None) or bind(Armature.from_dict(description), rig)
+        self._held[key] = binding                      # newest last
+        while len(self._held) > self.size:
+            self._held.pop(next(iter(self._held)))
+        return key, binding
+
+    def get(self, binding_id: str) -> Binding | None:
+        return self._held.get(binding_id)
+
+    def pose_for_rig(self, joints, description: dict | None = None, rig: str | None = None,
+                     binding_id: str | None = None, root_scale: float | None = None) -> dict:
+        """Keys for the armature sent now, or for one sent before (binding_id; UnknownBinding when it is not held)."""
+        if description is not None:
+            binding_id, binding = self.bind(description, rig)
+        else:
+            binding = self.get(binding_id)
+            if binding is None:
+                raise UnknownBinding(binding_id)
+        out = solve(binding.armature, joints, binding=binding, root_scale=root_scale).to_dict()
+        out["binding_id"] = binding_id
+        return out

@@ -18,8 +18,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gfpose_core import __version__
+from gfpose_core.body.skeleton import PARENTS
 from gfpose_core.engine import MAX_HYPOTHESES
 from gfpose_core.prior.samplers import SAMPLERS
+from gfpose_core.rigs.solve import BindingCache, UnknownBinding
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
 MAX_POSES = 20_000          # poses x hypotheses per request
@@ -76,7 +78,12 @@ class BindRequest(_Strict):
     rig: Optional[str] = Field(None, description="rig map name; default: detected from the bone names")
 
 
-class PoseForRigRequest(BindRequest):
+class PoseForRigRequest(_Strict):
+    armature: Optional[dict] = Field(None, description="armature description (blender_addon.rig_io.describe_armature);"
+                                                       " may be left out once an answer gave its binding_id")
+    binding_id: Optional[str] = Field(None, max_length=64,
+                                      description="an earlier answer's binding_id: the armature it was solved for")
+    rig: Optional[str] = Field(None, description="rig map name; default: detected from the bone names")
     joints: list[list[list[float]]] = Field(description="(F, 24, 3) body24 poses, world metres")
     root_scale: Optional[float] = Field(None, gt=0, le=1000)
 
@@ -176,6 +183,7 @@ def create_app(engine, token: str | None = None) -> FastAPI:
                   description="A learned 3D human pose prior (body24): complete, denoise, generate, lift.")
     lock = threading.Lock()  # one sampling job at a time on the device; requests queue here
     batcher = CompleteBatcher(engine, lock)
+    bindings = BindingCache()   # armatures sent once, named by binding_id after
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
@@ -211,6 +219,7 @@ def create_app(engine, token: str | None = None) -> FastAPI:
     def info():
         t = engine.config.get("training", {})
         return {"version": __version__, "device": str(engine.device), "joints": engine.joint_names,
+                "parents": [int(p) for p in PARENTS],
                 "parameters": t.get("parameters"), "trained_on": t.get("data"), "samplers": list(SAMPLERS),
                 "motion_model": None if engine.motion is None else {
                     "frames": engine.motion.frames, "fps": engine.motion.space.fps,
@@ -288,13 +297,19 @@ def create_app(engine, token: str | None = None) -> FastAPI:
 
     @app.post("/pose_for_rig")
     def pose_for_rig(req: PoseForRigRequest):
-        """body24 poses -> bone rotations and root locations to key on the posted armature."""
-        from gfpose_core.rigs.solve import pose_for_rig as solve
+        """body24 poses -> bone rotations and root locations to key on the posted armature (or on the armature of
+        an earlier answer's binding_id: 409 when the engine no longer holds it, so send the armature again)."""
         joints = _array(req.joints, "joints", 3)
         _limit(len(joints), "joints")
         if np.isnan(joints).any():
             raise HTTPException(422, "joints must all be known to pose a rig")
-        return rig_call(solve, req.armature, joints, req.rig, req.root_scale)
+        if req.armature is None and req.binding_id is None:
+            raise HTTPException(422, "send the armature, or the binding_id of an earlier answer")
+        try:
+            return rig_call(bindings.pose_for_rig, joints, req.armature, req.rig, req.binding_id, req.root_scale)
+        except UnknownBinding:
+            raise HTTPException(409, f"binding_id {req.binding_id} is not held by this engine: send the armature"
+                                ) from None
 
     return app
 
