@@ -17,7 +17,7 @@ PKG = ROOT / "gfpose_core"
 LAYER = {"body": 0, "threads": 0, "formats": 1, "rigs": 2, "data": 3, "prior": 4, "motion": 5, "engine": 6,
          "service": 7, "bench": 8}
 # The command line is the top: `gfpose bench` is one of its commands, and the benchmark times the server.
-TOP = {"gfpose_core.service.cli": 9, "gfpose_core.__main__": 9}
+TOP = {"gfpose_core.service.cli": 9, "gfpose_core.__main__": 9, "gfpose_core.cli": 9}
 MAX_LINES = 500
 
 
@@ -123,3 +123,10 @@ def test_the_addon_never_imports_torch_or_the_engine():
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             assert not any(n.split(".")[0] in ("torch", "gfpose_core") for n in names), f"{p.name} imports {names}"
+
+
+def test_the_first_releases_engine_command_still_runs():
+    """Add-ons of the first release start `python -m gfpose_core.cli serve`; it is the same command as before."""
+    out = subprocess.run([sys.executable, "-m", "gfpose_core.cli", "--help"], capture_output=True, text=True,
+                         cwd=ROOT, check=True).stdout
+    assert "serve" in out and "denoise" in out
