@@ -12,8 +12,8 @@ from __future__ import annotations
 
 
 def _classes():
-    from . import operators, panel, preferences
-    return preferences.classes + operators.classes + panel.classes
+    from . import install_ops, operators, panel, preferences
+    return preferences.classes + install_ops.classes + operators.classes + panel.classes
 
 
 def register():

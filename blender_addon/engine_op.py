@@ -9,7 +9,6 @@ one undo step.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import bpy
 import numpy as np
@@ -17,22 +16,16 @@ import numpy as np
 from . import plan, rig_io
 from .engine_client import EngineClient, EngineError
 from .jobs import Call, Cancelled, Job
-from .preferences import connect, describe_info, engine_spec, ready, set_status
+from .preferences import (
+    connect,
+    describe_info,
+    engine_info,
+    engine_spec,
+    forget_engines,
+    ready,
+    set_status,
+)
 
-ADDON_DIR = Path(__file__).resolve().parent
-
-
-def rig_map_names() -> list[str]:
-    """Rig map names the chooser offers before the engine is asked (the repository's maps when the add-on runs from
-    a checkout); the engine's own list comes with /info once it is reached."""
-    names = set()
-    for folder in (ADDON_DIR / "rigs", ADDON_DIR.parent / "gfpose_core" / "rigs" / "maps"):
-        if folder.is_dir():
-            names.update(p.stem for p in folder.glob("*.toml"))
-    return sorted(names)
-
-
-_infos: dict[str, dict] = {}           # engine URL -> its /info
 _bindings: dict[tuple, dict] = {}      # (object, rig choice, armature signature) -> /bind reply
 _solve_ids: dict[tuple, str] = {}      # (engine URL, rig, signature of the armature as solved) -> binding id
 _last_binding: dict[str, dict] = {}    # object name -> the latest binding (for the panel)
@@ -43,8 +36,9 @@ def binding_for_panel(obj) -> dict | None:
 
 
 def clear_bindings():
-    for cache in (_infos, _bindings, _solve_ids, _last_binding):
+    for cache in (_bindings, _solve_ids, _last_binding):
         cache.clear()
+    forget_engines()
 
 
 @dataclass
@@ -67,9 +61,7 @@ def connect_and_bind(obj, spec: dict, rig_choice: str, progress: float = 0.1):
     client = ready(spec)
     if client is None:      # starting the engine takes seconds: off the main thread
         client = yield Call(connect, spec, progress=0.02, label="Starting the engine")
-    info = _infos.get(client.url)
-    if info is None:
-        info = _infos[client.url] = yield Call(client.info, progress=0.05, label="Asking the engine")
+    info = yield Call(engine_info, client, progress=0.05, label="Asking the engine")
     desc = rig_io.describe_armature(obj)
     rig = None if rig_choice in ("", "AUTO") else rig_choice
     key = (obj.name_full, rig, plan.armature_signature(desc))
@@ -227,9 +219,9 @@ class GFPOSE_OT_detect_rig(EngineOperator, bpy.types.Operator):
     def steps(self, obj, spec, scene):
         for key in [k for k in _bindings if k[0] == obj.name_full]:
             del _bindings[key]
-        _infos.clear()
+        forget_engines()
         bound = yield from connect_and_bind(obj, spec, obj.gfpose.rig)
-        set_status(describe_info(_infos[bound.client.url]))
+        set_status(describe_info(engine_info(bound.client)))
         binding = bound.binding
         n_read, n_keyed = len(binding["bones"]), len(binding["write"]["bones"])
         return f"rig map '{binding['rig']}' ({n_read} bones read, {n_keyed} keyed)"

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import bpy
 import numpy as np
-from bpy_extras import anim_utils
 from mathutils import Matrix
 
+from . import anim_compat
 from .plan import bone_of_path
 
 _TRANSFORM_PATHS = ("rotation_quaternion", "rotation_euler", "rotation_axis_angle", "location", "scale")
@@ -19,14 +19,8 @@ _TRANSFORM_PATHS = ("rotation_quaternion", "rotation_euler", "rotation_axis_angl
 # --- what the animator posed --------------------------------------------------------------------------------------
 
 def channelbag(obj):
-    """F-curves of the action slot that animates the object, or None (Blender 4.4+ slotted actions; a legacy
-    action's own fcurves on 4.2/4.3)."""
-    ad = obj.animation_data
-    if ad is None or ad.action is None:
-        return None
-    if hasattr(ad, "action_slot"):
-        return anim_utils.animdata_get_channelbag_for_assigned_slot(ad)
-    return ad.action  # Blender < 4.4: action.fcurves
+    """F-curves of the action slot that animates the object, or None."""
+    return anim_compat.channelbag(obj)
 
 
 def keyframe_frames(fc) -> np.ndarray:
@@ -85,8 +79,7 @@ def selected_key_frames(obj, bones=None) -> list[int]:
 def selected_bones(obj) -> set[str]:
     out = set()
     for pb in obj.pose.bones:
-        sel = pb.select if hasattr(pb, "select") else pb.bone.select  # Blender 5.0 moved selection to pose bones
-        if sel:
+        if anim_compat.is_selected(pb):
             out.add(pb.name)
     return out
 
@@ -94,10 +87,7 @@ def selected_bones(obj) -> set[str]:
 def set_selected(obj, names) -> None:
     names = set(names)
     for pb in obj.pose.bones:
-        if hasattr(pb, "select"):
-            pb.select = pb.name in names
-        else:
-            pb.bone.select = pb.name in names
+        anim_compat.set_selected(pb, pb.name in names)
 
 
 # --- keys that land where the solve put the bones ------------------------------------------------------------------
@@ -215,12 +205,7 @@ def set_pose_values(obj, pose: dict, k: int = 0) -> None:
 def fcurve_snapshot(obj, action=None) -> dict:
     """Every F-curve of the object's action slot (or of `action`'s slot for the object): keyframe co, handles and
     interpolation as exact float32/int arrays, by (data path, index)."""
-    if action is None:
-        bag = channelbag(obj)
-    else:
-        slot = obj.animation_data.action_slot if (obj.animation_data and obj.animation_data.action == action) \
-            else (action.slots[0] if len(action.slots) else None)
-        bag = anim_utils.action_get_channelbag_for_slot(action, slot)
+    bag = channelbag(obj) if action is None else anim_compat.channelbag_of(obj, action)
     out = {}
     if bag is None:
         return out

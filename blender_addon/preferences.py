@@ -9,6 +9,24 @@ from .engine_client import EngineClient, EngineError, LocalEngine
 
 _local: dict[str, LocalEngine] = {}
 _lock = threading.Lock()
+_infos: dict[str, dict] = {}     # engine URL -> its /info: joints, motion model, rig maps
+
+
+def engine_info(client: EngineClient, fresh: bool = False) -> dict:
+    """The engine's /info, asked once per engine (again when `fresh`). Safe on a job thread."""
+    info = None if fresh else _infos.get(client.url)
+    if info is None:
+        info = _infos[client.url] = client.info()
+    return info
+
+
+def known_rig_maps() -> list[str]:
+    """The rig maps of every engine reached so far (none before the first)."""
+    return sorted({n for info in list(_infos.values()) for n in info.get("rig_maps") or []})
+
+
+def forget_engines() -> None:
+    _infos.clear()
 
 
 class GFPosePreferences(bpy.types.AddonPreferences):
@@ -27,8 +45,26 @@ class GFPosePreferences(bpy.types.AddonPreferences):
     token: bpy.props.StringProperty(name="Token", default="", subtype="PASSWORD",
                                     description="Needed only for an engine on another machine")
     status: bpy.props.StringProperty(name="Status", default="not checked")
+    # Install Engine (install_ops.py)
+    install_source: bpy.props.StringProperty(
+        name="Source", default="", subtype="FILE_PATH",
+        description="Empty: the package index (needs the internet). Or the engine's wheel (.whl) or a folder of "
+                    "wheels, installed without any network")
+    install_python: bpy.props.StringProperty(
+        name="Base Python", default="", subtype="FILE_PATH",
+        description="The Python 3.11+ to build the engine's environment from; empty: the newest one found")
+    install_folder: bpy.props.StringProperty(
+        name="Environment", default="", subtype="DIR_PATH",
+        description="Where the engine's environment goes; empty: this add-on's folder in Blender's user data "
+                    "(outside the extension, kept when the extension is updated)")
+    install_cuda: bpy.props.BoolProperty(
+        name="Use the NVIDIA GPU", default=False,
+        description="Install torch's CUDA build (a download of several GB) instead of the CPU build")
+    install_status: bpy.props.StringProperty(name="Install", default="")
 
     def draw(self, context):
+        from .install_ops import draw_install
+        draw_install(self, self.layout.box())
         col = self.layout.column()
         col.prop(self, "engine_python")
         if self.engine_python:
@@ -112,7 +148,7 @@ class GFPOSE_OT_test_connection(bpy.types.Operator):
     def execute(self, context):
         p = prefs(context)
         try:
-            info = client(context).info()
+            info = engine_info(client(context), fresh=True)
         except EngineError as e:
             p.status = "no engine"
             self.report({"ERROR"}, str(e))

@@ -5,7 +5,7 @@ module sends (`describe_armature`), answers with a binding to read body24 with (
 write (`write_keys`). Nothing here imports the engine, so the add-on runs in Blender's own Python.
 
 Bulk access throughout: pose matrices come out with foreach_get, keyframes go in with foreach_set, one F-curve per
-channel, into Blender 4.4+/5.0 slotted actions (action -> slot -> layer -> keyframe strip -> channelbag).
+channel, through anim_compat (slotted actions on 4.4+, an action's own F-curves on 4.2/4.3).
 """
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import time
 
 import bpy
 import numpy as np
-from bpy_extras import anim_utils
+
+from . import anim_compat
 
 _INTERPOLATION = {"CONSTANT": 0, "LINEAR": 1, "BEZIER": 2}
 
@@ -150,21 +151,6 @@ def apply_properties(obj, properties) -> list[str]:
     return skipped
 
 
-def _slot_for(obj, action):
-    """The action slot that animates this object: the one in use, one made for it, or a new one."""
-    ad = obj.animation_data or obj.animation_data_create()
-    if ad.action == action and ad.action_slot is not None:
-        return ad.action_slot
-    for slot in action.slots:
-        if slot.target_id_type == "OBJECT" and slot.identifier == "OB" + obj.name:
-            return slot
-    users = [s for s in action.slots if s.target_id_type in ("OBJECT", "UNSPECIFIED")]
-    if len(users) == 1 and not any(o.animation_data and o.animation_data.action == action and o != obj
-                                   for o in bpy.data.objects):
-        return users[0]
-    return action.slots.new(id_type="OBJECT", name=obj.name)
-
-
 def _set_keys(fc, frames: np.ndarray, values: np.ndarray, interpolation: int) -> None:
     """Key one F-curve at `frames` in one go, replacing its keys in that range and keeping the others."""
     kp = fc.keyframe_points
@@ -216,19 +202,14 @@ def write_keys(obj, pose: dict, frame_start: int = 1, action=None, interpolation
     ad = obj.animation_data or obj.animation_data_create()
     if action is None:
         action = ad.action or bpy.data.actions.new(f"{obj.name} gfpose")
-    slot = _slot_for(obj, action)
-    if ad.action != action:
-        ad.action = action
-    if ad.action_slot != slot:
-        ad.action_slot = slot
-    bag = anim_utils.action_ensure_channelbag_for_slot(action, slot)
+    bag = anim_compat.ensure_channelbag(obj, action)
     code = _INTERPOLATION[interpolation]
     for ch in channels:
         values = np.asarray(ch["values"], dtype=np.float64).reshape(n_frames, -1)
         bone = ch["bone"]
         path = f'pose.bones["{bpy.utils.escape_identifier(bone)}"].{ch["path"]}'
         for i in range(values.shape[1]):
-            fc = bag.fcurves.find(path, index=i) or bag.fcurves.new(path, index=i, group_name=bone)
+            fc = anim_compat.fcurve(bag, path, i, bone)
             _set_keys(fc, frames, values[:, i], code)
     ends = frames[[0, -1]] if n_frames > 1 else frames[:1]
     for p in props:
@@ -236,7 +217,7 @@ def write_keys(obj, pose: dict, frame_start: int = 1, action=None, interpolation
         if pb is None or p["name"] not in pb.keys():
             continue
         path = f'pose.bones["{bpy.utils.escape_identifier(p["bone"])}"]["{bpy.utils.escape_identifier(p["name"])}"]'
-        fc = bag.fcurves.find(path, index=0) or bag.fcurves.new(path, index=0, group_name=p["bone"])
+        fc = anim_compat.fcurve(bag, path, 0, p["bone"])
         _set_keys(fc, ends, np.full(len(ends), float(p["value"])), _INTERPOLATION["CONSTANT"])
     return action
 
@@ -320,12 +301,7 @@ def key_values(obj, action, pose: dict, frames) -> dict:
     """What `keep_key_values` keeps: the values at `frames` (scene frames) of the F-curves in `action` (through
     the object's slot) for each channel of `pose`, evaluated as Blender does; NaN for an index without an F-curve,
     channels without any left out."""
-    ad = obj.animation_data
-    slot = ad.action_slot if ad is not None and ad.action == action else None
-    if slot is None:
-        ids = [s for s in action.slots if s.identifier == "OB" + obj.name]
-        slot = ids[0] if ids else (action.slots[0] if len(action.slots) == 1 else None)
-    bag = anim_utils.action_get_channelbag_for_slot(action, slot) if slot is not None else None
+    bag = anim_compat.channelbag_of(obj, action)
     out = {}
     if bag is None:
         return out

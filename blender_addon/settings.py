@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import bpy
 
-from .engine_op import rig_map_names
+from .preferences import known_rig_maps
 
 _rig_items_cache: list = []
 
 
 def _rig_items(self, context):
-    # Blender keeps only pointers to these strings: the list must outlive the call.
-    if not _rig_items_cache:
-        _rig_items_cache.append(("AUTO", "Auto-detect", "Detect the rig map from the bone names"))
-        _rig_items_cache.extend((n, n, f"rig map '{n}'") for n in rig_map_names())
+    """Auto-detect, then the maps the engine knows (listed once it has been reached: Test Connection or any
+    operator). Blender keeps only pointers to these strings, so the list lives on between calls."""
+    names = known_rig_maps()
+    if [i[0] for i in _rig_items_cache[1:]] != names or not _rig_items_cache:
+        _rig_items_cache[:] = [("AUTO", "Auto-detect", "Detect the rig map from the bone names")]
+        _rig_items_cache.extend((n, n, f"the engine's rig map '{n}'") for n in names)
     return _rig_items_cache
 
 

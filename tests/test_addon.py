@@ -18,13 +18,14 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CMU_MB31, REPO_ROOT
+from conftest import CMU_MB31, ENGINE_PYTHON, REPO_ROOT
 
 pytestmark = pytest.mark.blender
 
@@ -67,7 +68,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def engine_url():
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gfpose_core", "serve", "--port", str(port),
+    proc = subprocess.Popen([ENGINE_PYTHON, "-m", "gfpose_core", "serve", "--port", str(port),
                              "--device", "cpu"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
@@ -231,7 +232,9 @@ def test_zip_validates_installs_and_enables(addon, installed, addon_zip, repo_di
         out = subprocess.run([sys.executable, str(VALIDATOR), "validate", str(src)], capture_output=True, text=True)
         assert out.returncode == 0 and "Success" in out.stdout, out.stdout + out.stderr
     assert (repo_dir / "gfpose" / "blender_manifest.toml").exists()
-    assert (repo_dir / "gfpose" / "rigs" / "rigify.toml").exists()
+    assert not (repo_dir / "gfpose" / "rigs").exists()           # one copy of the rig maps: the engine's
+    manifest = tomllib.loads((repo_dir / "gfpose" / "blender_manifest.toml").read_text())
+    assert manifest["blender_version_min"] == "4.2.0"             # 4.2 LTS and later install it
     assert MODULE in bpy.context.preferences.addons
     for op in ("complete_pose", "denoise_action", "fill_inbetweens", "generate_variations", "cycle_hypothesis",
                "test_connection"):
@@ -241,7 +244,10 @@ def test_zip_validates_installs_and_enables(addon, installed, addon_zip, repo_di
     for op in (bpy.types.GFPOSE_OT_complete_pose, bpy.types.GFPOSE_OT_denoise_action,
                bpy.types.GFPOSE_OT_fill_inbetweens, bpy.types.GFPOSE_OT_generate_variations):
         assert op.bl_options == {"REGISTER", "UNDO"}
-    # The rig chooser lists the shipped maps (from the installed extension's rigs/).
+    # The rig chooser lists the engine's maps once the engine has been reached.
+    addon.operators.clear_bindings()
+    assert [i[0] for i in addon.settings._rig_items(None, bpy.context)] == ["AUTO"]
+    assert bpy.ops.gfpose.test_connection() == {"FINISHED"}
     items = [i[0] for i in addon.settings._rig_items(None, bpy.context)]
     assert items[0] == "AUTO" and {"rigify", "metarig", "mixamo", "cmu_mb31", "ue5_mannequin"} <= set(items)
     # The add-on imports only bpy, mathutils, numpy and the standard library (no torch, no engine package).
@@ -701,6 +707,7 @@ def test_dead_engine_reports_an_error_and_changes_nothing(addon, rigify_blend, d
 
 def test_refused_request_reports_the_engine_message(addon, rigify_blend, engine_url):
     obj = _rigify_scene(addon, rigify_blend)
+    assert bpy.ops.gfpose.test_connection() == {"FINISHED"}       # the chooser lists the engine's maps
     obj.gfpose.rig = "mixamo"                                     # the wrong map for this rig
     before = _state(addon, obj)
     with pytest.raises(RuntimeError, match="mixamo"):
@@ -764,9 +771,31 @@ def test_panel_shows_status_and_rig_map(addon, rigify_blend):
     assert "Hypothesis 1 / 2" in log
 
 
+def test_install_engine_from_a_local_wheel_sets_engine_python_and_the_add_on_talks_to_it(addon, tmp_path):
+    """Install Engine, driven headless: the engine's wheel from a folder (no network), into an environment folder
+    the test picks; then Engine Python is that environment and the add-on starts the engine from it."""
+    from engine_envs import build_wheel, seeded_env
+    wheel = build_wheel(tmp_path / "dist")
+    env = seeded_env(tmp_path / "engine", ENGINE_PYTHON)    # the dependencies, as a wheelhouse would give them
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    prefs.install_source, prefs.install_folder, prefs.install_python = str(wheel), str(env), ENGINE_PYTHON
+    assert bpy.ops.gfpose.install_engine() == {"FINISHED"}, prefs.install_status
+    assert Path(prefs.engine_python) == env / "bin" / "python" and prefs.install_status.startswith("installed")
+    prefs.engine_device = "cpu"
+    assert bpy.ops.gfpose.test_connection() == {"FINISHED"} and prefs.status.startswith("ok: cpu")
+    (engine,) = addon.preferences._local.values()
+    assert engine.proc.args[0] == prefs.engine_python
+    # A source that is not there: refused before anything is made, Engine Python unchanged.
+    prefs.install_source = str(tmp_path / "missing.whl")
+    with pytest.raises(RuntimeError, match="does not exist"):
+        bpy.ops.gfpose.install_engine()
+    assert Path(prefs.engine_python) == env / "bin" / "python"
+    addon.preferences.stop_local()
+
+
 def test_engine_python_starts_an_engine_and_disabling_stops_it(addon):
     prefs = bpy.context.preferences.addons[MODULE].preferences
-    prefs.engine_python = sys.executable
+    prefs.engine_python = ENGINE_PYTHON
     prefs.engine_device = "cpu"
     assert bpy.ops.gfpose.test_connection() == {"FINISHED"} and prefs.status.startswith("ok: cpu")
     (engine,) = addon.preferences._local.values()

@@ -47,6 +47,11 @@ def rig_io():
     return rig_io
 
 
+def _compat():
+    from blender_addon import anim_compat
+    return anim_compat
+
+
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory) -> Path:
     folder = os.environ.get("GFPOSE_ARTIFACTS")
@@ -259,8 +264,7 @@ def test_mixamo_armature_with_own_rolls_round_trip_and_key_merging(rig_io, data_
     arm = Armature.from_dict(rig_io.describe_armature(obj))
     pose = solve(arm, wanted[:10][::-1], binding=bind(arm))
     act = rig_io.write_keys(obj, pose.to_dict(), frame_start=20, action="gfpose test")
-    from bpy_extras import anim_utils
-    bag = anim_utils.action_get_channelbag_for_slot(act, obj.animation_data.action_slot)
+    bag = _compat().channelbag_of(obj, act)
     fc = bag.fcurves.find('pose.bones["mixamorig1:LeftArm"].rotation_quaternion', index=0)
     frames = np.array([k.co[0] for k in fc.keyframe_points])
     np.testing.assert_array_equal(frames, np.arange(1, len(wanted) + 1))

@@ -305,6 +305,11 @@ def load_rig_map(path_or_name: str | os.PathLike) -> RigMap:
     return parse_rig_map(data, str(p))
 
 
+def rig_map_names() -> list[str]:
+    """Names of the rig maps this engine ships (what `load_rig_map` and the servers' `rig` field accept)."""
+    return sorted(p.stem for p in RIGS_DIR.glob("*.toml"))
+
+
 def all_rig_maps() -> list[RigMap]:
     return [load_rig_map(p) for p in sorted(RIGS_DIR.glob("*.toml"))]
 

@@ -21,6 +21,7 @@ from gfpose_core import __version__
 from gfpose_core.body.skeleton import PARENTS
 from gfpose_core.engine import MAX_HYPOTHESES
 from gfpose_core.prior.samplers import SAMPLERS
+from gfpose_core.rigs.rig_map import rig_map_names
 from gfpose_core.rigs.solve import BindingCache, UnknownBinding
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -219,7 +220,7 @@ def create_app(engine, token: str | None = None) -> FastAPI:
     def info():
         t = engine.config.get("training", {})
         return {"version": __version__, "device": str(engine.device), "joints": engine.joint_names,
-                "parents": [int(p) for p in PARENTS],
+                "parents": [int(p) for p in PARENTS], "rig_maps": rig_map_names(),
                 "parameters": t.get("parameters"), "trained_on": t.get("data"), "samplers": list(SAMPLERS),
                 "motion_model": None if engine.motion is None else {
                     "frames": engine.motion.frames, "fps": engine.motion.space.fps,
