@@ -6,6 +6,9 @@ preferences: Engine URL, or Engine Python to start one); this package imports on
 standard library. Operators: gfpose.complete_pose, gfpose.denoise_action, gfpose.fill_inbetweens,
 gfpose.generate_variations; panel: View3D > Sidebar > GFPose.
 
+Supported Blender: 4.2 LTS, 4.5 LTS, 5.0 and 5.2 LTS (blender_version_min 4.2.0; the API differences live in
+anim_compat.py). Install Engine (preferences) makes the engine's Python environment for users without one.
+
 The Blender modules load in register(), not on import, so the add-on's bpy-free logic (plan.py) imports anywhere.
 """
 from __future__ import annotations

@@ -10,8 +10,7 @@ which version it is, and nothing else in the add-on asks either.
 - 5.0 moved bone selection to pose bones (`PoseBone.select`); before, it is `Bone.select`.
 
 A "channelbag" below is whatever holds the `fcurves` of an object's animation: a real channelbag on 4.4+, the
-action itself on 4.2/4.3. Both offer `fcurves.find(path, index=)`, `fcurves.new(path, index=, group_name=)` and
-iteration.
+action itself on 4.2/4.3. Both offer `fcurves.find(path, index=)` and iteration; make curves with `fcurve`.
 """
 from __future__ import annotations
 
@@ -112,12 +111,16 @@ def set_selected(pb, value: bool) -> None:
 
 
 def fcurve(bag, path: str, index: int, group: str):
-    """The F-curve (path, index) of a channelbag, made in the group named `group` when missing (4.2/4.3 name the
-    group `action_group`, 4.4+ `group_name`)."""
+    """The F-curve (path, index) of a channelbag, made in the group named `group` when missing (5.0 takes
+    `group_name`, 4.2/4.3 `action_group`; 4.4/4.5 take none, so the group is set on the new curve)."""
     fc = bag.fcurves.find(path, index=index)
     if fc is not None:
         return fc
-    try:
-        return bag.fcurves.new(path, index=index, group_name=group)
-    except TypeError:
-        return bag.fcurves.new(path, index=index, action_group=group)
+    for kw in ("group_name", "action_group"):
+        try:
+            return bag.fcurves.new(path, index=index, **{kw: group})
+        except TypeError:
+            continue
+    fc = bag.fcurves.new(path, index=index)
+    fc.group = bag.groups.get(group) or bag.groups.new(group)
+    return fc

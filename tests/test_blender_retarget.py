@@ -334,7 +334,8 @@ def test_mapping_errors_are_clear_in_blender(rig_io):
     z.parent = data.edit_bones["Hips"]
     bpy.ops.object.mode_set(mode="OBJECT")
     described = Armature.from_dict(rig_io.describe_armature(blob))
-    assert described.lengths[described.index["Zero"]] < 1e-4
+    if bpy.app.version >= (5, 0, 0):     # 4.2 and 4.5 delete a zero-length bone on leaving edit mode
+        assert described.lengths[described.index["Zero"]] < 1e-4
     with pytest.raises(RigMapError) as info:
         bind(described)
     msg = str(info.value)
