@@ -8,6 +8,7 @@ extension keeps it). Steps run one after another on a thread, each a subprocess 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -187,6 +188,10 @@ class Installer:
             raise InstallError("cancelled")
         if code != 0:
             text = "\n".join(tail)
+            lacking = re.search(r"No matching distribution found for (\S+)", text)
+            if lacking and "--no-index" in cmd:
+                raise InstallError(f"the chosen wheel or folder lacks {lacking.group(1)}, which the engine needs: "
+                                   "add its wheel to the folder, or leave Source empty to use the package index")
             if any(s in text for s in _NO_NETWORK):
                 raise InstallError("the package index cannot be reached (no network?): download the engine's wheel "
                                    "on a connected machine and pick it, or a folder of wheels, as Source")

@@ -90,3 +90,11 @@ def test_bad_sources_pythons_and_no_network_are_named(tmp_path):
     offline._thread.start()
     assert offline.wait(120) and "cannot be reached (no network?)" in offline.error
     assert env.exists()          # an environment the user already had is never removed
+
+
+def test_a_folder_without_the_dependencies_names_what_is_missing(wheel_dir, tmp_path):
+    env = tmp_path / "bare"
+    job = engine_install.Installer(engine_install.Plan(env, sys.executable, str(wheel_dir))).start()
+    assert job.wait(300) and job.error is not None
+    assert "lacks" in job.error and "which the engine needs" in job.error, job.error
+    assert not env.exists()      # it made the environment, so it took it away again
