@@ -18,6 +18,8 @@ correct the aim exactly. The root bone's location puts the pelvis where the take
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -236,8 +238,6 @@ class BindingCache:
 
     @staticmethod
     def digest(description: dict, rig: str | None) -> str:
-        import hashlib
-        import json
         return hashlib.sha1(json.dumps([description, rig], sort_keys=True).encode()).hexdigest()
 
     def bind(self, description: dict, rig: str | None) -> tuple[str, Binding]:
