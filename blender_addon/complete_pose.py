@@ -28,6 +28,10 @@ class GFPOSE_OT_complete_pose(EngineOperator, bpy.types.Operator):
     frame_end: bpy.props.IntProperty(name="End", default=250)
     n_hypotheses: bpy.props.IntProperty(name="Hypotheses", default=1, min=1, max=16)
     seed: bpy.props.IntProperty(name="Seed", default=0, min=0, description="0: a new draw every time")
+    move_root: bpy.props.BoolProperty(
+        name="Move Root", default=False,
+        description="Let the completion move and turn the root bone when you did not pose it (off: an unposed root "
+                    "stays where it is and counts as posed)")
 
     def steps(self, obj, spec, scene):
         bound = yield from connect_and_bind(obj, spec, obj.gfpose.rig)
@@ -45,7 +49,8 @@ class GFPOSE_OT_complete_pose(EngineOperator, bpy.types.Operator):
             for f in frames:
                 if self.frames == "RANGE":
                     scene.frame_set(f)
-                posed = selected if selected is not None else posing.keyed_bones(obj, f)
+                posed = plan.with_root(write, selected if selected is not None else posing.keyed_bones(obj, f),
+                                       self.move_root)
                 kn = plan.known_joints(sk, write, posed)
                 bones = plan.bones_to_key(sk, write, posed, kn)
                 if not any(kn) or not bones:
@@ -61,7 +66,8 @@ class GFPOSE_OT_complete_pose(EngineOperator, bpy.types.Operator):
             what = "selected" if selected is not None else "keyed"
             if rootless:
                 raise ValueError(f"nothing to complete: the root bone '{write['root']}' is not {what}; the posed "
-                                 "joints are the ones your bones fix from the root down, so pose the root too")
+                                 "joints are the ones your bones fix from the root down, so pose the root too (or "
+                                 "turn Move Root off)")
             mapped = ", ".join(sorted(write["bones"])[:8])
             raise ValueError(f"nothing to complete: no frame has some but not all of the mapped bones {what} "
                              f"(mapped bones include {mapped} ...)")

@@ -78,6 +78,12 @@ def known_joints(sk: Skeleton, write: dict, posed: set[str]) -> list[bool]:
     return known
 
 
+def with_root(write: dict, posed: set[str], move_root: bool) -> set[str]:
+    """The bones that count as posed for a completion: the animator's, and the root bone where it is not posed and
+    may not move (an animator expects the character to stay where it stands, at the root's current transform)."""
+    return set(posed) if move_root else set(posed) | {write["root"]}
+
+
 def bones_to_key(sk: Skeleton, write: dict, posed: set[str], known: list[bool]) -> list[str]:
     """The mapped bones the animator did not pose that turn with a joint whose children are not known (and the
     root when the pelvis is not known)."""

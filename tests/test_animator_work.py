@@ -1,0 +1,147 @@
+"""Nothing the animator made is undone (issue 17), in real Blender 5.0 against a real engine: keys of a touched
+F-curve keep every property, new keys follow the user's preferences, Generate Variations writes to a new action,
+an unposed root stays where it stands.
+
+The engine and the installed add-on are test_addon's fixtures (one engine process for this module)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_addon import (  # noqa: F401  (fixtures used by name)
+    RIGIFY_POSED,
+    _pose_rigify,
+    _real_pose,
+    _rigify_scene,
+    addon,
+    addon_zip,
+    engine_url,
+    installed,
+    repo_dir,
+)
+
+pytestmark = pytest.mark.blender
+
+bpy = pytest.importorskip("bpy", reason="Blender's Python module (bpy==5.0.1) is not installed")
+
+_KEY_PROPS = ("co", "handle_left", "handle_right", "handle_left_type", "handle_right_type", "interpolation",
+              "easing", "type", "back", "amplitude", "period")
+
+
+def _keys(bag) -> dict:
+    """Every keyframe of a channelbag with every property it stores, by (data path, index, frame)."""
+    out = {}
+    for fc in bag.fcurves:
+        for k in fc.keyframe_points:
+            out[fc.data_path, fc.array_index, round(k.co[0], 3)] = tuple(
+                tuple(v) if not isinstance(v, (str, float, int)) else v for v in (getattr(k, p) for p in _KEY_PROPS))
+    return out
+
+
+def _bag(addon, obj, action=None):
+    if action is None:
+        return addon.posing.channelbag(obj)
+    from bpy_extras import anim_utils
+    return anim_utils.action_get_channelbag_for_slot(action, action.slots[0])
+
+
+def _bag_of(obj):
+    from bpy_extras import anim_utils
+    return anim_utils.animdata_get_channelbag_for_assigned_slot(obj.animation_data)
+
+
+def _hand_made_key(obj, bone: str, frame: int) -> list[str]:
+    """An animator's key on `frame`: rotation keyed, then free handles pulled, ease in, breakdown, Back easing."""
+    pb = obj.pose.bones[bone]
+    pb.rotation_quaternion = (0.9, 0.3, 0.2, 0.1)
+    pb.keyframe_insert("rotation_quaternion", frame=frame)
+    paths = []
+    for fc in _bag_of(obj).fcurves:
+        if fc.data_path != f'pose.bones["{bone}"].rotation_quaternion':
+            continue
+        k = next(k for k in fc.keyframe_points if abs(k.co[0] - frame) < 1e-3)
+        k.handle_left_type = k.handle_right_type = "FREE"
+        k.handle_left = (frame - 4.0, k.co[1] + 0.37)
+        k.handle_right = (frame + 2.5, k.co[1] - 0.21)
+        k.interpolation, k.easing, k.type = "BACK", "EASE_IN", "BREAKDOWN"
+        paths.append(fc.data_path)
+    pb.rotation_quaternion = (1, 0, 0, 0)
+    bpy.context.view_layer.update()
+    return paths
+
+
+def _new_keys_follow(addon, obj, frame: int, path: str, interpolation: str, handle: str):
+    bag = addon.posing.channelbag(obj)
+    for i in range(4):
+        fc = bag.fcurves.find(path, index=i)
+        k = next(k for k in fc.keyframe_points if abs(k.co[0] - frame) < 1e-3)
+        assert (k.interpolation, k.handle_left_type, k.handle_right_type) == (interpolation, handle, handle), i
+
+
+def test_hand_made_keys_survive_complete_cycle_and_variations(addon, rigify_blend, data_file):
+    obj = _rigify_scene(addon, rigify_blend)
+    _pose_rigify(addon.rig_io, obj, _real_pose(data_file)[None], bones=RIGIFY_POSED)
+    # A breakdown on frame 20 on a bone the completion keys at frame 1 (its curves are touched).
+    (path, *_) = _hand_made_key(obj, "upper_arm_fk.L", 20)
+    edit = bpy.context.preferences.edit
+    keep_prefs = edit.keyframe_new_interpolation_type, edit.keyframe_new_handle_type
+    edit.keyframe_new_interpolation_type, edit.keyframe_new_handle_type = "LINEAR", "VECTOR"
+    try:
+        bpy.context.scene.frame_set(1)
+        before = _keys(_bag(addon, obj))
+        assert sum(1 for k in before if k[0] == path and k[2] == 20.0) == 4
+        assert bpy.ops.gfpose.complete_pose(n_hypotheses=2, seed=3) == {"FINISHED"}
+        after = _keys(_bag(addon, obj))
+        assert {k: after.get(k) for k in before} == before          # every key there was, every property
+        assert {k for k in after if k[0] == path} == {(path, i, f) for i in range(4) for f in (1.0, 20.0)}
+        _new_keys_follow(addon, obj, 1, path, "LINEAR", "VECTOR")
+        assert bpy.ops.gfpose.cycle_hypothesis() == {"FINISHED"}
+        cycled = _keys(_bag(addon, obj))
+        assert {k: cycled.get(k) for k in before} == before and set(cycled) == set(after)
+        assert any(cycled[k] != after[k] for k in after if k[0] == path and k[2] == 1.0)   # frame 1 re-keyed
+        # Preferences changed again: a new key follows them; the key it replaces keeps its own types.
+        edit.keyframe_new_interpolation_type, edit.keyframe_new_handle_type = "CONSTANT", "AUTO"
+        assert bpy.ops.gfpose.cycle_hypothesis() == {"FINISHED"}
+        _new_keys_follow(addon, obj, 1, path, "LINEAR", "VECTOR")
+
+        # Generate Variations: into a copy; the animator's action is never written to and is kept.
+        original = obj.animation_data.action
+        mine = _keys(_bag(addon, obj))
+        addon.posing.set_selected(obj, ["torso", "thigh_fk.L", "shin_fk.L", "foot_fk.L"])
+        assert bpy.ops.gfpose.generate_variations(n_variations=2, seed=4) == {"FINISHED"}
+        assert obj.animation_data.action.name == f"{original.name}_variations"
+        assert original.name in bpy.data.actions and original.use_fake_user
+        assert _keys(_bag(addon, obj, bpy.data.actions[original.name])) == mine
+        copy = _keys(_bag(addon, obj))
+        assert {k: copy.get(k) for k in mine if k[2] != 1.0} == {k: v for k, v in mine.items() if k[2] != 1.0}
+        assert {k[2] for k in copy if k[0] == path} == {1.0, 2.0, 3.0, 20.0}
+        _new_keys_follow(addon, obj, 2, path, "CONSTANT", "AUTO")
+    finally:
+        edit.keyframe_new_interpolation_type, edit.keyframe_new_handle_type = keep_prefs
+
+
+ARM_AND_LEG = ["upper_arm_fk.L", "forearm_fk.L", "hand_fk.L", "thigh_fk.L", "shin_fk.L", "foot_fk.L"]
+
+
+def test_complete_pose_with_an_arm_and_a_leg_posed_leaves_the_root_where_it_stands(addon, rigify_blend, data_file):
+    obj = _rigify_scene(addon, rigify_blend)
+    binding = _pose_rigify(addon.rig_io, obj, _real_pose(data_file)[None], bones=ARM_AND_LEG)
+    torso = obj.pose.bones["torso"]
+    torso.location = (0.3, -0.2, 0.05)                  # moved by hand, not keyed
+    bpy.context.view_layer.update()
+    where = np.array(torso.matrix)
+    values = addon.posing._save_basis(torso)
+    before = _keys(_bag(addon, obj))
+    arm_leg = addon.rig_io.read_body24(obj, binding)[0]
+    with pytest.raises(RuntimeError, match="root bone 'torso' is not keyed"):
+        bpy.ops.gfpose.complete_pose(move_root=True)
+    assert bpy.ops.gfpose.complete_pose(seed=2) == {"FINISHED"}
+    after = _keys(_bag(addon, obj))
+    assert {k: after.get(k) for k in before} == before
+    keyed = {addon.posing.bone_of_path(k[0])[0] for k in set(after) - set(before)}
+    assert "torso" not in keyed and {"spine_fk.003", "upper_arm_fk.R", "thigh_fk.R", "head"} <= keyed
+    assert addon.posing._save_basis(torso) == values
+    np.testing.assert_allclose(np.array(torso.matrix), where, atol=1e-6)
+    done = addon.rig_io.read_body24(obj, binding)[0]
+    from gfpose_core.body.skeleton import INDEX
+    leg = [INDEX[n] for n in ("pelvis", "hip_l", "knee_l", "ankle_l", "toe_l")]
+    np.testing.assert_allclose(done[leg], arm_leg[leg], atol=1e-5)          # the posed leg, where it was
