@@ -17,7 +17,6 @@ from bpy_extras import anim_utils
 
 from . import keys
 
-
 # --- checks and description ---------------------------------------------------------------------------------------
 
 def check_armature(obj) -> None:

@@ -7,21 +7,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_addon import (  # noqa: F401  (fixtures used by name)
-    RIGIFY_POSED,
-    _pose_rigify,
-    _real_pose,
-    _rigify_scene,
-    addon,
-    addon_zip,
-    engine_url,
-    installed,
-    repo_dir,
-)
+import test_addon
+from test_addon import RIGIFY_POSED, _pose_rigify, _real_pose, _rigify_scene
 
 pytestmark = pytest.mark.blender
 
 bpy = pytest.importorskip("bpy", reason="Blender's Python module (bpy==5.0.1) is not installed")
+
+# test_addon's fixtures, for this module: the engine, the extension installed, the add-on enabled per test.
+engine_url, addon_zip, repo_dir = test_addon.engine_url, test_addon.addon_zip, test_addon.repo_dir
+installed, addon = test_addon.installed, test_addon.addon
 
 _KEY_PROPS = ("co", "handle_left", "handle_right", "handle_left_type", "handle_right_type", "interpolation",
               "easing", "type", "back", "amplitude", "period")
