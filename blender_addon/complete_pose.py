@@ -76,7 +76,8 @@ class GFPOSE_OT_complete_pose(EngineOperator, bpy.types.Operator):
                            {"joints": plan.joints_payload(np.array(joints), known), "n_hypotheses": h,
                             "seed": self.seed or None}, progress=0.35, label="Completing")
         done = np.asarray(reply["joints"], dtype=np.float64).reshape(len(entries) * h, len(sk.names), 3)
-        solved = yield from solve_on_rig(bound, done)
+        solved = yield from solve_on_rig(bound, done, current=_current(obj, scene, entries, joints, write, h,
+                                                                      self.frames == "RANGE"))
         # Everything answered: now the scene changes (one undo step).
         rig_io.apply_properties(obj, solved.get("properties", []))
         stored, keyed = [], 0
@@ -106,6 +107,28 @@ class GFPOSE_OT_complete_pose(EngineOperator, bpy.types.Operator):
         if h > 1:
             msg += f"; hypothesis 1 of {h} (Cycle to see the others)"
         return msg
+
+
+def _current(obj, scene, entries, joints, write, h: int, move: bool) -> dict:
+    """The pose the rig has on the completed frames, for the engine to edit (one row per hypothesis): the posed
+    bones and every mapped bone with a rotation of its own on every frame keep their twist; a bone at rest has none
+    to keep, and the engine solves it afresh (its twist from the body's own landmarks)."""
+    cur = scene.frame_current
+    mats, keep = [], None
+    try:
+        for f, posed, _ in entries:
+            if move:
+                scene.frame_set(f)
+            own = {b for b in write["bones"] if b in posed or posing.has_twist(obj, b)}
+            keep = own if keep is None else keep & own
+    finally:
+        if move:
+            scene.frame_set(cur)
+    bones = sorted(keep)
+    got = posing.current_pose(obj, np.array(joints), bones, frames=[f for f, _, _ in entries] if move else None)
+    rows = np.repeat(np.arange(len(entries)), h)
+    mats = {b: np.asarray(v)[rows].tolist() for b, v in got["rotations"].items()}
+    return {"joints": np.asarray(got["joints"])[rows].tolist(), "rotations": mats}
 
 
 def _write_hypothesis(obj, scene, data: dict, index: int):

@@ -68,6 +68,28 @@ DEFAULTS = {
 }
 
 
+CLEAN_RADIUS = 2.5    # times the take's own jitter: how far auto-strength denoising may move a measured joint
+
+
+def within_noise(take: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """`out` with every measured joint (finite, not a spike) kept within CLEAN_RADIUS times the take's jitter of
+    where the take has it: denoising removes noise, it does not restyle motion, so a clean take (jitter about a
+    millimetre) comes back as it was, while a noisy take's joints may move as far as its noise reaches."""
+    from gfpose_core.body.filters import fill_gaps
+    from gfpose_core.prior.denoise import estimate_jitter, find_spikes
+    finite = np.isfinite(take).all(-1)
+    if len(take) < 3 or not finite.any():
+        return out
+    filled = fill_gaps(np.where(finite[..., None], take, np.nan))
+    jitter = estimate_jitter(filled)
+    measured = finite & ~find_spikes(filled, jitter=jitter)
+    delta = out - np.where(measured[..., None], take, out)
+    size = np.linalg.norm(delta, axis=-1, keepdims=True)
+    radius = CLEAN_RADIUS * jitter
+    shrink = np.where(size > radius, radius / np.maximum(size, 1e-12), 1.0)
+    return np.where(measured[..., None], take + delta * shrink, out)
+
+
 def _device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -279,12 +301,14 @@ class Engine:
             sampler, steps = _sampling(sampler, steps, DEFAULTS["denoise_motion"])
             steps = _count(steps, "steps", MAX_STEPS)
             with torch.inference_mode():
-                return denoise_motion(self, arr, float(fps), strength, sampler=sampler, steps=steps,
-                                      generator=self._generator(seed), fill_with=DEFAULTS["inbetween"],
-                                      callback=callback)
-        from gfpose_core.prior.denoise import denoise_take
-        sampler, steps = _sampling(sampler, steps, DEFAULTS["denoise"])
-        return denoise_take(self, arr, float(fps), strength, sampler, steps, callback)
+                out = denoise_motion(self, arr, float(fps), strength, sampler=sampler, steps=steps,
+                                     generator=self._generator(seed), fill_with=DEFAULTS["inbetween"],
+                                     callback=callback)
+        else:
+            from gfpose_core.prior.denoise import denoise_take
+            sampler, steps = _sampling(sampler, steps, DEFAULTS["denoise"])
+            out = denoise_take(self, arr, float(fps), strength, sampler, steps, callback)
+        return within_noise(arr, out) if strength is None else out
 
     def inbetween(self, take, known=None, fps: float = 30.0, seed=None, sampler: str | None = None,
                   steps: int | None = None, lock_feet: bool = True, callback=None) -> np.ndarray:
