@@ -114,7 +114,7 @@ def _current(obj, scene, entries, joints, write, h: int, move: bool) -> dict:
     bones and every mapped bone with a rotation of its own on every frame keep their twist; a bone at rest has none
     to keep, and the engine solves it afresh (its twist from the body's own landmarks)."""
     cur = scene.frame_current
-    mats, keep = [], None
+    keep = None
     try:
         for f, posed, _ in entries:
             if move:
