@@ -58,6 +58,7 @@ def test_an_unposed_root_stays_known_unless_it_may_move():
     keyed = plan.bones_to_key(SK, write, posed, kn)
     assert write["root"] not in keyed and keyed and not set(keyed) & arm_leg
     assert plan.with_root(write, arm_leg, move_root=True) == arm_leg
+    assert plan.with_root(write, {"f_index.01.L"}, move_root=False) == {"f_index.01.L"}    # nothing mapped posed
 
 
 def test_pinned_bones_hold_their_joint_and_its_children():
