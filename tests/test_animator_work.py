@@ -252,3 +252,30 @@ def test_fill_between_three_identical_keys_holds_the_pose(addon, data_file):
     roll = _roll_deg(key_rot, _orientations(addon, obj, bones, frames))
     print(f"hold: joints within {moved.max():.3f} mm of the key pose, roll {roll.max():.4f} deg")
     assert moved.max() < 5.0 and roll.max() < 1.0
+
+
+def test_complete_pose_of_a_partly_keyed_frame_keeps_the_twist_between_keys(addon, data_file):
+    from test_addon import _key_take, _take_at_30fps
+    bpy.context.scene.render.fps = 30
+    obj = _mixamo_rig(addon)
+    truth = _take_at_30fps(data_file, n=9)
+    _key_take(addon.rig_io, obj, truth, "take")
+    write = load_rig_map("mixamo").write
+    bones = [b.name for b in obj.data.bones if b.name.removeprefix("mixamorig:") in write.bones]
+    _twist_keys(addon, obj, bones, seed=2)
+    # The left arm is not keyed on frame 5: Blender shows it between its keys on 4 and 6, twist included.
+    arm = ["mixamorig:LeftArm", "mixamorig:LeftForeArm", "mixamorig:LeftHand"]
+    bag = addon.posing.channelbag(obj)
+    for fc in bag.fcurves:
+        hit = addon.posing.bone_of_path(fc.data_path)
+        if hit and hit[0] in arm:
+            fc.keyframe_points.remove(next(k for k in fc.keyframe_points if abs(k.co[0] - 5) < 1e-3))
+    bpy.context.scene.frame_set(5)
+    before = _orientations(addon, obj, arm, [5])
+    assert bpy.ops.gfpose.complete_pose(seed=4) == {"FINISHED"}
+    assert arm[0] in addon.posing.keyed_bones(obj, 5)
+    after = _orientations(addon, obj, arm, [5])
+    aim = np.degrees(np.arccos(np.clip(np.sum(before[..., 1] * after[..., 1], -1), -1, 1)))
+    roll = _roll_deg(before, after)
+    print(f"completed arm: aims turned {aim.round(1).tolist()} deg, roll {roll.round(3).tolist()} deg")
+    assert roll.max() < 1.0
