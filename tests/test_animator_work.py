@@ -220,6 +220,13 @@ def test_denoise_of_a_clean_take_keeps_joints_and_every_bones_roll(addon, data_f
     # rig keeps its lengths, so along a chain that adds up: under 2 mm on average, under 3 mm anywhere (measured
     # 1.0 / 2.4 mm), where re-solving from rest with the unclamped engine moved joints up to 71 mm.
     assert moved.mean() < 2.0 and moved.max() < 3.0, moved.max(0).round(1)
+    # The body keeps its shape: spine landmarks in place, segment lengths (pelvis->spine, ankle->toe) as they were.
+    from gfpose_core.body.skeleton import INDEX
+    spine = [INDEX[n] for n in ("pelvis", "spine", "chest", "neck")]
+    assert moved[:, spine].max() < 2.0
+    for a, b in (("pelvis", "spine"), ("spine", "chest"), ("ankle_l", "toe_l"), ("ankle_r", "toe_r")):
+        length = [np.linalg.norm(x[:, INDEX[b]] - x[:, INDEX[a]], axis=-1) for x in (clean, got)]
+        assert np.abs(length[1] - length[0]).max() < 0.001, (a, b)
 
 
 def test_fill_between_three_identical_keys_holds_the_pose(addon, data_file):
