@@ -108,7 +108,9 @@ def test_training_takes_hold_every_shippable_set_and_share_alike_can_be_left_out
     assert set(cmu_only["source"]) == {"cmu"} and not any(str(n).startswith("HDM") for n in cmu_only["names"])
 
 
-@pytest.mark.parametrize("flag,expect", [([], ["cmu", "hdm05"]), (["--no-share-alike"], ["cmu"])])
+@pytest.mark.parametrize("flag,expect", [([], ["cmu", "hdm05"]), (["--no-share-alike"], ["cmu"]),
+                                         (["--motion", "--frames", "8", "--blocks", "1", "--no-share-alike"], ["cmu"]),
+                                         (["--posterior-mean", "--no-share-alike"], ["cmu"])])
 def test_train_records_its_sets_and_licences_in_the_weights(small_data, monkeypatch, tmp_path, flag, expect):
     root, _ = small_data
     monkeypatch.setattr(D, "DATA_DIR", root)
