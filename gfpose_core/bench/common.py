@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-SECTIONS = ("completion", "denoising", "generation", "lifting", "speed", "takes")
+SECTIONS = ("completion", "proportions", "denoising", "generation", "lifting", "speed", "takes")
 SCHEMA = "gfpose-bench/1"
 SEED = 20240607
 
