@@ -28,6 +28,10 @@ class GFPOSE_OT_complete_pose(EngineOperator, bpy.types.Operator):
     frame_end: bpy.props.IntProperty(name="End", default=250)
     n_hypotheses: bpy.props.IntProperty(name="Hypotheses", default=1, min=1, max=16)
     seed: bpy.props.IntProperty(name="Seed", default=0, min=0, description="0: a new draw every time")
+    move_root: bpy.props.BoolProperty(
+        name="Move Root", default=False,
+        description="Let the completion move and turn the root bone when you did not pose it (off: an unposed root "
+                    "stays where it is and counts as posed)")
 
     def steps(self, obj, spec, scene):
         bound = yield from connect_and_bind(obj, spec, obj.gfpose.rig)
@@ -45,7 +49,8 @@ class GFPOSE_OT_complete_pose(EngineOperator, bpy.types.Operator):
             for f in frames:
                 if self.frames == "RANGE":
                     scene.frame_set(f)
-                posed = selected if selected is not None else posing.keyed_bones(obj, f)
+                posed = plan.with_root(write, selected if selected is not None else posing.keyed_bones(obj, f),
+                                       self.move_root)
                 kn = plan.known_joints(sk, write, posed)
                 bones = plan.bones_to_key(sk, write, posed, kn)
                 if not any(kn) or not bones:
@@ -61,7 +66,8 @@ class GFPOSE_OT_complete_pose(EngineOperator, bpy.types.Operator):
             what = "selected" if selected is not None else "keyed"
             if rootless:
                 raise ValueError(f"nothing to complete: the root bone '{write['root']}' is not {what}; the posed "
-                                 "joints are the ones your bones fix from the root down, so pose the root too")
+                                 "joints are the ones your bones fix from the root down, so pose the root too (or "
+                                 "turn Move Root off)")
             mapped = ", ".join(sorted(write["bones"])[:8])
             raise ValueError(f"nothing to complete: no frame has some but not all of the mapped bones {what} "
                              f"(mapped bones include {mapped} ...)")
@@ -70,7 +76,8 @@ class GFPOSE_OT_complete_pose(EngineOperator, bpy.types.Operator):
                            {"joints": plan.joints_payload(np.array(joints), known), "n_hypotheses": h,
                             "seed": self.seed or None}, progress=0.35, label="Completing")
         done = np.asarray(reply["joints"], dtype=np.float64).reshape(len(entries) * h, len(sk.names), 3)
-        solved = yield from solve_on_rig(bound, done)
+        solved = yield from solve_on_rig(bound, done, current=_current(obj, scene, entries, joints, write, h,
+                                                                      self.frames == "RANGE"))
         # Everything answered: now the scene changes (one undo step).
         rig_io.apply_properties(obj, solved.get("properties", []))
         stored, keyed = [], 0
@@ -100,6 +107,28 @@ class GFPOSE_OT_complete_pose(EngineOperator, bpy.types.Operator):
         if h > 1:
             msg += f"; hypothesis 1 of {h} (Cycle to see the others)"
         return msg
+
+
+def _current(obj, scene, entries, joints, write, h: int, move: bool) -> dict:
+    """The pose the rig has on the completed frames, for the engine to edit (one row per hypothesis): the posed
+    bones and every mapped bone with a rotation of its own on every frame keep their twist; a bone at rest has none
+    to keep, and the engine solves it afresh (its twist from the body's own landmarks)."""
+    cur = scene.frame_current
+    keep = None
+    try:
+        for f, posed, _ in entries:
+            if move:
+                scene.frame_set(f)
+            own = {b for b in write["bones"] if b in posed or posing.has_twist(obj, b)}
+            keep = own if keep is None else keep & own
+    finally:
+        if move:
+            scene.frame_set(cur)
+    bones = sorted(keep)
+    got = posing.current_pose(obj, np.array(joints), bones, frames=[f for f, _, _ in entries] if move else None)
+    rows = np.repeat(np.arange(len(entries)), h)
+    mats = {b: np.asarray(v)[rows].tolist() for b, v in got["rotations"].items()}
+    return {"joints": np.asarray(got["joints"])[rows].tolist(), "rotations": mats}
 
 
 def _write_hypothesis(obj, scene, data: dict, index: int):

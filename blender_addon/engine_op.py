@@ -77,11 +77,15 @@ def connect_and_bind(obj, spec: dict, rig_choice: str, progress: float = 0.1):
                  plan.Skeleton.from_info(info), plan.MotionLimits.from_info(info))
 
 
-def solve_on_rig(bound: Bound, joints: np.ndarray, progress: float = 0.7):
+def solve_on_rig(bound: Bound, joints: np.ndarray, progress: float = 0.7, current: dict | None = None):
     """Job step: poses of the engine's joints -> the rig's channels for every pose (/pose_for_rig). The armature is
-    sent once per engine; later calls name the engine's cached binding (sent again if the engine forgot it)."""
+    sent once per engine; later calls name the engine's cached binding (sent again if the engine forgot it).
+    current: the pose the rig has now (posing.current_pose), which the engine then edits: each bone keeps its twist
+    and turns only as far as its aim must (the engine is the one side that solves the rig)."""
     key = (bound.client.url, bound.binding["rig"], plan.armature_signature(bound.desc))
     body = {"joints": joints.tolist(), "rig": bound.binding["rig"], "root_scale": 1.0}
+    if current is not None:
+        body["current"] = current
 
     def post():
         bid = _solve_ids.get(key)

@@ -58,8 +58,10 @@ class GFPOSE_PT_main(bpy.types.Panel):
             row.prop(s, "frame_start")
             row.prop(s, "frame_end")
         box.prop(s, "n_hypotheses")
+        box.prop(s, "move_root")
         op = box.operator("gfpose.complete_pose", icon="CON_ARMATURE")
         op.frames, op.known_from, op.n_hypotheses = s.frames, s.known_from, s.n_hypotheses
+        op.move_root = s.move_root
         op.frame_start, op.frame_end, op.seed = s.frame_start, s.frame_end, s.seed
         if obj.gfpose.hypotheses:
             try:
@@ -96,6 +98,7 @@ class GFPOSE_PT_main(bpy.types.Panel):
         box = layout.box()
         box.label(text="Generate Variations", icon="OUTLINER_OB_ARMATURE")
         box.label(text="Selected bones stay in place")
+        box.label(text="Keys a new action '<action>_variations'; yours is kept")
         box.prop(s, "n_variations")
         box.prop(s, "diversity", slider=True)
         box.prop(s, "seed")

@@ -78,6 +78,15 @@ def known_joints(sk: Skeleton, write: dict, posed: set[str]) -> list[bool]:
     return known
 
 
+def with_root(write: dict, posed: set[str], move_root: bool) -> set[str]:
+    """The bones that count as posed for a completion: the animator's, and the root bone where it is not posed and
+    may not move (an animator expects the character to stay where it stands, at the root's current transform).
+    With no mapped bone posed there is nothing to complete around, and the root alone does not make one."""
+    if move_root or not set(posed) & set(write["bones"]):
+        return set(posed)
+    return set(posed) | {write["root"]}
+
+
 def bones_to_key(sk: Skeleton, write: dict, posed: set[str], known: list[bool]) -> list[str]:
     """The mapped bones the animator did not pose that turn with a joint whose children are not known (and the
     root when the pelvis is not known)."""

@@ -10,7 +10,7 @@ import bpy
 import numpy as np
 from mathutils import Matrix
 
-from . import anim_compat
+from . import anim_compat, rig_io
 from .plan import bone_of_path
 
 _TRANSFORM_PATHS = ("rotation_quaternion", "rotation_euler", "rotation_axis_angle", "location", "scale")
@@ -88,6 +88,25 @@ def set_selected(obj, names) -> None:
     names = set(names)
     for pb in obj.pose.bones:
         anim_compat.set_selected(pb, pb.name in names)
+
+
+# --- the pose the rig has now, for the engine to edit ---------------------------------------------------------------
+
+def current_pose(obj, joints: np.ndarray, bones, frames=None) -> dict:
+    """/pose_for_rig's `current`: the body24 joints read off the rig (F, 24, 3) and the armature-space orientation
+    (F, 3, 3) of each of `bones` as evaluated at `frames` (None: now), scale taken out."""
+    names = [b.name for b in obj.data.bones]
+    cols = [names.index(b) for b in bones]
+    mats = rig_io.read_pose_matrices(obj, frames)[:, cols, :3, :3]
+    mats = mats / np.maximum(np.linalg.norm(mats, axis=-2, keepdims=True), 1e-12)
+    return {"joints": np.asarray(joints, dtype=np.float64).tolist(),
+            "rotations": {b: mats[:, i].tolist() for i, b in enumerate(bones)}}
+
+
+def has_twist(obj, bone: str) -> bool:
+    """Whether a bone's rotation is other than its rest (a pose of its own, with a twist to keep)."""
+    pb = obj.pose.bones[bone]
+    return pb.matrix_basis.to_quaternion().angle > 1e-4
 
 
 # --- keys that land where the solve put the bones ------------------------------------------------------------------

@@ -14,9 +14,7 @@ import time
 import bpy
 import numpy as np
 
-from . import anim_compat
-
-_INTERPOLATION = {"CONSTANT": 0, "LINEAR": 1, "BEZIER": 2}
+from . import anim_compat, keys
 
 
 # --- checks and description ---------------------------------------------------------------------------------------
@@ -151,36 +149,19 @@ def apply_properties(obj, properties) -> list[str]:
     return skipped
 
 
-def _set_keys(fc, frames: np.ndarray, values: np.ndarray, interpolation: int) -> None:
-    """Key one F-curve at `frames` in one go, replacing its keys in that range and keeping the others."""
-    kp = fc.keyframe_points
-    n_old = len(kp)
-    if n_old:
-        old = np.empty(n_old * 2, dtype=np.float32)
-        kp.foreach_get("co", old)
-        old = old.reshape(-1, 2)
-        old_interp = np.empty(n_old, dtype=np.int32)
-        kp.foreach_get("interpolation", old_interp)
-        keep = (old[:, 0] < frames[0] - 0.5) | (old[:, 0] > frames[-1] + 0.5)
-        co = np.concatenate([old[keep], np.stack([frames, values], -1)])
-        interp = np.concatenate([old_interp[keep], np.full(len(frames), interpolation, np.int32)])
-        order = np.argsort(co[:, 0], kind="stable")
-        co, interp = co[order], interp[order]
-        kp.clear()
-    else:
-        co = np.stack([frames, values], -1)
-        interp = np.full(len(frames), interpolation, np.int32)
-    kp.add(len(co))
-    kp.foreach_set("co", co.astype(np.float32).ravel())
-    kp.foreach_set("interpolation", interp)
-    fc.update()
+def _set_keys(fc, frames: np.ndarray, values: np.ndarray, interpolation: int | None = None,
+              clear_between: bool = False) -> None:
+    """Key one F-curve at `frames`, changing only the keys it writes (keys.set_keys)."""
+    keys.set_keys(fc, frames, values, interpolation, clear_between=clear_between)
 
 
-def write_keys(obj, pose: dict, frame_start: int = 1, action=None, interpolation: str = "LINEAR"):
+def write_keys(obj, pose: dict, frame_start: int = 1, action=None, interpolation: str | None = None):
     """Key a pose or a take (the engine's `pose_for_rig` / RigPose.to_dict) onto the armature, in bulk.
 
     action: an Action or its name to write into (created if needed), None = the object's current action or a new
-    one. Keys replace existing keys of the same channels in the written frame range and keep the rest. The rig's
+    one. Only the written keys change: a key already on a written frame takes the new value (keeping its handle
+    types, interpolation, easing and key type), other frames get new keys with `interpolation` (None: the user's
+    Preferences > Animation default) and the user's default handle type, and every other key stays bit for bit. The rig's
     custom properties the map asks for (IK/FK switches) are set and keyed as constants over the range. Returns the
     action."""
     check_armature(obj)
@@ -203,7 +184,7 @@ def write_keys(obj, pose: dict, frame_start: int = 1, action=None, interpolation
     if action is None:
         action = ad.action or bpy.data.actions.new(f"{obj.name} gfpose")
     bag = anim_compat.ensure_channelbag(obj, action)
-    code = _INTERPOLATION[interpolation]
+    code = None if interpolation is None else keys.interpolation_code(interpolation)
     for ch in channels:
         values = np.asarray(ch["values"], dtype=np.float64).reshape(n_frames, -1)
         bone = ch["bone"]
@@ -218,7 +199,8 @@ def write_keys(obj, pose: dict, frame_start: int = 1, action=None, interpolation
             continue
         path = f'pose.bones["{bpy.utils.escape_identifier(p["bone"])}"]["{bpy.utils.escape_identifier(p["name"])}"]'
         fc = anim_compat.fcurve(bag, path, 0, p["bone"])
-        _set_keys(fc, ends, np.full(len(ends), float(p["value"])), _INTERPOLATION["CONSTANT"])
+        _set_keys(fc, ends, np.full(len(ends), float(p["value"])), keys.interpolation_code("CONSTANT"),
+                  clear_between=True)
     return action
 
 
@@ -359,6 +341,6 @@ def benchmark_write_keys(n_bones: int = 60, n_frames: int = 1000, repeats: int =
         bpy.data.objects.remove(obj)
         bpy.data.armatures.remove(arm)
         view_layer.objects.active = active
-    keys = n_bones * 4 * n_frames + 3 * n_frames
-    return {"bones": n_bones, "frames": n_frames, "keys": keys, "fresh_s": min(fresh), "replace_s": min(refill),
-            "keys_per_s": keys / min(fresh)}
+    n_keys = n_bones * 4 * n_frames + 3 * n_frames
+    return {"bones": n_bones, "frames": n_frames, "keys": n_keys, "fresh_s": min(fresh), "replace_s": min(refill),
+            "keys_per_s": n_keys / min(fresh)}

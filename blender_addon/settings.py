@@ -44,6 +44,9 @@ class GFPoseSceneSettings(bpy.types.PropertyGroup):
     frame_end: bpy.props.IntProperty(name="End", default=250)
     n_hypotheses: bpy.props.IntProperty(name="Hypotheses", default=1, min=1, max=16,
                                         description="Completions to cycle through before accepting one")
+    move_root: bpy.props.BoolProperty(name="Move Root", default=False,
+                                      description="Let the completion move and turn the root bone when you did not "
+                                                  "pose it (off: an unposed root stays where it stands)")
     auto_strength: bpy.props.BoolProperty(name="Auto Strength", default=True,
                                           description="Let the engine judge how noisy the take is")
     strength: bpy.props.FloatProperty(name="Strength", default=0.5, min=0.0, max=1.0, subtype="FACTOR")

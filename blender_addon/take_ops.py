@@ -66,7 +66,9 @@ class GFPOSE_OT_denoise_action(EngineOperator, bpy.types.Operator):
                             "temporal": bool(self.use_motion_model)},
                            progress=0.3, label=f"Denoising {len(take)} frames")
         clean = np.asarray(reply["joints"], dtype=np.float64)
-        solved = yield from solve_on_rig(bound, clean)
+        # An edit of the take the rig has: every bone keeps its twist and turns only as far as its aim moved.
+        now = posing.current_pose(obj, take, list(bound.write["bones"]), frames=range(start, end + 1))
+        solved = yield from solve_on_rig(bound, clean, current=now)
         new = _keys_into_copy(obj, action, "_denoised", solved, start, scene)
         how = "with the motion model" if self.use_motion_model else "pose by pose"
         return (f"Denoised frames {start}..{end} {how} into action '{new.name}' (jitter {plan.jitter_mm(take):.1f} -> "
@@ -111,7 +113,11 @@ class GFPOSE_OT_fill_inbetweens(EngineOperator, bpy.types.Operator):
                             "lock_feet": bool(self.lock_feet)},
                            progress=0.3, label=f"Filling {len(take) - len(keys)} frames between {len(keys)} keys")
         filled = np.asarray(reply["joints"], dtype=np.float64)
-        solved = yield from solve_on_rig(bound, filled)
+        # An edit of what Blender shows between the keys now: twists go from key to key as the curves take them.
+        span = range(first, last + 1)
+        now = posing.current_pose(obj, rig_io.read_body24(obj, binding, frames=span), list(write["bones"]),
+                                  frames=span)
+        solved = yield from solve_on_rig(bound, filled, current=now)
         # The solve lands within millimetres of the keyed poses, not on them: the animator's keys stay as they
         # were set (their own values, read from the original action), the frames between agree with them in sign.
         solved = rig_io.keep_key_values(solved, np.array(keys) - first, rig_io.key_values(obj, action, solved, keys))

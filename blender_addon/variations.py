@@ -1,5 +1,6 @@
 """Generate Variations: variations of the current pose with the selected bones pinned, keyed after the current
-frame."""
+frame of a new action '<action>_variations' (a copy of the animator's action, assigned); the animator's action is
+never written to and is kept (with a fake user) to assign back."""
 from __future__ import annotations
 
 import bpy
@@ -13,8 +14,9 @@ from .jobs import Call
 class GFPOSE_OT_generate_variations(EngineOperator, bpy.types.Operator):
     bl_idname = "gfpose.generate_variations"
     bl_label = "Generate Variations"
-    bl_description = ("Key variations of the current pose on the frames after this one, keeping the selected "
-                      "bones' joints in place")
+    bl_description = ("Key variations of the current pose on the frames after this one of a new action "
+                      "'<action>_variations' (a copy of yours, assigned), keeping the selected bones' joints in "
+                      "place; your action is never written to and stays in the file to assign back")
 
     n_variations: bpy.props.IntProperty(name="Variations", default=4, min=1, max=64)
     diversity: bpy.props.FloatProperty(name="Diversity", default=0.5, min=0.0, max=1.0, subtype="FACTOR")
@@ -73,13 +75,37 @@ class GFPOSE_OT_generate_variations(EngineOperator, bpy.types.Operator):
                       "channels": [{"bone": b, "path": p, "values": v} for (b, p), v in channels.items()]}
         keyed_now = posing.keyed_bones(obj, cur)
         unkeyed_now = [(b, p) for (b, p) in now if b not in keyed_now]
-        rig_io.write_keys(obj, variations, frame_start=cur + 1)
-        if unkeyed_now:
-            current = {"frames": 1, "rotation_modes": {},
-                       "channels": [{"bone": b, "path": p, "values": [now[(b, p)]]} for b, p in unkeyed_now]}
-            rig_io.write_keys(obj, current, frame_start=cur)
-        return (f"Keyed {len(per_frame)} variation(s) on frames {cur + 1}..{cur + len(per_frame)} with rig map "
-                f"'{binding['rig']}'" + (f", pinned {', '.join(pinned)}" if pinned else ", nothing pinned"))
+        current = {"frames": 1, "rotation_modes": {},
+                   "channels": [{"bone": b, "path": p, "values": [now[(b, p)]]} for b, p in unkeyed_now]}
+        original, new = _variations_action(obj)
+        try:
+            rig_io.write_keys(obj, variations, frame_start=cur + 1, action=new)
+            if unkeyed_now:
+                rig_io.write_keys(obj, current, frame_start=cur, action=new)
+        except Exception:
+            if obj.animation_data is not None:
+                obj.animation_data.action = original
+            bpy.data.actions.remove(new)
+            raise
+        scene.frame_set(cur)
+        kept = f"; '{original.name}' is unchanged (assign it back in the Action editor)" if original else ""
+        return (f"Keyed {len(per_frame)} variation(s) on frames {cur + 1}..{cur + len(per_frame)} of new action "
+                f"'{new.name}' with rig map '{binding['rig']}'"
+                + (f", pinned {', '.join(pinned)}" if pinned else ", nothing pinned") + kept)
+
+
+def _variations_action(obj):
+    """(the animator's action or None, a new action '<name>_variations' to key into): a copy of the animator's, so
+    that the rest of the animation stays in view; the original gets a fake user so that it is kept unassigned."""
+    ad = obj.animation_data
+    original = ad.action if ad is not None else None
+    if original is None:
+        return None, bpy.data.actions.new(f"{obj.name}_variations")
+    original.use_fake_user = True
+    new = original.copy()
+    new.name = f"{original.name}_variations"
+    new.use_fake_user = False
+    return original, new
 
 
 classes = (GFPOSE_OT_generate_variations,)

@@ -68,6 +68,56 @@ DEFAULTS = {
 }
 
 
+CLEAN_RADIUS = 2.5    # times the take's own jitter: how far auto-strength denoising may move a measured joint
+# The jitter a clean take at mocap rates shows anyway (its motion's own second differences, measured 0.85 mm on a
+# clean CMU take at 30 fps): not noise, so not room to move a joint in.
+MOTION_JITTER = 0.0006
+
+
+def within_noise(take: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """`out` with every measured joint (finite, not a spike) kept within CLEAN_RADIUS times the take's jitter of
+    where the take has it: denoising removes noise, it does not restyle motion, so a clean take (jitter about a
+    millimetre, most of it the motion's own) comes back as it was, while a noisy take's joints may move as far as
+    its noise reaches."""
+    from gfpose_core.body.filters import fill_gaps
+    from gfpose_core.prior.denoise import estimate_jitter, find_spikes
+    finite = np.isfinite(take).all(-1)
+    if len(take) < 3 or not finite.any():
+        return out
+    filled = fill_gaps(np.where(finite[..., None], take, np.nan))
+    jitter = estimate_jitter(filled)
+    measured = finite & ~find_spikes(filled, jitter=jitter)
+    delta = out - np.where(measured[..., None], take, out)
+    size = np.linalg.norm(delta, axis=-1, keepdims=True)
+    radius = CLEAN_RADIUS * max(jitter - MOTION_JITTER, 0.0)
+    shrink = np.where(size > radius, radius / np.maximum(size, 1e-12), 1.0)
+    return np.where(measured[..., None], take + delta * shrink, out)
+
+
+HOLD_SPAN = 0.05      # metres: keys whose joints differ by less are a hold, or nearly one
+
+
+def held(take: np.ndarray, known: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """In-betweens with holds held: between two whole keys (every joint known) whose poses differ by d (the
+    furthest a joint moves from one to the other), the frames are the straight blend of the keys plus d / HOLD_SPAN
+    of the engine's own motion about it (all of it from HOLD_SPAN on). Identical keys give the key pose on every
+    frame; keys a few millimetres apart, motion of a few millimetres."""
+    whole = np.flatnonzero(known.all(-1))
+    out = out.copy()
+    for a, b in zip(whole[:-1], whole[1:]):
+        if b - a < 2:
+            continue
+        d = float(np.linalg.norm(take[b] - take[a], axis=-1).max())
+        w = min(d / HOLD_SPAN, 1.0)
+        if w >= 1.0:
+            continue
+        s = (np.arange(a + 1, b) - a)[:, None, None] / (b - a)
+        straight = (1 - s) * take[a] + s * take[b]
+        gap = slice(a + 1, b)
+        out[gap] = np.where(known[gap][..., None], out[gap], straight + w * (out[gap] - straight))
+    return out
+
+
 def _device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -279,12 +329,14 @@ class Engine:
             sampler, steps = _sampling(sampler, steps, DEFAULTS["denoise_motion"])
             steps = _count(steps, "steps", MAX_STEPS)
             with torch.inference_mode():
-                return denoise_motion(self, arr, float(fps), strength, sampler=sampler, steps=steps,
-                                      generator=self._generator(seed), fill_with=DEFAULTS["inbetween"],
-                                      callback=callback)
-        from gfpose_core.prior.denoise import denoise_take
-        sampler, steps = _sampling(sampler, steps, DEFAULTS["denoise"])
-        return denoise_take(self, arr, float(fps), strength, sampler, steps, callback)
+                out = denoise_motion(self, arr, float(fps), strength, sampler=sampler, steps=steps,
+                                     generator=self._generator(seed), fill_with=DEFAULTS["inbetween"],
+                                     callback=callback)
+        else:
+            from gfpose_core.prior.denoise import denoise_take
+            sampler, steps = _sampling(sampler, steps, DEFAULTS["denoise"])
+            out = denoise_take(self, arr, float(fps), strength, sampler, steps, callback)
+        return within_noise(arr, out) if strength is None else out
 
     def inbetween(self, take, known=None, fps: float = 30.0, seed=None, sampler: str | None = None,
                   steps: int | None = None, lock_feet: bool = True, callback=None) -> np.ndarray:
@@ -302,8 +354,9 @@ class Engine:
         sampler, steps = _sampling(sampler, steps, DEFAULTS["inbetween"])
         steps = _count(steps, "steps", MAX_STEPS)
         with torch.inference_mode():
-            return inbetween_take(self, arr, known_mask, float(fps), sampler=sampler, steps=steps,
-                                  generator=self._generator(seed), lock=lock_feet, callback=callback)
+            out = inbetween_take(self, arr, known_mask, float(fps), sampler=sampler, steps=steps,
+                                 generator=self._generator(seed), lock=lock_feet, callback=callback)
+        return held(arr, known_mask, out)
 
     def _take(self, take, fps) -> np.ndarray:
         arr = _poses(take, "take")

@@ -713,13 +713,14 @@ def test_refused_request_reports_the_engine_message(addon, rigify_blend, engine_
     with pytest.raises(RuntimeError, match="mixamo"):
         bpy.ops.gfpose.generate_variations()
     _assert_same_state(before, _state(addon, obj))
-    # Nothing posed, nothing keyed: Complete says so; arms selected without the root: it says what to pose.
+    # Nothing posed, nothing keyed: Complete says so; arms selected without the root, and the root allowed to move
+    # (Move Root): it says what to pose (without Move Root the unposed root is known where it stands).
     obj.gfpose.rig = "AUTO"
     with pytest.raises(RuntimeError, match="nothing to complete"):
         bpy.ops.gfpose.complete_pose()
     addon.posing.set_selected(obj, ["upper_arm_fk.L", "forearm_fk.L"])
     with pytest.raises(RuntimeError, match="root bone 'torso' is not selected"):
-        bpy.ops.gfpose.complete_pose(known_from="SELECTED")
+        bpy.ops.gfpose.complete_pose(known_from="SELECTED", move_root=True)
     _assert_same_state(before, _state(addon, obj))
 
 

@@ -47,6 +47,20 @@ def test_without_the_root_nothing_is_known_and_the_root_gets_a_key():
     assert write["root"] in plan.bones_to_key(SK, write, arm, kn)
 
 
+def test_an_unposed_root_stays_known_unless_it_may_move():
+    write = _write("rigify")
+    arm_leg = {b for b, j in write["bones"].items() if j in ("shoulder_l", "elbow_l", "wrist_l", "hip_l", "knee_l",
+                                                              "ankle_l") and b != write["root"]}
+    posed = plan.with_root(write, arm_leg, move_root=False)
+    kn = plan.known_joints(SK, write, posed)
+    known = {n for n, k in zip(SK.names, kn) if k}
+    assert {"pelvis", "spine", "hip_l", "knee_l", "ankle_l", "toe_l"} <= known and "chest" not in known
+    keyed = plan.bones_to_key(SK, write, posed, kn)
+    assert write["root"] not in keyed and keyed and not set(keyed) & arm_leg
+    assert plan.with_root(write, arm_leg, move_root=True) == arm_leg
+    assert plan.with_root(write, {"f_index.01.L"}, move_root=False) == {"f_index.01.L"}    # nothing mapped posed
+
+
 def test_pinned_bones_hold_their_joint_and_its_children():
     write = _write("mixamo")
     forearm = next(b for b, j in write["bones"].items() if j == "elbow_l")

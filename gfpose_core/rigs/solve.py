@@ -18,6 +18,8 @@ correct the aim exactly. The root bone's location puts the pelvis where the take
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +31,7 @@ from gfpose_core.body.rotations import (
     matrix_to_blender_euler,
     matrix_to_quaternion,
     quaternion_to_matrix,
+    swing,
 )
 from gfpose_core.body.skeleton import INDEX, JOINT_NAMES
 from gfpose_core.rigs.armature import Armature
@@ -113,11 +116,14 @@ def check_joints(joints) -> np.ndarray:
 
 
 def solve(armature: Armature, joints, rig: RigMap | str | None = None, binding: Binding | None = None,
-          root_scale: float | None = None, sweeps: int = 4) -> RigPose:
+          root_scale: float | None = None, sweeps: int = 4, current: dict | None = None) -> RigPose:
     """Body24 poses (F, 24, 3) world space -> keys for the armature's mapped bones (Blender's pose-bone
     convention) and the root bone's location.
 
     root_scale: how much the root translation is scaled; None = the rig's leg length over the take's.
+    current: the pose the rig has now, to edit rather than solve afresh: {"joints": (F, 24, 3) world, read off
+    the rig as it stands, "rotations": {bone: (F, 3, 3) armature-space orientation now}} for keyed bones that
+    have a twist to keep (see `edit_rotations`); bones left out are solved from their rest pose.
     """
     j_world = check_joints(joints)
     binding = binding or bind(armature, rig)
@@ -128,6 +134,8 @@ def solve(armature: Armature, joints, rig: RigMap | str | None = None, binding: 
     rest = rest_joints(binding)
     part_rot = part_rotations(rest, targets, {PARTS[p] for p in plan.parts})   # (F, 19, 3, 3)
     keyed_rot = {int(b): part_rot[:, p] @ arm.rest[b, :3, :3] for b, p in zip(plan.keyed, plan.parts)}
+    if current is not None:
+        keyed_rot.update(edit_rotations(plan, rest, targets, current, keyed_rot))
     want_dir, want_len = _aim_dirs(targets)
     # Correct aims that span several groups (interpolated spines): a few sweeps of forward kinematics.
     heads, rots, pre = _fk(plan, keyed_rot, f)
@@ -189,6 +197,70 @@ def solve(armature: Armature, joints, rig: RigMap | str | None = None, binding: 
                    aim_error=aim_error, warnings=warnings)
 
 
+# Parts whose turn body24 fixes whole (aim and twist, from the hips and shoulders lines): an edit turns them by the
+# change of that whole orientation. Every other part keeps its own twist: its bones turn by the swing of its aim.
+_WHOLE = ("pelvis", "spine", "chest")
+_AGREE_DEG = 5.0    # a current bone whose aim is further than this from the current joints is solved afresh
+
+
+def edit_rotations(plan, rest: np.ndarray, targets: np.ndarray, current: dict,
+                   fresh: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+    """Armature-space orientations (F, 3, 3) of the keyed bones given in `current`, edited rather than solved: each
+    turned from its orientation now by the least rotation that takes its part's aim now (the joints read off the
+    rig) onto the wanted aim (`targets`, armature space), so that the twist the animator gave it stays; pelvis,
+    spine and chest by the change of their whole orientation, which body24 holds. Head, hands and feet aim at
+    head_end, hand_end and toe as every part does; the twist about a forearm (pronation) is what the bone has now.
+
+    A part is edited only where every bone of it is given, and only on frames where those bones agree with the
+    joints now (their aim within _AGREE_DEG: the rig was read through the same bones, not e.g. in IK while its FK
+    controls are keyed); elsewhere the fresh solve (`fresh`) stands."""
+    arm = plan.binding.armature
+    f = targets.shape[0]
+    cur_world = check_joints(current["joints"])
+    if cur_world.shape[0] != f:
+        raise ValueError(f"current joints have {cur_world.shape[0]} frames, the poses {f}")
+    given = {}
+    for name, rot in (current.get("rotations") or {}).items():
+        if name not in arm.index:
+            raise ValueError(f"current rotation for bone '{name}', which the armature does not have")
+        r = np.asarray(rot, dtype=np.float64)
+        if r.shape != (f, 3, 3) or not np.isfinite(r).all():
+            raise ValueError(f"current rotation of bone '{name}' must be finite ({f}, 3, 3), got {r.shape}")
+        given[arm.index[name]] = _orthonormal(r)
+    keyed = [(int(b), int(p)) for b, p in zip(plan.keyed, plan.parts)]
+    parts = {p for b, p in keyed if b in given} - {p for b, p in keyed if b not in given}
+    if not parts:
+        return {}
+    cur = arm.to_armature_space(cur_world)
+    cur_dir, _ = _aim_dirs(cur)
+    want_dir, want_len = _aim_dirs(targets)
+    want_dir = np.where((want_len > 1e-9)[..., None], want_dir, cur_dir)
+    names = {PARTS[p] for _, p in keyed}
+    rot_now, rot_new = part_rotations(rest, cur, names), part_rotations(rest, targets, names)
+    # Where the given bones aim each part now (the other keyed bones as the fresh solve has them).
+    heads, rots, _ = _fk(plan, fresh | given, f)
+    fk_dir, _ = _aim_dirs(_fk_joints(plan, heads, rots))
+    agree = np.degrees(np.arccos(np.clip(np.sum(fk_dir * cur_dir, -1), -1, 1))) < _AGREE_DEG   # (F, 19)
+    out = {}
+    for b, p in keyed:
+        if p not in parts:
+            continue
+        if PARTS[p] in _WHOLE:
+            turn = rot_new[:, p] @ np.swapaxes(rot_now[:, p], -1, -2)
+        else:
+            turn = swing(cur_dir[:, p], want_dir[:, p])
+        out[b] = np.where(agree[:, p][:, None, None], turn @ given[b], fresh[b])
+    return out
+
+
+def _orthonormal(r: np.ndarray) -> np.ndarray:
+    """The rotation nearest each matrix (a pose matrix's scale and shear taken out)."""
+    u, _, vt = np.linalg.svd(r)
+    d = np.sign(np.linalg.det(u @ vt))
+    u[..., :, -1] *= d[..., None]
+    return u @ vt
+
+
 def forward_kinematics(pose: RigPose, binding: Binding) -> np.ndarray:
     """Where a RigPose's own keys put body24 on the armature (F, 24, 3) world space: Blender's pose-bone
     convention applied to the local rotations and root location, independently of how `solve` got them."""
@@ -215,10 +287,12 @@ def bind_for_rig(description: dict, rig: str | None = None) -> dict:
     return out
 
 
-def pose_for_rig(description: dict, joints, rig: str | None = None, root_scale: float | None = None) -> dict:
-    """Server helper: armature description + body24 poses -> keys to write (RigPose.to_dict)."""
+def pose_for_rig(description: dict, joints, rig: str | None = None, root_scale: float | None = None,
+                 current: dict | None = None) -> dict:
+    """Server helper: armature description + body24 poses (+ the pose the rig has now, to edit) -> keys to write
+    (RigPose.to_dict)."""
     arm = Armature.from_dict(description)
-    return solve(arm, joints, rig=rig, root_scale=root_scale).to_dict()
+    return solve(arm, joints, rig=rig, root_scale=root_scale, current=current).to_dict()
 
 
 class UnknownBinding(Exception):
@@ -236,8 +310,6 @@ class BindingCache:
 
     @staticmethod
     def digest(description: dict, rig: str | None) -> str:
-        import hashlib
-        import json
         return hashlib.sha1(json.dumps([description, rig], sort_keys=True).encode()).hexdigest()
 
     def bind(self, description: dict, rig: str | None) -> tuple[str, Binding]:
@@ -252,7 +324,8 @@ class BindingCache:
         return self._held.get(binding_id)
 
     def pose_for_rig(self, joints, description: dict | None = None, rig: str | None = None,
-                     binding_id: str | None = None, root_scale: float | None = None) -> dict:
+                     binding_id: str | None = None, root_scale: float | None = None,
+                     current: dict | None = None) -> dict:
         """Keys for the armature sent now, or for one sent before (binding_id; UnknownBinding when it is not held)."""
         if description is not None:
             binding_id, binding = self.bind(description, rig)
@@ -260,6 +333,6 @@ class BindingCache:
             binding = self.get(binding_id)
             if binding is None:
                 raise UnknownBinding(binding_id)
-        out = solve(binding.armature, joints, binding=binding, root_scale=root_scale).to_dict()
+        out = solve(binding.armature, joints, binding=binding, root_scale=root_scale, current=current).to_dict()
         out["binding_id"] = binding_id
         return out

@@ -87,6 +87,9 @@ class PoseForRigRequest(_Strict):
     rig: Optional[str] = Field(None, description="rig map name; default: detected from the bone names")
     joints: list[list[list[float]]] = Field(description="(F, 24, 3) body24 poses, world metres")
     root_scale: Optional[float] = Field(None, gt=0, le=1000)
+    current: Optional[dict] = Field(None, description="the pose the rig has now, to edit rather than solve afresh: "
+                                                      "{joints: (F, 24, 3) read off the rig, rotations: {bone: "
+                                                      "(F, 3, 3) armature-space orientation}}")
 
 
 class PosesResponse(BaseModel):
@@ -296,6 +299,16 @@ def create_app(engine, token: str | None = None) -> FastAPI:
                                                "bones": {pre + b: j for b, j in w.bones.items()}}
         return out
 
+    def _current(current, frames):
+        if current is None:
+            return None
+        if not isinstance(current, dict) or "joints" not in current:
+            raise HTTPException(422, "current must be {joints: (F, 24, 3), rotations: {bone: (F, 3, 3)}}")
+        cur = _array(current["joints"], "current joints", 3)
+        if len(cur) != frames:
+            raise HTTPException(422, f"current joints have {len(cur)} frames, joints {frames}")
+        return {"joints": cur, "rotations": current.get("rotations") or {}}
+
     @app.post("/pose_for_rig")
     def pose_for_rig(req: PoseForRigRequest):
         """body24 poses -> bone rotations and root locations to key on the posted armature (or on the armature of
@@ -307,7 +320,8 @@ def create_app(engine, token: str | None = None) -> FastAPI:
         if req.armature is None and req.binding_id is None:
             raise HTTPException(422, "send the armature, or the binding_id of an earlier answer")
         try:
-            return rig_call(bindings.pose_for_rig, joints, req.armature, req.rig, req.binding_id, req.root_scale)
+            return rig_call(bindings.pose_for_rig, joints, req.armature, req.rig, req.binding_id, req.root_scale,
+                            _current(req.current, len(joints)))
         except UnknownBinding:
             raise HTTPException(409, f"binding_id {req.binding_id} is not held by this engine: send the armature"
                                 ) from None
