@@ -26,6 +26,19 @@ CACHE_VERSION = 2
 # CMU subjects held out by the project's split (never used for training or model selection on `test`).
 CMU_TEST_SUBJECTS = frozenset({6, 13, 94})
 CMU_VAL_SUBJECTS = frozenset({8, 14})
+# HDM05 is split by actor: `mm` validates (model selection only), the other three train. mm has the fewest frames
+# (12.0k of 56.7k at 120 fps), so training keeps the most, and performs all 11 motion classes the others do, so
+# validation sees every kind of motion. No HDM05 actor is a test subject: the project's test split stays CMU's
+# subjects and Bandai.
+HDM05_VAL_ACTORS = frozenset({"mm"})
+
+# What each set may do once weights are trained on it (written into the weights' config: see training_takes).
+LICENCES = {
+    "cmu": "CMU Graphics Lab Motion Capture Database (mocap.cs.cmu.edu): free for research and commercial "
+           "products, the data itself may not be resold; created with funding from NSF EIA-0196217",
+    "hdm05": "HDM05 (MPI Informatik / Universitaet Bonn), CC BY-SA 3.0: weights trained on it ship under CC BY-SA 3.0 "
+             "with the attribution \"The data used in this project was obtained from HDM05.\"",
+}
 
 
 @dataclass
@@ -103,6 +116,18 @@ def cmu_split(clip: str) -> str:
     return "test" if s in CMU_TEST_SUBJECTS else "val" if s in CMU_VAL_SUBJECTS else "train"
 
 
+def hdm05_actor(clip: str) -> str:
+    """`HDM_bd_squat1Reps_001_120` -> `bd` (HDM05's file names; the actor is also the clip's folder)."""
+    parts = clip.split("_")
+    if len(parts) < 3 or parts[0] != "HDM":
+        raise ValueError(f"{clip}: not an HDM05 clip name (HDM_<actor>_<motion>_<take>_<fps>)")
+    return parts[1]
+
+
+def hdm05_split(clip: str) -> str:
+    return "val" if hdm05_actor(clip) in HDM05_VAL_ACTORS else "train"
+
+
 def bandai_split(clip: str) -> str:
     """Bandai clips are for evaluation only: a fixed fifth (by a hash of the name) validates, the rest test."""
     return "val" if zlib.crc32(clip.encode()) % 5 == 0 else "test"
@@ -161,8 +186,10 @@ def build_takes(files: list[Path], split_of, fps: float = 30.0, drop_first: bool
 
 def cmu_takes(data_dir: Path = DATA_DIR, fps: float = 30.0, progress=None,
               include_amc: bool = False) -> dict[str, np.ndarray]:
-    """CMU BVH clips (both skeleton conventions) at `fps`; frame 0 (an added T-pose) dropped; split by subject.
-    `include_amc` adds the ASF/AMC clips of cmu/amc (off by default: the shipped weights were trained without)."""
+    """CMU clips at `fps`, split by subject: the BVH clips (both conventions; frame 0, an added T-pose, dropped)
+    and, with `include_amc`, the ASF/AMC clips of cmu/amc (subjects and motions the BVH files lack). Off by
+    default because the bench's test and nearest-neighbour sets must be what the shipped weights saw; training
+    takes every clip (training_takes)."""
     files = sorted((Path(data_dir) / "cmu" / "bvh").glob("*.bvh*"))
     if not files:
         raise FileNotFoundError(f"no CMU BVH files under {data_dir}/cmu/bvh")
@@ -171,9 +198,48 @@ def cmu_takes(data_dir: Path = DATA_DIR, fps: float = 30.0, progress=None,
     return build_takes(files, cmu_split, fps, drop_first=True, name="cmu", progress=progress)
 
 
+def hdm05_takes(data_dir: Path = DATA_DIR, fps: float = 30.0, progress=None) -> dict[str, np.ndarray]:
+    """Every HDM05 clip (ACTOR/*.amc.gz beside ACTOR/HDM_ACTOR.asf, 120 fps per the manifest) at `fps`, split by
+    actor. CC BY-SA 3.0: weights trained on it are share-alike (see LICENCES)."""
+    files = sorted((Path(data_dir) / "hdm05").glob("*/*.amc*"))
+    if not files:
+        raise FileNotFoundError(f"no HDM05 ASF/AMC files under {data_dir}/hdm05/<actor>/")
+    return build_takes(files, hdm05_split, fps, drop_first=False, name="hdm05", progress=progress)
+
+
+def merge_takes(parts: dict[str, dict]) -> dict[str, np.ndarray]:
+    """Several sets' takes as one (clip indices renumbered so clips stay distinct); `source` names each frame's set."""
+    out = {"joints": [], "clip": [], "split": [], "names": [], "source": []}
+    offset = 0
+    for source, t in parts.items():
+        out["joints"].append(t["joints"])
+        out["clip"].append(t["clip"] + offset)
+        out["split"].append(t["split"])
+        out["names"].append(t["names"])
+        out["source"].append(np.full(len(t["joints"]), source))
+        offset += len(t["names"])
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def training_takes(data_dir: Path = DATA_DIR, share_alike: bool = True, fps: float = 30.0,
+                   progress=None) -> tuple[dict[str, np.ndarray], list[dict]]:
+    """The default training data: every shippable set (every CMU clip, BVH and ASF/AMC; HDM05 unless
+    `share_alike` is False). Returns the merged takes and, per set, what the weights' config records: its name,
+    licence, clip and frame counts by split, so each weight file's licence can be stated."""
+    parts = {"cmu": cmu_takes(data_dir, fps, progress, include_amc=True)}
+    if share_alike:
+        parts["hdm05"] = hdm05_takes(data_dir, fps, progress)
+    sets = []
+    for name, t in parts.items():
+        frames = {s: int((t["split"] == s).sum()) for s in ("train", "val", "test")}
+        sets.append({"name": name, "licence": LICENCES[name], "clips": int(len(t["names"])), "frames": frames})
+    return merge_takes(parts), sets
+
+
 def bandai_takes(data_dir: Path = DATA_DIR, fps: float = 30.0, progress=None) -> dict[str, np.ndarray]:
     """Bandai clips for evaluation (cached outside the repository; never ship or commit these arrays)."""
     files = sorted((Path(data_dir) / "bandai" / "data").glob("*.bvh*"))
     if not files:
         raise FileNotFoundError(f"no Bandai BVH files under {data_dir}/bandai/data")
     return build_takes(files, bandai_split, fps, drop_first=False, name="bandai", progress=progress)
+

@@ -22,7 +22,7 @@ from gfpose_core.bench.common import (
 )
 from gfpose_core.bench.run import run_bench
 from gfpose_core.bench.speed import equal_quality
-from gfpose_core.bench.targets import TARGETS
+from gfpose_core.bench.targets import TARGETS, evaluate_targets
 from gfpose_core.engine import WEIGHTS_DIR
 from gfpose_core.service.cli import build_parser
 
@@ -54,6 +54,27 @@ def test_equal_quality_interpolates_on_the_em_curve():
     curve[-1]["mpjpe_mm"] = 40.0                                 # better than any EM point
     eq = equal_quality(curve)
     assert not eq["em_reaches_default_quality"] and eq["speedup_at_equal_quality"] == pytest.approx(100.0)
+
+
+def test_equal_quality_compares_point_estimate_with_point_estimate():
+    # One EM draw is a sample, far from the truth; the default completion is an estimate. With EM's mean of draws
+    # on the curve, the comparison must use it (and its cost), not the single draws.
+    curve = [{"sampler": "em", "steps": 1000, "mpjpe_mm": 90.0, "seconds_per_pose": 1.0, "default": False},
+             {"sampler": "em_mean", "steps": 1000, "mpjpe_mm": 60.0, "seconds_per_pose": 8.0, "draws": 8,
+              "default": False},
+             {"sampler": "mode", "steps": 10, "mpjpe_mm": 80.0, "seconds_per_pose": 0.01, "default": False},
+             {"sampler": "complete()", "steps": 10, "mpjpe_mm": 66.0, "seconds_per_pose": 0.02, "evals_per_pose": 12,
+              "default": True}]
+    eq = equal_quality(curve)
+    assert eq["em_estimate"] == "em_mean" and eq["em_draws"] == 8 and eq["default_sampler"] == "complete()"
+    assert eq["quality_ratio_default_vs_em_max"] == pytest.approx(1.1)       # 66 / 60, not 66 / 90
+    assert eq["speedup_vs_em_max"] == pytest.approx(400.0)
+    assert eq["em_reaches_default_quality"]                                  # EM at 1000 steps: 60 <= 66
+    targets = evaluate_targets({"speed": {"equal_quality": eq, "cpu": {"seconds": {"complete_1": 0.01,
+                                                                                    "denoise_take": 1.0},
+                                                                        "denoise_frames": 10000},
+                                          "bvh_read_all": {"seconds": None, "files": 0}, "cli_help_s": 0.1}})
+    assert targets["sampler_speed_quality"]["pass"] is False                 # worse than EM's estimate
 
 
 def test_bench_tiny_run(engine, DATA, tmp_path):

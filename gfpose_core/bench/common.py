@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-SECTIONS = ("completion", "denoising", "generation", "lifting", "speed", "takes")
+SECTIONS = ("completion", "proportions", "denoising", "generation", "lifting", "speed", "takes")
 SCHEMA = "gfpose-bench/1"
 SEED = 20240607
 
@@ -68,6 +68,7 @@ class Sizes:
     n_lift200: int = 25           # poses per dataset, 200 hypotheses
     n_curve: int = 200            # poses for the quality-versus-steps curve (1000-step EM included)
     em_curve: tuple = (1000, 500, 200, 100, 50, 20, 10)
+    em_point_draws: int = 8       # EM draws averaged into its point estimate (compared with complete()'s one answer)
     mode_curve: tuple = (4, 10, 20, 50)
     sde_heun_curve: tuple = (10, 20, 50)
     denoise_timing_frames: int = 10000   # frames of the take timed by "denoise_take"
@@ -89,6 +90,7 @@ class Sizes:
         """For the smoke test: every code path, seconds of work."""
         return cls(name="tiny", n_complete=20, n_best_of=4, n_takes=1, n_take_tests=1, take_frames=30,
                    n_val_takes=1, n_generate=30, n_real=30, n_lift=6, n_lift200=1, n_curve=4, em_curve=(40, 10),
+                   em_point_draws=2,
                    mode_curve=(4, 10), sde_heun_curve=(4,), denoise_timing_frames=200, latency_repeats=2,
                    speed_batch=50, speed_generate=10, speed_hypotheses=20,
                    bvh_timing=False)

@@ -24,21 +24,19 @@ def make_plots(results: dict, out: Path) -> dict:
     spd = results.get("speed")
     if spd:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-        for sampler, style in (("em", "o-"), ("mode", "s-"), ("sde_heun", "^-")):
+        names = {"em": "em (one draw)", "em_mean": "em (mean of draws)"}
+        for sampler, style in (("em", "o-"), ("em_mean", "o--"), ("mode", "s-"), ("sde_heun", "^-")):
             pts = sorted((c for c in spd["curve"] if c["sampler"] == sampler), key=lambda c: c["steps"])
             if not pts:
                 continue
-            axes[0].plot([c["steps"] for c in pts], [c["mpjpe_mm"] for c in pts], style, label=sampler)
+            label = names.get(sampler, sampler)
+            axes[0].plot([c["steps"] for c in pts], [c["mpjpe_mm"] for c in pts], style, label=label)
             axes[1].plot([c["seconds_per_pose"] * 1000 for c in pts], [c["mpjpe_mm"] for c in pts], style,
-                         label=sampler)
+                         label=label)
         d = next(c for c in spd["curve"] if c["default"])
-        axes[0].plot([d["steps"]], [d["mpjpe_mm"]], "k*", ms=14, label="default sampler")
-        axes[1].plot([d["seconds_per_pose"] * 1000], [d["mpjpe_mm"]], "k*", ms=14, label="default sampler")
-        pm = next((c for c in spd["curve"] if c["sampler"] == "posterior_mean"), None)
-        if pm:
-            axes[0].plot([pm["steps"]], [pm["mpjpe_mm"]], "rD", ms=9, label="single completion (posterior mean)")
-            axes[1].plot([pm["seconds_per_pose"] * 1000], [pm["mpjpe_mm"]], "rD", ms=9,
-                         label="single completion (posterior mean)")
+        axes[0].plot([d["steps"]], [d["mpjpe_mm"]], "k*", ms=14, label="default completion (complete())")
+        axes[1].plot([d["seconds_per_pose"] * 1000], [d["mpjpe_mm"]], "k*", ms=14,
+                     label="default completion (complete())")
         for ax, xl in ((axes[0], "sampler steps"), (axes[1], "CPU time per pose, one thread (ms)")):
             ax.set_xscale("log")
             ax.set_xlabel(xl)

@@ -54,6 +54,7 @@ def run_bench(engine, out_dir, sizes: Sizes, weights=None, data_dir=None, sectio
     from gfpose_core.bench.denoising import run_denoising
     from gfpose_core.bench.generation import run_generation, run_lifting
     from gfpose_core.bench.plots import make_plots
+    from gfpose_core.bench.proportions import run_proportions
     from gfpose_core.bench.report import PROTOCOL, write_report
     from gfpose_core.bench.speed import run_speed
     from gfpose_core.bench.targets import compare, evaluate_targets, loss_sentences
@@ -63,10 +64,11 @@ def run_bench(engine, out_dir, sizes: Sizes, weights=None, data_dir=None, sectio
     load_start = _r(os.getloadavg()[0], 2)
     with sw.section("data"):
         data = load_data(engine, data_dir)
-    results: dict = {k: None for k in ("completion", "denoising", "denoising_params", "generation", "lifting",
+    results: dict = {k: None for k in ("completion", "proportions", "denoising", "denoising_params", "generation", "lifting",
                                        "speed", "takes")}
     errors = {}
     steps = {"completion": lambda: results.__setitem__("completion", run_completion(engine, data, sizes)),
+             "proportions": lambda: results.__setitem__("proportions", run_proportions(engine, data, sizes)),
              "denoising": lambda: results.update(zip(("denoising", "denoising_params"),
                                                      run_denoising(engine, data, sizes))),
              "generation": lambda: results.__setitem__("generation", run_generation(engine, data, sizes)),

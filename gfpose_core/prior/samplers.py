@@ -72,18 +72,38 @@ def heun_ode(score_fn, x, ts, sde: SubVPSDE, *, generator=None, project=None, ca
     return x
 
 
-def sde_heun(score_fn, x, ts, sde: SubVPSDE, *, generator=None, project=None, callback=None):
-    """Stochastic Heun on the reverse SDE (drift averaged over a predictor step, one noise draw per step)."""
-    reverse = sde.reverse(score_fn)
+CHURN = 0.1        # k-diffusion's gamma per step: the noise level is raised by this fraction before each step
+
+
+def churn_heun(score_fn, x, ts, sde: SubVPSDE, *, generator=None, project=None, callback=None, churn=CHURN):
+    """Stochastic sampler of Karras et al. 2022 (alg. 2): raise the noise a little, then one Heun ODE step down.
+
+    The churn raises the noise level s = sigma / alpha to s * (1 + churn) by rescaling x and topping up fresh
+    noise so that x follows the marginal at the raised time exactly; the Heun step on the probability-flow ODE
+    (exact for the marginals up to its own second-order error) then brings it down to the next time. The fresh
+    noise corrects earlier steps' errors and makes draws from one start differ. The old stochastic Heun averaged
+    two reverse-SDE drifts around one noise kick and spread ~14% too wide at 20 steps (tests/test_samplers.py).
+    No churn past t = T, none on the last step, so the end is no noisier than ts[-1]. churn 0.1 was chosen on the
+    Gaussian test: 0.25 widened thin dimensions by 4-9% at 20 steps, 0 is the plain ODE.
+    """
+    flow = sde.reverse(score_fn, probability_flow=True)
     n = len(ts) - 1
+    s_max = sde.noise_ratio(sde.T)
     for i in range(n):
-        h = float(ts[i] - ts[i + 1])
-        last = i == n - 1
-        d1, g = reverse(x, _batch_t(ts[i], x))
-        kick = 0.0 if last else g[:, None] * (h ** 0.5) * _noise(x, generator)
-        x_pred = x - d1 * h + kick
-        d2, _ = reverse(x_pred, _batch_t(ts[i + 1], x))
-        x = x - 0.5 * (d1 + d2) * h + kick
+        t_i, t_next = float(ts[i]), float(ts[i + 1])
+        s_i = sde.noise_ratio(t_i)
+        s_hat = s_i if i == n - 1 else min(s_i * (1.0 + churn), s_max)
+        t_hat = t_i
+        if s_hat > s_i:
+            # Raise x from t_i to t_hat so its marginal is exactly p_t_hat: rescale the signal, top up the noise.
+            t_hat = sde.t_for_noise_ratio(s_hat)
+            a_i, a_hat = (float(v) for v in (sde.alpha_sigma(t_i)[0], sde.alpha_sigma(t_hat)[0]))
+            x = (a_hat / a_i) * x + a_hat * (s_hat ** 2 - s_i ** 2) ** 0.5 * _noise(x, generator)
+        h = t_hat - t_next
+        d1, _ = flow(x, _batch_t(t_hat, x))
+        x_euler = x - d1 * h
+        d2, _ = flow(x_euler, _batch_t(t_next, x))
+        x = x - 0.5 * (d1 + d2) * h
         x = project(x, ts[i + 1]) if project else x
         callback and callback(i + 1, n)
     return x
@@ -103,7 +123,7 @@ def posterior_mean(score_fn, x, ts, sde: SubVPSDE, *, generator=None, project=No
     return x
 
 
-SAMPLERS = {"em": euler_maruyama, "mode": mode_seeking, "heun": heun_ode, "sde_heun": sde_heun,
+SAMPLERS = {"em": euler_maruyama, "mode": mode_seeking, "heun": heun_ode, "sde_heun": churn_heun,
             "tweedie": posterior_mean}
 
 

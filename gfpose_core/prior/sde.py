@@ -1,6 +1,8 @@
 """The sub-VP SDE (Song et al. 2021), as the GFPose paper uses it: beta from 0.1 to 20 over t in [0, 1]."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -30,13 +32,21 @@ class SubVPSDE:
         return torch.exp(lmc), 1.0 - torch.exp(2.0 * lmc)
 
     def t_for_noise_ratio(self, ratio: float) -> float:
-        """The t at which sigma(t)/alpha(t) equals `ratio` (an observation's noise, in model units)."""
-        lo, hi = self.eps, self.T
-        for _ in range(60):
-            mid = 0.5 * (lo + hi)
-            a, s = self.alpha_sigma(mid)
-            lo, hi = (mid, hi) if float(s / a) < ratio else (lo, mid)
-        return 0.5 * (lo + hi)
+        """The t at which sigma(t)/alpha(t) equals `ratio` (an observation's noise, in model units).
+
+        Closed form: sigma = 1 - alpha^2 on this SDE, so alpha solves alpha^2 + ratio * alpha - 1 = 0, and
+        log alpha is a quadratic in t. Clipped to [eps, T]; samplers call it every step, so no bisection.
+        """
+        r = max(float(ratio), 0.0)
+        log_alpha = math.log((math.sqrt(r * r + 4.0) - r) / 2.0)
+        a, b = 0.25 * (self.beta_1 - self.beta_0), 0.5 * self.beta_0
+        t = (-b + math.sqrt(b * b - 4.0 * a * log_alpha)) / (2.0 * a) if a > 0 else -log_alpha / b
+        return min(max(t, self.eps), self.T)
+
+    def noise_ratio(self, t) -> float:
+        """sigma(t)/alpha(t): the noise level in units of the clean signal (Karras et al.'s sigma)."""
+        alpha, sigma = self.alpha_sigma(float(t))
+        return float(sigma / alpha)
 
     def prior_sampling(self, shape, generator=None, device="cpu"):
         return torch.randn(shape, generator=generator, device=device)

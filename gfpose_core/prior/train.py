@@ -107,6 +107,7 @@ class Trainer:
     def _setup_process(self, cfg, out_dir, data_note: str, device: str):
         """Ranks, device and random streams (shared with the motion model's trainer)."""
         self.cfg, self.out, self.data_note = cfg, Path(out_dir), data_note
+        self.datasets: list[dict] = []   # set by the caller: each set's name, licence and size (training_takes)
         self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
         if self.distributed and not dist.is_initialized():
             dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
@@ -258,7 +259,7 @@ class Trainer:
             "sde": {"kind": "subvp", "beta_min": self.sde.beta_0, "beta_max": self.sde.beta_1},
             "space": self.space.to_dict(),
             "training": {
-                "data": self.data_note, "train_poses": int(len(self.train_rel)),
+                "data": self.data_note, "datasets": self.datasets, "train_poses": int(len(self.train_rel)),
                 "config": {k: v for k, v in asdict(self.cfg).items() if k not in ("model",)},
                 "best_step": self.best_step, "best_val_loss": self.best_val, "steps_run": self.step,
                 "minutes": round(self.elapsed / 60, 2), "parameters": self.n_params,

@@ -13,9 +13,12 @@ class CliError(Exception):
 def _cmd_train(args):
     import numpy as np
 
-    from gfpose_core.data import DATA_DIR, build_takes, cmu_split, cmu_takes
+    from gfpose_core.data import DATA_DIR, build_takes, cmu_split, training_takes
     from gfpose_core.prior.train import TrainConfig, Trainer
 
+    sets = []
+    if args.data and args.no_share_alike:
+        raise CliError("--no-share-alike chooses among the default sets; with --data you name the files yourself")
     if args.known_noise and not args.posterior_mean:
         raise CliError("--known-noise is for --posterior-mean training (the score model conditions on noised poses "
                        "already)")
@@ -43,11 +46,14 @@ def _cmd_train(args):
         takes = build_takes(files, cmu_split, drop_first=False, name="custom")
         note = f"{len(files)} BVH files from {', '.join(args.data)}"
     else:
-        takes = cmu_takes(DATA_DIR, include_amc=args.amc)
-        note = ("CMU Graphics Lab Motion Capture Database (mocap.cs.cmu.edu), BVH"
-                + (" and ASF/AMC" if args.amc else "") + " clips of ../shared/data/cmu, "
-                "training subjects only (test subjects 6, 13, 94 and validation subjects 8, 14 held out), "
-                "30 fps, with mirror copies")
+        try:
+            takes, sets = training_takes(DATA_DIR, share_alike=not args.no_share_alike)
+        except FileNotFoundError as e:
+            raise CliError(str(e)) from None
+        note = ("; ".join(s["licence"] for s in sets) + ". Every clip of ../shared/data/"
+                + " and ../shared/data/".join(s["name"] for s in sets)
+                + ", training split only (CMU test subjects 6, 13, 94 and validation subjects 8, 14"
+                + (", HDM05 validation actor mm" if len(sets) > 1 else "") + " held out), 30 fps, with mirror copies")
     device = args.device
     if device == "auto":
         import torch
@@ -66,6 +72,8 @@ def _cmd_train(args):
             from gfpose_core.prior.train_mean import PosteriorMeanTrainer as Trainer
         trainer = Trainer(cfg, train, val, args.out, data_note=note, device=device)
         what = f"{len(train)} poses (x2 mirrored), validating on {len(val)}"
+    # Which sets the weights saw, with their licences, so each weight file's licence can be stated.
+    trainer.datasets = sets
     if args.init:
         trainer.warm_start(args.init, fresh_output=args.fresh_output)
     if trainer.rank == 0:
@@ -295,9 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train the score model")
-    t.add_argument("--data", nargs="*", help="BVH files or folders (default: the CMU set in ../shared/data)")
+    t.add_argument("--data", nargs="*", help="BVH files or folders (default: every shippable set in ../shared/data: CMU and HDM05)")
     t.add_argument("--out", required=True, help="run directory (checkpoints resume from here)")
-    t.add_argument("--amc", action="store_true", help="add the CMU ASF/AMC clips to the default data")
+    t.add_argument("--amc", action="store_true", help="kept for old scripts: the default data has every CMU clip")
+    t.add_argument("--no-share-alike", action="store_true",
+                   help="leave out HDM05 (CC BY-SA 3.0), so the weights are not share-alike")
     t.add_argument("--motion", action="store_true",
                    help="train the motion model (windows of frames) instead of the per-frame pose model")
     t.add_argument("--posterior-mean", action="store_true",
