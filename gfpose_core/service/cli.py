@@ -33,6 +33,7 @@ def _cmd_train(args):
                           max_minutes=args.minutes)
         cfg.model.hidden, cfg.model.embed, cfg.model.blocks = args.hidden or 768, args.embed, args.blocks or 2
         cfg.known_noise = args.known_noise
+        cfg.proportions = args.proportions
     if args.data:
         files = []
         for d in args.data:
@@ -314,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train the posterior-mean network (single completions) instead of the score model")
     t.add_argument("--known-noise", type=float, default=0.0,
                    help="--posterior-mean: metres of Gaussian noise on the known joints the network is given")
+    t.add_argument("--proportions", type=float, default=0.0,
+                   help="train on bodies of other proportions too (1: torso +-20%%, arms, legs, shoulders, hips, "
+                        "head +-15%%; 0: off)")
     t.add_argument("--steps", type=int, default=12000)
     t.add_argument("--batch", type=int, help="default: 512 poses, or 64 windows for --motion")
     t.add_argument("--lr", type=float, default=1e-3)
