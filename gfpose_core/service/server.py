@@ -10,30 +10,34 @@ import ipaddress
 import queue
 import threading
 import time
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional, Union
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gfpose_core import __version__
 from gfpose_core.body.skeleton import PARENTS
-from gfpose_core.engine import MAX_HYPOTHESES
+from gfpose_core.engine import DEFAULTS, MAX_HYPOTHESES
 from gfpose_core.prior.samplers import SAMPLERS
-from gfpose_core.rigs.rig_map import rig_map_names
-from gfpose_core.rigs.solve import BindingCache, UnknownBinding
-
-MAX_BODY_BYTES = 32 * 1024 * 1024
-MAX_POSES = 20_000          # poses x hypotheses per request
-MAX_STEPS = 1000
+from gfpose_core.rigs.rig_map import RigMapError
+from gfpose_core.rigs.solve import UnknownBinding
+from gfpose_core.service import limits, rig_names
+from gfpose_core.service.limits import MAX_BODY_BYTES, MAX_FPS, MAX_POSES, MAX_STEPS
+from gfpose_core.service.rig_names import NamedBindingCache, known_names, resolve_rig
 
 Sampler = Optional[Literal[tuple(SAMPLERS)]]  # type: ignore[valid-type]
 Coord = Optional[float]
+RigField = Optional[Union[Annotated[str, Field(max_length=200)], dict]]
+RIG_HELP = ("rig map name the engine knows (/info rig_maps), or a rig map as an object (the TOML's tables as "
+            "JSON); never a path. Default: detected from the bone names")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="null")
+    # NaN and Infinity are not JSON (json.loads takes them anyway): refused in every field, nulls mark unknowns.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class _Sampling(_Strict):
@@ -50,7 +54,7 @@ class CompleteRequest(_Sampling):
 
 class DenoiseRequest(_Sampling):
     take: list[list[list[Coord]]] = Field(description="(T, 24, 3) one take; null = dropout")
-    fps: float = Field(30.0, gt=0, le=1000)
+    fps: float = Field(30.0, ge=limits.MIN_FPS, le=MAX_FPS, description="frame rate of the take (capture rates)")
     strength: Optional[float] = Field(None, ge=0, le=1)
     temporal: Optional[bool] = Field(None, description="use the motion model (default: when the engine has one)")
 
@@ -58,7 +62,7 @@ class DenoiseRequest(_Sampling):
 class InbetweenRequest(_Sampling):
     take: list[list[list[Coord]]] = Field(description="(T, 24, 3) keys and the frames between; null = to fill")
     known: Optional[list[list[bool]]] = Field(None, description="(T, 24); default: the joints that are not null")
-    fps: float = Field(30.0, gt=0, le=1000)
+    fps: float = Field(30.0, ge=limits.MIN_FPS, le=MAX_FPS, description="frame rate of the take (capture rates)")
     lock_feet: bool = Field(True, description="keep a foot that rests in one place at two keys planted between")
 
 
@@ -76,7 +80,7 @@ class LiftRequest(_Sampling):
 
 class BindRequest(_Strict):
     armature: dict = Field(description="armature description (blender_addon.rig_io.describe_armature)")
-    rig: Optional[str] = Field(None, description="rig map name; default: detected from the bone names")
+    rig: RigField = Field(None, description=RIG_HELP)
 
 
 class PoseForRigRequest(_Strict):
@@ -84,9 +88,9 @@ class PoseForRigRequest(_Strict):
                                                        " may be left out once an answer gave its binding_id")
     binding_id: Optional[str] = Field(None, max_length=64,
                                       description="an earlier answer's binding_id: the armature it was solved for")
-    rig: Optional[str] = Field(None, description="rig map name; default: detected from the bone names")
+    rig: RigField = Field(None, description=RIG_HELP)
     joints: list[list[list[float]]] = Field(description="(F, 24, 3) body24 poses, world metres")
-    root_scale: Optional[float] = Field(None, gt=0, le=1000)
+    root_scale: Optional[float] = Field(None, ge=1e-3, le=1000)
     current: Optional[dict] = Field(None, description="the pose the rig has now, to edit rather than solve afresh: "
                                                       "{joints: (F, 24, 3) read off the rig, rotations: {bone: "
                                                       "(F, 3, 3) armature-space orientation}}")
@@ -96,7 +100,7 @@ class PosesResponse(BaseModel):
     joints: list = Field(description="(N, 24, 3) or (N, H, 24, 3) metres")
 
 
-def _array(nested, name: str, width: int) -> np.ndarray:
+def _array(nested, name: str, width: int, bound: float = limits.MAX_METRES) -> np.ndarray:
     """Nested lists with nulls -> float array with NaN; ragged or mis-sized input is a 422 naming the field."""
     try:
         arr = np.array(nested, dtype=np.float64)  # None -> nan
@@ -106,12 +110,18 @@ def _array(nested, name: str, width: int) -> np.ndarray:
         raise HTTPException(422, f"{name} must have shape (N, 24, {width}), got {arr.shape}")
     if np.isinf(arr).any():
         raise HTTPException(422, f"{name} contains infinite numbers")
+    limits.magnitudes(arr, name, bound)
     return arr
 
 
-def _limit(count: int, what: str):
-    if count > MAX_POSES:
-        raise HTTPException(413, f"{what}: {count} poses is over this server's limit of {MAX_POSES} per request")
+def _steps(steps, task: str, n_hypotheses: int = 1) -> int:
+    """The steps the engine will take: the request's, or the task's default (several hypotheses sample)."""
+    if steps is not None:
+        return steps
+    return DEFAULTS["hypotheses" if n_hypotheses > 1 else task][1] * (2 if task == "complete" else 1)
+
+
+_limit = limits.poses
 
 
 class CompleteBatcher:
@@ -185,9 +195,10 @@ def is_loopback(host: str) -> bool:
 def create_app(engine, token: str | None = None) -> FastAPI:
     app = FastAPI(title="GFPose engine", version=__version__,
                   description="A learned 3D human pose prior (body24): complete, denoise, generate, lift.")
+    app.add_exception_handler(RequestValidationError, limits.validation_error)
     lock = threading.Lock()  # one sampling job at a time on the device; requests queue here
     batcher = CompleteBatcher(engine, lock)
-    bindings = BindingCache()   # armatures sent once, named by binding_id after
+    bindings = NamedBindingCache()   # armatures sent once, named by binding_id after
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
@@ -223,17 +234,20 @@ def create_app(engine, token: str | None = None) -> FastAPI:
     def info():
         t = engine.config.get("training", {})
         return {"version": __version__, "device": str(engine.device), "joints": engine.joint_names,
-                "parents": [int(p) for p in PARENTS], "rig_maps": rig_map_names(),
+                "parents": [int(p) for p in PARENTS], "rig_maps": known_names(),
                 "parameters": t.get("parameters"), "trained_on": t.get("data"), "samplers": list(SAMPLERS),
                 "motion_model": None if engine.motion is None else {
                     "frames": engine.motion.frames, "fps": engine.motion.space.fps,
                     "max_gap_frames": engine.motion.frames - 2},
-                "limits": {"poses_per_request": MAX_POSES, "body_bytes": MAX_BODY_BYTES, "steps": MAX_STEPS}}
+                "limits": {"poses_per_request": MAX_POSES, "body_bytes": MAX_BODY_BYTES, "steps": MAX_STEPS,
+                           "pose_steps_per_request": limits.MAX_WORK, "fps": [limits.MIN_FPS, MAX_FPS],
+                           "frames_per_take_at_30_fps": MAX_POSES}}
 
     @app.post("/complete", response_model=PosesResponse)
     def complete(req: CompleteRequest):
         joints = _array(req.joints, "joints", 3)
         _limit(len(joints) * req.n_hypotheses, "joints x n_hypotheses")
+        limits.work(len(joints) * req.n_hypotheses, _steps(req.steps, "complete", req.n_hypotheses), "completions")
         known = _known(req.known, joints.shape[:2])
         if req.seed is None and req.n_hypotheses == 1:
             try:
@@ -243,42 +257,55 @@ def create_app(engine, token: str | None = None) -> FastAPI:
         else:
             out = run(engine.complete, joints, known, n_hypotheses=req.n_hypotheses, seed=req.seed,
                       sampler=req.sampler, steps=req.steps)
-        return {"joints": out.tolist()}
+        return {"joints": limits.answer(out, "the completion")}
 
     @app.post("/denoise", response_model=PosesResponse)
     def denoise(req: DenoiseRequest):
         take = _array(req.take, "take", 3)
         _limit(len(take), "take")
+        limits.take(len(take), req.fps)
+        per_frame = req.temporal is False or engine.motion is None
+        frames = limits.frames_at_model_rate(len(take), req.fps)
+        limits.work(frames, _steps(req.steps, "denoise" if per_frame else "denoise_motion"), "take frames")
+        lost = np.isnan(take).any(-1).all(0)
+        if per_frame and lost.any() and not lost.all():
+            # The per-frame prior repairs a dropout from the frames around it; a joint never seen has none.
+            raise HTTPException(422, f"take: joint(s) {', '.join(n for n, b in zip(engine.joint_names, lost) if b)} "
+                                     "unknown in every frame: the per-frame denoiser cannot place them (use "
+                                     "temporal=true, or /complete the frames first)")
         out = run(engine.denoise, take, fps=req.fps, strength=req.strength, sampler=req.sampler, steps=req.steps,
                   temporal=req.temporal)
-        return {"joints": out.tolist()}
+        return {"joints": limits.answer(out, "the denoised take")}
 
     @app.post("/inbetween", response_model=PosesResponse)
     def inbetween(req: InbetweenRequest):
         take = _array(req.take, "take", 3)
         _limit(len(take), "take")
+        limits.take(len(take), req.fps)
+        limits.work(limits.frames_at_model_rate(len(take), req.fps), _steps(req.steps, "inbetween"), "take frames")
         known = _known(req.known, take.shape[:2])
         out = run(engine.inbetween, take, known, fps=req.fps, seed=req.seed, sampler=req.sampler,
                   steps=req.steps, lock_feet=req.lock_feet)
-        return {"joints": out.tolist()}
+        return {"joints": limits.answer(out, "the filled take")}
 
     @app.post("/generate", response_model=PosesResponse)
     def generate(req: GenerateRequest):
         around = None if req.around is None else _array([req.around], "around", 3)[0]
+        limits.work(req.n, _steps(req.steps, "generate"), "n")
         out = run(engine.generate, req.n, seed=req.seed, around=around, pinned=req.pinned,
                   diversity=req.diversity, sampler=req.sampler, steps=req.steps)
-        return {"joints": out.tolist()}
+        return {"joints": limits.answer(out, "the generated poses")}
 
     @app.post("/lift", response_model=PosesResponse)
     def lift(req: LiftRequest):
-        kp = _array(req.keypoints2d, "keypoints2d", 2)
+        kp = _array(req.keypoints2d, "keypoints2d", 2, bound=limits.MAX_PIXELS)
         _limit(len(kp) * req.n_hypotheses, "keypoints2d x n_hypotheses")
+        limits.work(len(kp) * req.n_hypotheses, _steps(req.steps, "lift"), "keypoints2d x n_hypotheses")
         out = run(engine.lift, kp, n_hypotheses=req.n_hypotheses, seed=req.seed, sampler=req.sampler,
                   steps=req.steps)
-        return {"joints": out.tolist()}
+        return {"joints": limits.answer(out, "the lifted poses")}
 
     def rig_call(fn, *args, **kwargs):
-        from gfpose_core.rigs.rig_map import RigMapError
         try:
             return fn(*args, **kwargs)
         except RigMapError as e:
@@ -289,15 +316,15 @@ def create_app(engine, token: str | None = None) -> FastAPI:
     @app.post("/bind")
     def bind(req: BindRequest):
         """Which bone points give each body24 joint on this armature (the add-on reads poses with it)."""
-        from gfpose_core.rigs.rig_map import load_rig_map
         from gfpose_core.rigs.solve import bind_for_rig
-        out = rig_call(bind_for_rig, req.armature, req.rig)
+        rig = rig_call(resolve_rig, req.rig)
+        out = rig_call(bind_for_rig, req.armature, rig)
         # Which bone turns with which body24 joint (the add-on keys only the bones of joints it completes).
-        w = rig_call(load_rig_map, req.rig or out["rig"]).write
+        w = (rig or rig_call(rig_names.map_by_name, out["rig"])).write
         pre = out["prefix"]
         out["write"] = None if w is None else {"root": pre + w.root, "rest": [pre + b for b in w.rest],
                                                "bones": {pre + b: j for b, j in w.bones.items()}}
-        return out
+        return limits.finite_tree(out, "the binding")
 
     def _current(current, frames):
         if current is None:
@@ -320,8 +347,10 @@ def create_app(engine, token: str | None = None) -> FastAPI:
         if req.armature is None and req.binding_id is None:
             raise HTTPException(422, "send the armature, or the binding_id of an earlier answer")
         try:
-            return rig_call(bindings.pose_for_rig, joints, req.armature, req.rig, req.binding_id, req.root_scale,
-                            _current(req.current, len(joints)))
+            rig = rig_call(resolve_rig, req.rig)
+            out = rig_call(bindings.pose_for_rig, joints, req.armature, rig, req.binding_id, req.root_scale,
+                           _current(req.current, len(joints)))
+            return limits.finite_tree(out, "the rig pose")
         except UnknownBinding:
             raise HTTPException(409, f"binding_id {req.binding_id} is not held by this engine: send the armature"
                                 ) from None
