@@ -278,15 +278,31 @@ def _cmd_denoise(args):
         raise CliError("no take could be denoised")
 
 
-def _cmd_serve(args):
+def _token(args) -> str | None:
+    """--token-file, GFPOSE_TOKEN or --token (visible to every user in `ps`: the others are better)."""
     import os
 
+    from gfpose_core.service.guard import check_token
+    token = None
+    if args.token_file:
+        try:
+            token = Path(args.token_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise CliError(f"cannot read the token file {args.token_file}: {e}") from None
+    token = token or os.environ.get("GFPOSE_TOKEN") or args.token or None
+    try:
+        return check_token(token)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+
+
+def _cmd_serve(args):
+    from gfpose_core.service.guard import is_loopback
     from gfpose_core.service.server import serve
-    token = args.token or os.environ.get("GFPOSE_TOKEN") or None
-    from gfpose_core.service.server import is_loopback
+    token = _token(args)
     if not is_loopback(args.host) and not token:
         raise CliError(f"refusing to bind {args.host} without a token: anyone who reaches this port could use "
-                       "the engine. Give --token or set GFPOSE_TOKEN")
+                       "the engine. Give --token-file FILE or set GFPOSE_TOKEN")
     eng = _engine(args)
     print(f"gfpose engine on http://{args.host}:{args.port} ({eng.device}); schema at /docs", flush=True)
     serve(eng, args.host, args.port, token)
@@ -371,7 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="the engine over HTTP (loopback by default)")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8765)
-    s.add_argument("--token", default=None, help="required for non-loopback hosts (or GFPOSE_TOKEN)")
+    s.add_argument("--token-file", default=None,
+                   help="a file holding the token every request must carry (required for non-loopback hosts)")
+    s.add_argument("--token", default=None,
+                   help="the token itself (seen by every user in `ps`: prefer --token-file or GFPOSE_TOKEN)")
     _engine_args(s)
     s.set_defaults(func=_cmd_serve)
 

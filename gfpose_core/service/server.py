@@ -5,17 +5,14 @@ limits, 422 for content, 401 without the token); a failing request never takes t
 """
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import queue
 import threading
 import time
 from typing import Annotated, Literal, Optional, Union
 
 import numpy as np
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gfpose_core import __version__
@@ -25,6 +22,7 @@ from gfpose_core.prior.samplers import SAMPLERS
 from gfpose_core.rigs.rig_map import RigMapError
 from gfpose_core.rigs.solve import UnknownBinding
 from gfpose_core.service import limits, rig_names
+from gfpose_core.service.guard import Guard, check_token, is_loopback
 from gfpose_core.service.limits import MAX_BODY_BYTES, MAX_FPS, MAX_POSES, MAX_STEPS
 from gfpose_core.service.rig_names import NamedBindingCache, known_names, resolve_rig
 
@@ -183,16 +181,9 @@ class CompleteBatcher:
             job["done"].set()
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def create_app(engine, token: str | None = None) -> FastAPI:
+def create_app(engine, token: str | None = None, host: str = "127.0.0.1") -> FastAPI:
+    """The app; `host` is where it is served (a loopback host pins the Host header to loopback names)."""
+    token = check_token(token)
     app = FastAPI(title="GFPose engine", version=__version__,
                   description="A learned 3D human pose prior (body24): complete, denoise, generate, lift.")
     app.add_exception_handler(RequestValidationError, limits.validation_error)
@@ -200,16 +191,7 @@ def create_app(engine, token: str | None = None) -> FastAPI:
     batcher = CompleteBatcher(engine, lock)
     bindings = NamedBindingCache()   # armatures sent once, named by binding_id after
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        if token is not None and request.url.path not in ("/docs", "/openapi.json"):
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                return JSONResponse({"detail": "missing or wrong token (Authorization: Bearer ...)"}, 401)
-        size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > MAX_BODY_BYTES):
-            return JSONResponse({"detail": f"request body over the limit of {MAX_BODY_BYTES} bytes"}, 413)
-        return await call_next(request)
+    app.add_middleware(Guard, host=host, token=token, max_body=MAX_BODY_BYTES)
 
     def _known(known, shape):
         if known is None:
@@ -364,7 +346,7 @@ def serve(engine, host: str = "127.0.0.1", port: int = 8765, token: str | None =
     if not is_loopback(host) and not token:
         raise ValueError(f"binding {host} exposes the engine beyond this machine: give a token "
                          "(--token or GFPOSE_TOKEN) that every request must carry")
-    uvicorn.run(create_app(engine, token), host=host, port=port, log_level=log_level)
+    uvicorn.run(create_app(engine, token, host), host=host, port=port, log_level=log_level)
 
 
 class ServerThread:
@@ -379,7 +361,7 @@ class ServerThread:
                 s.bind((host, 0))
                 port = s.getsockname()[1]
         self.url = f"http://{host}:{port}"
-        config = uvicorn.Config(create_app(engine, token), host=host, port=port, log_level="warning")
+        config = uvicorn.Config(create_app(engine, token, host), host=host, port=port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
