@@ -53,6 +53,16 @@ def frames_at_model_rate(frames: int, fps: float) -> float:
     return (max(frames, 1) - 1) * (MODEL_FPS / fps) + 1
 
 
+def file_rate(frames: int, fps: float, what: str, max_frames: int = 200_000):
+    """For takes read from files (the command line): a ValueError when the rate is not a capture rate or the take
+    resampled to the models' rate is too long to hold (a `Frame Time: 10` header makes 300 frames of each)."""
+    if not MIN_FPS <= fps <= MAX_FPS:
+        raise ValueError(f"{what}: {fps:.3g} fps is outside capture rates ({MIN_FPS:g}-{MAX_FPS:g} fps)")
+    if frames_at_model_rate(frames, fps) > max_frames:
+        raise ValueError(f"{what}: {frames} frames at {fps:.3g} fps are over {max_frames:,} frames at "
+                         f"{MODEL_FPS:.0f} fps")
+
+
 def take(frames: int, fps: float, what: str = "take"):
     _limit(frames_at_model_rate(frames, fps), f"{what} resampled to {MODEL_FPS:.0f} fps", MAX_POSES, "frames")
 
