@@ -52,7 +52,7 @@ class EngineClient:
             raise EngineError(f"engine refused {path} ({e.code}): {detail}", e.code) from None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
             local = _started.get(self.url)
-            if local is not None and not local.alive():
+            if local is not None and not local.alive(grace=1.0):
                 raise EngineError(local.ended()) from None
             reason = getattr(e, "reason", e)
             if isinstance(reason, TimeoutError):
@@ -115,7 +115,14 @@ class LocalEngine:
         self.stop()
         raise EngineError(f"the engine did not answer within {start_timeout:.0f} s (log: {self.log_path})")
 
-    def alive(self) -> bool:
+    def alive(self, grace: float = 0.0) -> bool:
+        """grace: how long to wait for an end already under way (a killed process closes its sockets a moment
+        before the system reports it gone)."""
+        if grace:
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                pass
         return self.proc.poll() is None
 
     def last_line(self, size: int = 4096) -> str:
