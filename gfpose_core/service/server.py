@@ -25,9 +25,18 @@ from gfpose_core.service import limits, rig_names
 from gfpose_core.service.guard import Guard, check_token, is_loopback
 from gfpose_core.service.limits import MAX_BODY_BYTES, MAX_FPS, MAX_POSES, MAX_STEPS
 from gfpose_core.service.rig_names import NamedBindingCache, known_names, resolve_rig
+from gfpose_core.service.schema import (
+    ERRORS,
+    GONE,
+    KnownRow,
+    Pose3,
+    Poses2,
+    Poses3,
+    PosesResponse,
+    document_security,
+)
 
 Sampler = Optional[Literal[tuple(SAMPLERS)]]  # type: ignore[valid-type]
-Coord = Optional[float]
 RigField = Optional[Union[Annotated[str, Field(max_length=200)], dict]]
 RIG_HELP = ("rig map name the engine knows (/info rig_maps), or a rig map as an object (the TOML's tables as "
             "JSON); never a path. Default: detected from the bone names")
@@ -45,34 +54,34 @@ class _Sampling(_Strict):
 
 
 class CompleteRequest(_Sampling):
-    joints: list[list[list[Coord]]] = Field(description="(N, 24, 3) world positions in metres; null = unknown")
-    known: Optional[list[list[bool]]] = Field(None, description="(N, 24); default: the joints that are not null")
+    joints: Poses3 = Field(description="(N, 24, 3) world positions in metres; null = unknown")
+    known: Optional[list[KnownRow]] = Field(None, description="(N, 24); default: the joints that are not null")
     n_hypotheses: int = Field(1, ge=1, le=MAX_HYPOTHESES)
 
 
 class DenoiseRequest(_Sampling):
-    take: list[list[list[Coord]]] = Field(description="(T, 24, 3) one take; null = dropout")
+    take: Poses3 = Field(description="(T, 24, 3) one take; null = dropout")
     fps: float = Field(30.0, ge=limits.MIN_FPS, le=MAX_FPS, description="frame rate of the take (capture rates)")
     strength: Optional[float] = Field(None, ge=0, le=1)
     temporal: Optional[bool] = Field(None, description="use the motion model (default: when the engine has one)")
 
 
 class InbetweenRequest(_Sampling):
-    take: list[list[list[Coord]]] = Field(description="(T, 24, 3) keys and the frames between; null = to fill")
-    known: Optional[list[list[bool]]] = Field(None, description="(T, 24); default: the joints that are not null")
+    take: Poses3 = Field(description="(T, 24, 3) keys and the frames between; null = to fill")
+    known: Optional[list[KnownRow]] = Field(None, description="(T, 24); default: the joints that are not null")
     fps: float = Field(30.0, ge=limits.MIN_FPS, le=MAX_FPS, description="frame rate of the take (capture rates)")
     lock_feet: bool = Field(True, description="keep a foot that rests in one place at two keys planted between")
 
 
 class GenerateRequest(_Sampling):
     n: int = Field(1, ge=1, le=MAX_POSES)
-    around: Optional[list[list[Coord]]] = Field(None, description="(24, 3) a pose to vary")
+    around: Optional[Pose3] = Field(None, description="(24, 3) a pose to vary")
     pinned: Optional[list[str]] = Field(None, description="body24 joint names kept exactly")
     diversity: float = Field(0.5, ge=0, le=1)
 
 
 class LiftRequest(_Sampling):
-    keypoints2d: list[list[list[Coord]]] = Field(description="(N, 24, 2) image x right, y down; null = unseen")
+    keypoints2d: Poses2 = Field(description="(N, 24, 2) image x right, y down; null = unseen")
     n_hypotheses: int = Field(1, ge=1, le=MAX_HYPOTHESES)
 
 
@@ -87,15 +96,11 @@ class PoseForRigRequest(_Strict):
     binding_id: Optional[str] = Field(None, max_length=64,
                                       description="an earlier answer's binding_id: the armature it was solved for")
     rig: RigField = Field(None, description=RIG_HELP)
-    joints: list[list[list[float]]] = Field(description="(F, 24, 3) body24 poses, world metres")
+    joints: Poses3 = Field(description="(F, 24, 3) body24 poses, world metres, every joint known")
     root_scale: Optional[float] = Field(None, ge=1e-3, le=1000)
     current: Optional[dict] = Field(None, description="the pose the rig has now, to edit rather than solve afresh: "
                                                       "{joints: (F, 24, 3) read off the rig, rotations: {bone: "
                                                       "(F, 3, 3) armature-space orientation}}")
-
-
-class PosesResponse(BaseModel):
-    joints: list = Field(description="(N, 24, 3) or (N, H, 24, 3) metres")
 
 
 def _array(nested, name: str, width: int, bound: float = limits.MAX_METRES) -> np.ndarray:
@@ -185,7 +190,9 @@ def create_app(engine, token: str | None = None, host: str = "127.0.0.1") -> Fas
     """The app; `host` is where it is served (a loopback host pins the Host header to loopback names)."""
     token = check_token(token)
     app = FastAPI(title="GFPose engine", version=__version__,
-                  description="A learned 3D human pose prior (body24): complete, denoise, generate, lift.")
+                  description="A learned 3D human pose prior (body24): complete, denoise, generate, lift.",
+                  responses=ERRORS)
+    document_security(app, token is not None)
     app.add_exception_handler(RequestValidationError, limits.validation_error)
     lock = threading.Lock()  # one sampling job at a time on the device; requests queue here
     batcher = CompleteBatcher(engine, lock)
@@ -318,7 +325,7 @@ def create_app(engine, token: str | None = None, host: str = "127.0.0.1") -> Fas
             raise HTTPException(422, f"current joints have {len(cur)} frames, joints {frames}")
         return {"joints": cur, "rotations": current.get("rotations") or {}}
 
-    @app.post("/pose_for_rig")
+    @app.post("/pose_for_rig", responses=GONE)
     def pose_for_rig(req: PoseForRigRequest):
         """body24 poses -> bone rotations and root locations to key on the posted armature (or on the armature of
         an earlier answer's binding_id: 409 when the engine no longer holds it, so send the armature again)."""
