@@ -10,9 +10,13 @@
 """
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import json
+import threading
+
+from gfpose_core.service.cancel import SCOPE_KEY
 
 LOOPBACK_NAMES = {"localhost", "localhost.", "ip6-localhost"}
 OPEN_PATHS = ("/docs", "/openapi.json")     # the schema is no secret; a client generator needs it
@@ -89,14 +93,30 @@ class Guard:
             more = message.get("more_body", False)
         whole = b"".join(body)
         sent = False
+        # A watcher reads on after the body so that a client that goes away is seen while the work runs (the
+        # app reads nothing more); the endpoint stops its sampler at the next step (cancel.py).
+        gone = threading.Event()
+        later: asyncio.Queue = asyncio.Queue()
+
+        async def watch():
+            while True:
+                message = await receive()
+                await later.put(message)
+                if message["type"] == "http.disconnect":
+                    gone.set()
+                    return
 
         async def replay():
             nonlocal sent
             if not sent:
                 sent = True
                 return {"type": "http.request", "body": whole, "more_body": False}
-            return await receive()  # after the body: the disconnect, when the client goes away
-        return await self.app(scope, replay, send)
+            return await later.get()
+        watcher = asyncio.ensure_future(watch())
+        try:
+            return await self.app(dict(scope, **{SCOPE_KEY: gone}), replay, send)
+        finally:
+            watcher.cancel()
 
     def _problem(self, scope, headers) -> tuple[int, str] | None:
         if self.hosts is not None:

@@ -11,7 +11,7 @@ import time
 from typing import Annotated, Literal, Optional, Union
 
 import numpy as np
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,6 +22,7 @@ from gfpose_core.prior.samplers import SAMPLERS
 from gfpose_core.rigs.rig_map import RigMapError
 from gfpose_core.rigs.solve import UnknownBinding
 from gfpose_core.service import limits, rig_names
+from gfpose_core.service.cancel import Gone, stopper_for
 from gfpose_core.service.guard import Guard, check_token, is_loopback
 from gfpose_core.service.limits import MAX_BODY_BYTES, MAX_FPS, MAX_POSES, MAX_STEPS
 from gfpose_core.service.rig_names import NamedBindingCache, known_names, resolve_rig
@@ -208,12 +209,17 @@ def create_app(engine, token: str | None = None, host: str = "127.0.0.1") -> Fas
             raise HTTPException(422, f"known must have shape {shape}, got {k.shape}")
         return k.astype(bool)
 
-    def run(fn, *args, **kwargs):
+    def run(request, fn, *args, **kwargs):
+        stop = stopper_for(request)
+        stop.acquire(lock)
         try:
-            with lock:
-                return fn(*args, **kwargs)
+            return fn(*args, callback=stop.check, **kwargs)
         except ValueError as e:
             raise HTTPException(422, str(e)) from None
+        except Gone:
+            raise HTTPException(400, "the client went away; the work was stopped") from None
+        finally:
+            lock.release()
 
     @app.get("/health")
     def health():
@@ -233,7 +239,7 @@ def create_app(engine, token: str | None = None, host: str = "127.0.0.1") -> Fas
                            "frames_per_take_at_30_fps": MAX_POSES}}
 
     @app.post("/complete", response_model=PosesResponse)
-    def complete(req: CompleteRequest):
+    def complete(req: CompleteRequest, request: Request):
         joints = _array(req.joints, "joints", 3)
         _limit(len(joints) * req.n_hypotheses, "joints x n_hypotheses")
         limits.work(len(joints) * req.n_hypotheses, _steps(req.steps, "complete", req.n_hypotheses), "completions")
@@ -244,12 +250,13 @@ def create_app(engine, token: str | None = None, host: str = "127.0.0.1") -> Fas
             except ValueError as e:
                 raise HTTPException(422, str(e)) from None
         else:
-            out = run(engine.complete, joints, known, n_hypotheses=req.n_hypotheses, seed=req.seed,
+            out = run(request, engine.complete, joints, known, n_hypotheses=req.n_hypotheses,
+                      seed=req.seed,
                       sampler=req.sampler, steps=req.steps)
         return {"joints": limits.answer(out, "the completion")}
 
     @app.post("/denoise", response_model=PosesResponse)
-    def denoise(req: DenoiseRequest):
+    def denoise(req: DenoiseRequest, request: Request):
         take = _array(req.take, "take", 3)
         _limit(len(take), "take")
         limits.take(len(take), req.fps)
@@ -262,35 +269,37 @@ def create_app(engine, token: str | None = None, host: str = "127.0.0.1") -> Fas
             raise HTTPException(422, f"take: joint(s) {', '.join(n for n, b in zip(engine.joint_names, lost) if b)} "
                                      "unknown in every frame: the per-frame denoiser cannot place them (use "
                                      "temporal=true, or /complete the frames first)")
-        out = run(engine.denoise, take, fps=req.fps, strength=req.strength, sampler=req.sampler, steps=req.steps,
+        out = run(request, engine.denoise, take, fps=req.fps, strength=req.strength, sampler=req.sampler,
+                  steps=req.steps,
                   temporal=req.temporal)
         return {"joints": limits.answer(out, "the denoised take")}
 
     @app.post("/inbetween", response_model=PosesResponse)
-    def inbetween(req: InbetweenRequest):
+    def inbetween(req: InbetweenRequest, request: Request):
         take = _array(req.take, "take", 3)
         _limit(len(take), "take")
         limits.take(len(take), req.fps)
         limits.work(limits.frames_at_model_rate(len(take), req.fps), _steps(req.steps, "inbetween"), "take frames")
         known = _known(req.known, take.shape[:2])
-        out = run(engine.inbetween, take, known, fps=req.fps, seed=req.seed, sampler=req.sampler,
+        out = run(request, engine.inbetween, take, known, fps=req.fps, seed=req.seed, sampler=req.sampler,
                   steps=req.steps, lock_feet=req.lock_feet)
         return {"joints": limits.answer(out, "the filled take")}
 
     @app.post("/generate", response_model=PosesResponse)
-    def generate(req: GenerateRequest):
+    def generate(req: GenerateRequest, request: Request):
         around = None if req.around is None else _array([req.around], "around", 3)[0]
         limits.work(req.n, _steps(req.steps, "generate"), "n")
-        out = run(engine.generate, req.n, seed=req.seed, around=around, pinned=req.pinned,
+        out = run(request, engine.generate, req.n, seed=req.seed, around=around, pinned=req.pinned,
                   diversity=req.diversity, sampler=req.sampler, steps=req.steps)
         return {"joints": limits.answer(out, "the generated poses")}
 
     @app.post("/lift", response_model=PosesResponse)
-    def lift(req: LiftRequest):
+    def lift(req: LiftRequest, request: Request):
         kp = _array(req.keypoints2d, "keypoints2d", 2, bound=limits.MAX_PIXELS)
         _limit(len(kp) * req.n_hypotheses, "keypoints2d x n_hypotheses")
         limits.work(len(kp) * req.n_hypotheses, _steps(req.steps, "lift"), "keypoints2d x n_hypotheses")
-        out = run(engine.lift, kp, n_hypotheses=req.n_hypotheses, seed=req.seed, sampler=req.sampler,
+        out = run(request, engine.lift, kp, n_hypotheses=req.n_hypotheses, seed=req.seed,
+                  sampler=req.sampler,
                   steps=req.steps)
         return {"joints": limits.answer(out, "the lifted poses")}
 
