@@ -20,6 +20,7 @@ import numpy as np
 
 from gfpose_core.body.rotations import euler_to_matrix
 from gfpose_core.formats.bvh import BvhSkeleton, _open_text
+from gfpose_core.formats.text import MAX_FRAMES, short_message
 
 ROOT_NAME = "hip"          # as in the CMU BVH files with ASF names
 DEFAULT_FPS = 120.0        # AMC files carry no frame rate; CMU captured at 120 Hz
@@ -52,7 +53,7 @@ class AsfSkeleton:
 
 
 def _fail(path, line, msg):
-    raise ValueError(f"{path}:{line}: {msg}")
+    raise ValueError(f"{path}:{line}: {short_message(msg)}")
 
 
 def _floats(path, line, toks, n, what):
@@ -365,6 +366,8 @@ def read_amc(path_amc: str | os.PathLike, skeleton: AsfSkeleton | str | os.PathL
             if row is not None:
                 close_frame(n)
             no = int(toks[0])
+            if len(rows) >= MAX_FRAMES:
+                _fail(path, n, f"more than {MAX_FRAMES} frames: over the limit per take")
             if frame_no is not None and no != frame_no + 1:
                 _fail(path, n, f"frame {no} follows frame {frame_no}")
             frame_no, frame_line, seen = no, n, set()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gfpose_core.body.rotations import euler_to_matrix
+from gfpose_core.formats.text import MAX_FRAMES, bvh_check, read_text, short_message
 
 _CHANNELS = ("Xposition", "Yposition", "Zposition", "Xrotation", "Yrotation", "Zrotation")
 _MAX_DEPTH = 512  # deeper nesting is refused (a ValueError, not a RecursionError); real rigs nest < 50 deep
@@ -77,25 +78,15 @@ class BvhClip:
         return pos, rot
 
 
-def _open_text(path: str | os.PathLike) -> str:
-    with open(path, "rb") as f:
-        data = f.read()
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, gzip.BadGzipFile) as e:
-            raise ValueError(f"{path}:1: not a readable gzip file ({e})") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
+def _open_text(path: str | os.PathLike, check=None) -> str:
+    return read_text(path, check)
 
 
 def read_bvh(path: str | os.PathLike, text: str | None = None) -> BvhClip:
     """Parse a `.bvh` or `.bvh.gz` file. Malformed input raises ValueError naming the file and line."""
     path = str(path)
     if text is None:
-        text = _open_text(path)
+        text = _open_text(path, bvh_check(path))
     return _Parser(path, text).parse()
 
 
@@ -108,7 +99,7 @@ class _Parser:
         self.end_flags: list[bool] = []   # End Sites are told by the file's structure, not by their names
 
     def fail(self, line: int, msg: str):
-        raise ValueError(f"{self.path}:{line}: {msg}")
+        raise ValueError(f"{self.path}:{line}: {short_message(msg)}")
 
     def parse(self) -> BvhClip:
         if not any(line.strip() for line in self.lines):
@@ -188,7 +179,7 @@ class _Parser:
         if not end_site:
             self.next("CHANNELS")
             tok, cline = self.next()
-            if not (tok.isascii() and tok.isdigit()) or not 0 <= int(tok) <= 6:
+            if not (tok.isascii() and tok.isdigit() and len(tok) <= 2) or not 0 <= int(tok) <= 6:
                 self.fail(cline, f"bad channel count '{tok}'")
             for _ in range(int(tok)):
                 c, cl = self.next()
@@ -232,6 +223,8 @@ class _Parser:
         n_frames, frame_time = fields["frames:"], fields["frame time:"]
         if n_frames < 1:
             self.fail(motion_line + 2, f"frame count {n_frames} (need at least one frame)")
+        if n_frames > MAX_FRAMES:    # text given directly skips read_text's early check
+            self.fail(motion_line + 2, f"{n_frames} frames is over the limit of {MAX_FRAMES} per take")
         if not np.isfinite(frame_time) or frame_time <= 0:
             self.fail(motion_line + 3, f"frame time {frame_time} is not positive")
         rows = [line for line in self.lines[i:] if line.strip()]

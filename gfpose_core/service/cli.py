@@ -119,6 +119,10 @@ def _read_json(path: str) -> dict:
             data = json.load(f)
     except json.JSONDecodeError as e:
         raise CliError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    except RecursionError:
+        raise CliError(f"{path}: JSON nested too deeply") from None
+    except UnicodeDecodeError:
+        raise CliError(f"{path}: not a UTF-8 text file") from None
     if not isinstance(data, dict):
         raise CliError(f"{path}: expected a JSON object")
     return data
@@ -153,8 +157,20 @@ def _progress(desc: str):
     return bar, callback
 
 
+def _output_folder(path: str, *inputs: str | None):
+    """Before any work: the output's folder exists and the output is not one of the inputs."""
+    import os
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise CliError(f"the output folder {folder} does not exist (nothing was done)")
+    for src in inputs:
+        if src and os.path.exists(src) and os.path.realpath(src) == os.path.realpath(path):
+            raise CliError(f"-o {path} is the input: the result would replace it (give another -o)")
+
+
 def _json_task(args, task: str, field: str, width: int, done: str):
     """complete and lift: poses from a JSON file through one engine task, hypotheses and seed, JSON out."""
+    _output_folder(args.output, args.input)
     data = _read_json(args.input)
     poses = _nested(data, field, args.input, width=width)
     extra = {"known": data.get("known")} if task == "complete" else {}
@@ -177,6 +193,7 @@ def _cmd_lift(args):
 
 
 def _cmd_generate(args):
+    _output_folder(args.output, args.around)
     around = None
     if args.around:
         data = _read_json(args.around)
@@ -192,6 +209,7 @@ def _cmd_generate(args):
 
 
 def _cmd_inbetween(args):
+    _output_folder(args.output, args.input)
     data = _read_json(args.input)
     take = _nested(data, "take", args.input)
     fps = data.get("fps", 30.0)
@@ -214,80 +232,81 @@ def _write_poses(path: str, poses, fps: float, eng):
         _write_json(path, {"joints": poses.tolist(), "joint_names": eng.joint_names})
 
 
-def _denoise_inputs(patterns: list[str]) -> list:
-    import glob
-    files = []
-    for pat in patterns:
-        p = Path(pat)
-        if p.is_dir():
-            files += sorted(q for q in p.iterdir() if q.name.lower().endswith((".bvh", ".bvh.gz")))
-        elif any(ch in pat for ch in "*?["):
-            files += [Path(q) for q in sorted(glob.glob(pat, recursive=True))]
-        else:
-            files.append(p)
-    if not files:
-        raise CliError(f"no BVH takes in {' '.join(patterns)}")
-    return files
-
-
-def _denoise_target(src: Path, args, many: bool) -> Path:
-    if not many and args.output and not Path(args.output).is_dir():
-        return Path(args.output)
-    folder = Path(args.output) if args.output else src.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    name = src.name[:-3] if src.name.lower().endswith(".gz") else src.name
-    stem = name[:-4]
-    return folder / (f"{stem}{args.suffix}.bvh" if folder == src.parent else f"{stem}.bvh")
-
-
 def _cmd_denoise(args):
     from tqdm import tqdm
 
     from gfpose_core.formats.bvh import read_bvh, write_bvh
     from gfpose_core.rigs.bvh_skeleton import apply_body24
     from gfpose_core.rigs.rig_map import detect_rig_map, load_rig_map
+    from gfpose_core.service import batch, limits
 
-    files = _denoise_inputs(args.inputs)
-    many = len(files) > 1 or any(Path(p).is_dir() or any(c in p for c in "*?[") for p in args.inputs)
-    if not many and not args.output:
-        raise CliError("give -o CLEAN.bvh (or a folder)")
+    try:
+        files = batch.take_files(args.inputs)
+        many = len(files) > 1 or any(Path(p).is_dir() or any(c in p for c in "*?[") for p in args.inputs)
+        targets = batch.plan_outputs(files, args.output, args.suffix, many)
+    except batch.PlanError as e:
+        raise CliError(str(e)) from None
+    rig = load_rig_map(args.rig) if args.rig else None   # a bad --rig ends here, before the engine loads
+    if many:
+        for folder in {t.parent for t in targets}:
+            folder.mkdir(parents=True, exist_ok=True)
     eng = _engine(args)
-    rig = load_rig_map(args.rig) if args.rig else None
     done, failed = [], []
-    for src in tqdm(files, desc="denoise", unit="take", disable=None if many else True):
+    for src, target in tqdm(list(zip(files, targets)), desc="denoise", unit="take", disable=None if many else True):
         try:
             clip = read_bvh(src)
+            limits.file_rate(len(clip.motion), clip.fps, str(src))
             rig_map = rig or detect_rig_map(clip.skeleton.names, kind="bvh")
             pos, rot = clip.forward_kinematics()
             before = rig_map.body24_positions(clip.skeleton.names, pos, rot)
             after = eng.denoise(before, fps=clip.fps, strength=args.strength,
                                 temporal=False if args.per_frame else None)
-            target = _denoise_target(src, args, many)
-            write_bvh(target, apply_body24(clip, rig_map, before, after))
+            cleaned = apply_body24(clip, rig_map, before, after)
+            batch.write_replacing(target, lambda tmp: write_bvh(tmp, cleaned))
             done.append((src, target))
-        except (ValueError, OSError) as e:
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # in a batch one bad take is named and skipped; the others are still cleaned
             if not many:
                 raise
-            failed.append((src, str(e).splitlines()[0]))
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            failed.append((src, why if isinstance(e, (ValueError, OSError)) else f"{type(e).__name__}: {why}"))
     for src, target in done:
         print(f"{src} -> {target}")
     if many:
-        print(f"denoised {len(done)} of {len(files)} take(s)" + (f"; skipped {len(failed)}:" if failed else ""))
+        print(f"denoised {len(done)} of {len(files)} take(s), wrote {len(done)} file(s)"
+              + (f"; skipped {len(failed)}:" if failed else ""))
         for src, why in failed:
-            print(f"  {src}: {why}")
+            print(f"  {src}: {why[:200]}")
     if not done:
         raise CliError("no take could be denoised")
 
 
-def _cmd_serve(args):
+def _token(args) -> str | None:
+    """--token-file, GFPOSE_TOKEN or --token (visible to every user in `ps`: the others are better)."""
     import os
 
+    from gfpose_core.service.guard import check_token
+    token = None
+    if args.token_file:
+        try:
+            token = Path(args.token_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise CliError(f"cannot read the token file {args.token_file}: {e}") from None
+    token = token or os.environ.get("GFPOSE_TOKEN") or args.token or None
+    try:
+        return check_token(token)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+
+
+def _cmd_serve(args):
+    from gfpose_core.service.guard import is_loopback
     from gfpose_core.service.server import serve
-    token = args.token or os.environ.get("GFPOSE_TOKEN") or None
-    from gfpose_core.service.server import is_loopback
+    token = _token(args)
     if not is_loopback(args.host) and not token:
         raise CliError(f"refusing to bind {args.host} without a token: anyone who reaches this port could use "
-                       "the engine. Give --token or set GFPOSE_TOKEN")
+                       "the engine. Give --token-file FILE or set GFPOSE_TOKEN")
     eng = _engine(args)
     print(f"gfpose engine on http://{args.host}:{args.port} ({eng.device}); schema at /docs", flush=True)
     serve(eng, args.host, args.port, token)
@@ -375,7 +394,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="the engine over HTTP (loopback by default)")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8765)
-    s.add_argument("--token", default=None, help="required for non-loopback hosts (or GFPOSE_TOKEN)")
+    s.add_argument("--token-file", default=None,
+                   help="a file holding the token every request must carry (required for non-loopback hosts)")
+    s.add_argument("--token", default=None,
+                   help="the token itself (seen by every user in `ps`: prefer --token-file or GFPOSE_TOKEN)")
     _engine_args(s)
     s.set_defaults(func=_cmd_serve)
 

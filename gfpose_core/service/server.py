@@ -5,35 +5,47 @@ limits, 422 for content, 401 without the token); a failing request never takes t
 """
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import queue
 import threading
 import time
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional, Union
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
 from gfpose_core import __version__
 from gfpose_core.body.skeleton import PARENTS
-from gfpose_core.engine import MAX_HYPOTHESES
+from gfpose_core.engine import DEFAULTS, MAX_HYPOTHESES
 from gfpose_core.prior.samplers import SAMPLERS
-from gfpose_core.rigs.rig_map import rig_map_names
-from gfpose_core.rigs.solve import BindingCache, UnknownBinding
-
-MAX_BODY_BYTES = 32 * 1024 * 1024
-MAX_POSES = 20_000          # poses x hypotheses per request
-MAX_STEPS = 1000
+from gfpose_core.rigs.rig_map import RigMapError
+from gfpose_core.rigs.solve import UnknownBinding
+from gfpose_core.service import limits, rig_names
+from gfpose_core.service.cancel import Gone, stopper_for
+from gfpose_core.service.guard import Guard, check_token, is_loopback
+from gfpose_core.service.limits import MAX_BODY_BYTES, MAX_FPS, MAX_POSES, MAX_STEPS
+from gfpose_core.service.rig_names import NamedBindingCache, known_names, resolve_rig
+from gfpose_core.service.schema import (
+    ERRORS,
+    GONE,
+    KnownRow,
+    Pose3,
+    Poses2,
+    Poses3,
+    PosesResponse,
+    document_security,
+)
 
 Sampler = Optional[Literal[tuple(SAMPLERS)]]  # type: ignore[valid-type]
-Coord = Optional[float]
+RigField = Optional[Union[Annotated[str, Field(max_length=200)], dict]]
+RIG_HELP = ("rig map name the engine knows (/info rig_maps), or a rig map as an object (the TOML's tables as "
+            "JSON); never a path. Default: detected from the bone names")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="null")
+    # NaN and Infinity are not JSON (json.loads takes them anyway): refused in every field, nulls mark unknowns.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class _Sampling(_Strict):
@@ -43,40 +55,40 @@ class _Sampling(_Strict):
 
 
 class CompleteRequest(_Sampling):
-    joints: list[list[list[Coord]]] = Field(description="(N, 24, 3) world positions in metres; null = unknown")
-    known: Optional[list[list[bool]]] = Field(None, description="(N, 24); default: the joints that are not null")
+    joints: Poses3 = Field(description="(N, 24, 3) world positions in metres; null = unknown")
+    known: Optional[list[KnownRow]] = Field(None, description="(N, 24); default: the joints that are not null")
     n_hypotheses: int = Field(1, ge=1, le=MAX_HYPOTHESES)
 
 
 class DenoiseRequest(_Sampling):
-    take: list[list[list[Coord]]] = Field(description="(T, 24, 3) one take; null = dropout")
-    fps: float = Field(30.0, gt=0, le=1000)
+    take: Poses3 = Field(description="(T, 24, 3) one take; null = dropout")
+    fps: float = Field(30.0, ge=limits.MIN_FPS, le=MAX_FPS, description="frame rate of the take (capture rates)")
     strength: Optional[float] = Field(None, ge=0, le=1)
     temporal: Optional[bool] = Field(None, description="use the motion model (default: when the engine has one)")
 
 
 class InbetweenRequest(_Sampling):
-    take: list[list[list[Coord]]] = Field(description="(T, 24, 3) keys and the frames between; null = to fill")
-    known: Optional[list[list[bool]]] = Field(None, description="(T, 24); default: the joints that are not null")
-    fps: float = Field(30.0, gt=0, le=1000)
+    take: Poses3 = Field(description="(T, 24, 3) keys and the frames between; null = to fill")
+    known: Optional[list[KnownRow]] = Field(None, description="(T, 24); default: the joints that are not null")
+    fps: float = Field(30.0, ge=limits.MIN_FPS, le=MAX_FPS, description="frame rate of the take (capture rates)")
     lock_feet: bool = Field(True, description="keep a foot that rests in one place at two keys planted between")
 
 
 class GenerateRequest(_Sampling):
     n: int = Field(1, ge=1, le=MAX_POSES)
-    around: Optional[list[list[Coord]]] = Field(None, description="(24, 3) a pose to vary")
+    around: Optional[Pose3] = Field(None, description="(24, 3) a pose to vary")
     pinned: Optional[list[str]] = Field(None, description="body24 joint names kept exactly")
     diversity: float = Field(0.5, ge=0, le=1)
 
 
 class LiftRequest(_Sampling):
-    keypoints2d: list[list[list[Coord]]] = Field(description="(N, 24, 2) image x right, y down; null = unseen")
+    keypoints2d: Poses2 = Field(description="(N, 24, 2) image x right, y down; null = unseen")
     n_hypotheses: int = Field(1, ge=1, le=MAX_HYPOTHESES)
 
 
 class BindRequest(_Strict):
     armature: dict = Field(description="armature description (blender_addon.rig_io.describe_armature)")
-    rig: Optional[str] = Field(None, description="rig map name; default: detected from the bone names")
+    rig: RigField = Field(None, description=RIG_HELP)
 
 
 class PoseForRigRequest(_Strict):
@@ -84,20 +96,16 @@ class PoseForRigRequest(_Strict):
                                                        " may be left out once an answer gave its binding_id")
     binding_id: Optional[str] = Field(None, max_length=64,
                                       description="an earlier answer's binding_id: the armature it was solved for")
-    rig: Optional[str] = Field(None, description="rig map name; default: detected from the bone names")
-    joints: list[list[list[float]]] = Field(description="(F, 24, 3) body24 poses, world metres")
-    root_scale: Optional[float] = Field(None, gt=0, le=1000)
+    rig: RigField = Field(None, description=RIG_HELP)
+    joints: Poses3 = Field(description="(F, 24, 3) body24 poses, world metres, every joint known")
+    root_scale: Optional[float] = Field(None, ge=1e-3, le=1000)
     current: Optional[dict] = Field(None, description="the pose the rig has now, to edit rather than solve afresh: "
                                                       "{joints: (F, 24, 3) read off the rig, rotations: {bone: "
                                                       "(F, 3, 3) armature-space orientation}, keep: [bones "
                                                       "that stay exactly as they are]}")
 
 
-class PosesResponse(BaseModel):
-    joints: list = Field(description="(N, 24, 3) or (N, H, 24, 3) metres")
-
-
-def _array(nested, name: str, width: int) -> np.ndarray:
+def _array(nested, name: str, width: int, bound: float = limits.MAX_METRES) -> np.ndarray:
     """Nested lists with nulls -> float array with NaN; ragged or mis-sized input is a 422 naming the field."""
     try:
         arr = np.array(nested, dtype=np.float64)  # None -> nan
@@ -107,12 +115,18 @@ def _array(nested, name: str, width: int) -> np.ndarray:
         raise HTTPException(422, f"{name} must have shape (N, 24, {width}), got {arr.shape}")
     if np.isinf(arr).any():
         raise HTTPException(422, f"{name} contains infinite numbers")
+    limits.magnitudes(arr, name, bound)
     return arr
 
 
-def _limit(count: int, what: str):
-    if count > MAX_POSES:
-        raise HTTPException(413, f"{what}: {count} poses is over this server's limit of {MAX_POSES} per request")
+def _steps(steps, task: str, n_hypotheses: int = 1) -> int:
+    """The steps the engine will take: the request's, or the task's default (several hypotheses sample)."""
+    if steps is not None:
+        return steps
+    return DEFAULTS["hypotheses" if n_hypotheses > 1 else task][1] * (2 if task == "complete" else 1)
+
+
+_limit = limits.poses
 
 
 class CompleteBatcher:
@@ -174,32 +188,19 @@ class CompleteBatcher:
             job["done"].set()
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def create_app(engine, token: str | None = None) -> FastAPI:
+def create_app(engine, token: str | None = None, host: str = "127.0.0.1") -> FastAPI:
+    """The app; `host` is where it is served (a loopback host pins the Host header to loopback names)."""
+    token = check_token(token)
     app = FastAPI(title="GFPose engine", version=__version__,
-                  description="A learned 3D human pose prior (body24): complete, denoise, generate, lift.")
+                  description="A learned 3D human pose prior (body24): complete, denoise, generate, lift.",
+                  responses=ERRORS)
+    document_security(app, token is not None)
+    app.add_exception_handler(RequestValidationError, limits.validation_error)
     lock = threading.Lock()  # one sampling job at a time on the device; requests queue here
     batcher = CompleteBatcher(engine, lock)
-    bindings = BindingCache()   # armatures sent once, named by binding_id after
+    bindings = NamedBindingCache()   # armatures sent once, named by binding_id after
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        if token is not None and request.url.path not in ("/docs", "/openapi.json"):
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                return JSONResponse({"detail": "missing or wrong token (Authorization: Bearer ...)"}, 401)
-        size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > MAX_BODY_BYTES):
-            return JSONResponse({"detail": f"request body over the limit of {MAX_BODY_BYTES} bytes"}, 413)
-        return await call_next(request)
+    app.add_middleware(Guard, host=host, token=token, max_body=MAX_BODY_BYTES)
 
     def _known(known, shape):
         if known is None:
@@ -209,12 +210,17 @@ def create_app(engine, token: str | None = None) -> FastAPI:
             raise HTTPException(422, f"known must have shape {shape}, got {k.shape}")
         return k.astype(bool)
 
-    def run(fn, *args, **kwargs):
+    def run(request, fn, *args, **kwargs):
+        stop = stopper_for(request)
+        stop.acquire(lock)
         try:
-            with lock:
-                return fn(*args, **kwargs)
+            return fn(*args, callback=stop.check, **kwargs)
         except ValueError as e:
             raise HTTPException(422, str(e)) from None
+        except Gone:
+            raise HTTPException(400, "the client went away; the work was stopped") from None
+        finally:
+            lock.release()
 
     @app.get("/health")
     def health():
@@ -224,17 +230,20 @@ def create_app(engine, token: str | None = None) -> FastAPI:
     def info():
         t = engine.config.get("training", {})
         return {"version": __version__, "device": str(engine.device), "joints": engine.joint_names,
-                "parents": [int(p) for p in PARENTS], "rig_maps": rig_map_names(),
+                "parents": [int(p) for p in PARENTS], "rig_maps": known_names(),
                 "parameters": t.get("parameters"), "trained_on": t.get("data"), "samplers": list(SAMPLERS),
                 "motion_model": None if engine.motion is None else {
                     "frames": engine.motion.frames, "fps": engine.motion.space.fps,
                     "max_gap_frames": engine.motion.frames - 2},
-                "limits": {"poses_per_request": MAX_POSES, "body_bytes": MAX_BODY_BYTES, "steps": MAX_STEPS}}
+                "limits": {"poses_per_request": MAX_POSES, "body_bytes": MAX_BODY_BYTES, "steps": MAX_STEPS,
+                           "pose_steps_per_request": limits.MAX_WORK, "fps": [limits.MIN_FPS, MAX_FPS],
+                           "frames_per_take_at_30_fps": MAX_POSES}}
 
     @app.post("/complete", response_model=PosesResponse)
-    def complete(req: CompleteRequest):
+    def complete(req: CompleteRequest, request: Request):
         joints = _array(req.joints, "joints", 3)
         _limit(len(joints) * req.n_hypotheses, "joints x n_hypotheses")
+        limits.work(len(joints) * req.n_hypotheses, _steps(req.steps, "complete", req.n_hypotheses), "completions")
         known = _known(req.known, joints.shape[:2])
         if req.seed is None and req.n_hypotheses == 1:
             try:
@@ -242,44 +251,60 @@ def create_app(engine, token: str | None = None) -> FastAPI:
             except ValueError as e:
                 raise HTTPException(422, str(e)) from None
         else:
-            out = run(engine.complete, joints, known, n_hypotheses=req.n_hypotheses, seed=req.seed,
+            out = run(request, engine.complete, joints, known, n_hypotheses=req.n_hypotheses,
+                      seed=req.seed,
                       sampler=req.sampler, steps=req.steps)
-        return {"joints": out.tolist()}
+        return {"joints": limits.answer(out, "the completion")}
 
     @app.post("/denoise", response_model=PosesResponse)
-    def denoise(req: DenoiseRequest):
+    def denoise(req: DenoiseRequest, request: Request):
         take = _array(req.take, "take", 3)
         _limit(len(take), "take")
-        out = run(engine.denoise, take, fps=req.fps, strength=req.strength, sampler=req.sampler, steps=req.steps,
+        limits.take(len(take), req.fps)
+        per_frame = req.temporal is False or engine.motion is None
+        frames = limits.frames_at_model_rate(len(take), req.fps)
+        limits.work(frames, _steps(req.steps, "denoise" if per_frame else "denoise_motion"), "take frames")
+        lost = np.isnan(take).any(-1).all(0)
+        if per_frame and lost.any() and not lost.all():
+            # The per-frame prior repairs a dropout from the frames around it; a joint never seen has none.
+            raise HTTPException(422, f"take: joint(s) {', '.join(n for n, b in zip(engine.joint_names, lost) if b)} "
+                                     "unknown in every frame: the per-frame denoiser cannot place them (use "
+                                     "temporal=true, or /complete the frames first)")
+        out = run(request, engine.denoise, take, fps=req.fps, strength=req.strength, sampler=req.sampler,
+                  steps=req.steps,
                   temporal=req.temporal)
-        return {"joints": out.tolist()}
+        return {"joints": limits.answer(out, "the denoised take")}
 
     @app.post("/inbetween", response_model=PosesResponse)
-    def inbetween(req: InbetweenRequest):
+    def inbetween(req: InbetweenRequest, request: Request):
         take = _array(req.take, "take", 3)
         _limit(len(take), "take")
+        limits.take(len(take), req.fps)
+        limits.work(limits.frames_at_model_rate(len(take), req.fps), _steps(req.steps, "inbetween"), "take frames")
         known = _known(req.known, take.shape[:2])
-        out = run(engine.inbetween, take, known, fps=req.fps, seed=req.seed, sampler=req.sampler,
+        out = run(request, engine.inbetween, take, known, fps=req.fps, seed=req.seed, sampler=req.sampler,
                   steps=req.steps, lock_feet=req.lock_feet)
-        return {"joints": out.tolist()}
+        return {"joints": limits.answer(out, "the filled take")}
 
     @app.post("/generate", response_model=PosesResponse)
-    def generate(req: GenerateRequest):
+    def generate(req: GenerateRequest, request: Request):
         around = None if req.around is None else _array([req.around], "around", 3)[0]
-        out = run(engine.generate, req.n, seed=req.seed, around=around, pinned=req.pinned,
+        limits.work(req.n, _steps(req.steps, "generate"), "n")
+        out = run(request, engine.generate, req.n, seed=req.seed, around=around, pinned=req.pinned,
                   diversity=req.diversity, sampler=req.sampler, steps=req.steps)
-        return {"joints": out.tolist()}
+        return {"joints": limits.answer(out, "the generated poses")}
 
     @app.post("/lift", response_model=PosesResponse)
-    def lift(req: LiftRequest):
-        kp = _array(req.keypoints2d, "keypoints2d", 2)
+    def lift(req: LiftRequest, request: Request):
+        kp = _array(req.keypoints2d, "keypoints2d", 2, bound=limits.MAX_PIXELS)
         _limit(len(kp) * req.n_hypotheses, "keypoints2d x n_hypotheses")
-        out = run(engine.lift, kp, n_hypotheses=req.n_hypotheses, seed=req.seed, sampler=req.sampler,
+        limits.work(len(kp) * req.n_hypotheses, _steps(req.steps, "lift"), "keypoints2d x n_hypotheses")
+        out = run(request, engine.lift, kp, n_hypotheses=req.n_hypotheses, seed=req.seed,
+                  sampler=req.sampler,
                   steps=req.steps)
-        return {"joints": out.tolist()}
+        return {"joints": limits.answer(out, "the lifted poses")}
 
     def rig_call(fn, *args, **kwargs):
-        from gfpose_core.rigs.rig_map import RigMapError
         try:
             return fn(*args, **kwargs)
         except RigMapError as e:
@@ -290,15 +315,15 @@ def create_app(engine, token: str | None = None) -> FastAPI:
     @app.post("/bind")
     def bind(req: BindRequest):
         """Which bone points give each body24 joint on this armature (the add-on reads poses with it)."""
-        from gfpose_core.rigs.rig_map import load_rig_map
         from gfpose_core.rigs.solve import bind_for_rig
-        out = rig_call(bind_for_rig, req.armature, req.rig)
+        rig = rig_call(resolve_rig, req.rig)
+        out = rig_call(bind_for_rig, req.armature, rig)
         # Which bone turns with which body24 joint (the add-on keys only the bones of joints it completes).
-        w = rig_call(load_rig_map, req.rig or out["rig"]).write
+        w = (rig or rig_call(rig_names.map_by_name, out["rig"])).write
         pre = out["prefix"]
         out["write"] = None if w is None else {"root": pre + w.root, "rest": [pre + b for b in w.rest],
                                                "bones": {pre + b: j for b, j in w.bones.items()}}
-        return out
+        return limits.finite_tree(out, "the binding")
 
     def _current(current, frames):
         if current is None:
@@ -310,7 +335,7 @@ def create_app(engine, token: str | None = None) -> FastAPI:
             raise HTTPException(422, f"current joints have {len(cur)} frames, joints {frames}")
         return {"joints": cur, "rotations": current.get("rotations") or {}, "keep": current.get("keep") or []}
 
-    @app.post("/pose_for_rig")
+    @app.post("/pose_for_rig", responses=GONE)
     def pose_for_rig(req: PoseForRigRequest):
         """body24 poses -> bone rotations and root locations to key on the posted armature (or on the armature of
         an earlier answer's binding_id: 409 when the engine no longer holds it, so send the armature again)."""
@@ -321,8 +346,10 @@ def create_app(engine, token: str | None = None) -> FastAPI:
         if req.armature is None and req.binding_id is None:
             raise HTTPException(422, "send the armature, or the binding_id of an earlier answer")
         try:
-            return rig_call(bindings.pose_for_rig, joints, req.armature, req.rig, req.binding_id, req.root_scale,
-                            _current(req.current, len(joints)))
+            rig = rig_call(resolve_rig, req.rig)
+            out = rig_call(bindings.pose_for_rig, joints, req.armature, rig, req.binding_id, req.root_scale,
+                           _current(req.current, len(joints)))
+            return limits.finite_tree(out, "the rig pose")
         except UnknownBinding:
             raise HTTPException(409, f"binding_id {req.binding_id} is not held by this engine: send the armature"
                                 ) from None
@@ -336,7 +363,7 @@ def serve(engine, host: str = "127.0.0.1", port: int = 8765, token: str | None =
     if not is_loopback(host) and not token:
         raise ValueError(f"binding {host} exposes the engine beyond this machine: give a token "
                          "(--token or GFPOSE_TOKEN) that every request must carry")
-    uvicorn.run(create_app(engine, token), host=host, port=port, log_level=log_level)
+    uvicorn.run(create_app(engine, token, host), host=host, port=port, log_level=log_level)
 
 
 class ServerThread:
@@ -351,7 +378,7 @@ class ServerThread:
                 s.bind((host, 0))
                 port = s.getsockname()[1]
         self.url = f"http://{host}:{port}"
-        config = uvicorn.Config(create_app(engine, token), host=host, port=port, log_level="warning")
+        config = uvicorn.Config(create_app(engine, token, host), host=host, port=port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
