@@ -117,13 +117,18 @@ class Trainer:
     VAL_CHUNK = 4096
     KIND = "score"   # what the network predicts, written in the config (the engine checks it)
     def __init__(self, cfg: TrainConfig, train_joints: np.ndarray, val_joints: np.ndarray, out_dir: str | Path,
-                 data_note: str = "", device: str = "cpu"):
+                 data_note: str = "", device: str = "cpu", space: PoseSpace | None = None):
+        """space: train in this pose space (reference body, mean, scale) rather than the data's own, so that the
+        network fits beside weights already trained in it (a posterior-mean network beside a shipped score model)."""
         self._setup_process(cfg, out_dir, data_note, device)
-        canon, ref = prepare_poses(train_joints)
+        canon, ref = prepare_poses(train_joints, None if space is None else space.reference_bones)
         rel = canon[:, 1:] - canon[:, :1]
-        mean = rel.reshape(len(rel), -1).mean(0)
-        std = float((rel.reshape(len(rel), -1) - mean).std())
-        self.space = PoseSpace(ref, mean, std)
+        if space is None:
+            mean = rel.reshape(len(rel), -1).mean(0)
+            std = float((rel.reshape(len(rel), -1) - mean).std())
+            space = PoseSpace(ref, mean, std)
+        self.space = space
+        mean = np.asarray(space.mean, dtype=np.float32)
         self.train_rel = torch.from_numpy(rel)
         val_canon, _ = prepare_poses(val_joints, ref)
         self.val_rel = torch.from_numpy(val_canon[:, 1:] - val_canon[:, :1])
