@@ -120,6 +120,15 @@ def basis_values(pb) -> tuple:
             tuple(pb.rotation_axis_angle), tuple(pb.location), tuple(pb.scale))
 
 
+def set_basis(pb, saved: tuple) -> None:
+    """Put back what basis_values read, bit for bit."""
+    mode, q, e, aa, loc, scale = saved
+    if pb.rotation_mode != mode:
+        pb.rotation_mode = mode
+    pb.rotation_quaternion, pb.rotation_euler, pb.rotation_axis_angle = q, e, aa
+    pb.location, pb.scale = loc, scale
+
+
 def ancestors(obj, bones) -> set[str]:
     """Every bone above any of `bones` in the armature's hierarchy (the bones themselves included)."""
     out = set()
