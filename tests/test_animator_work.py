@@ -195,24 +195,29 @@ def _roll_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.degrees(2 * np.abs(np.arctan2(y, w)))
 
 
-def test_denoise_of_a_clean_take_keeps_joints_and_every_bones_roll(addon, data_file):
-    from test_addon import _key_take, _take_at_30fps
-    bpy.context.scene.render.fps = 30
-    obj = _mixamo_rig(addon)
-    truth = _take_at_30fps(data_file, n=40)
+def denoise_clean_take(addon, obj, truth, seed=0):
+    """Key a clean take on a Mixamo-named rig, give every mapped bone a twist of its own, Denoise Action: (clean
+    joints, denoised joints, mm each joint moved (F, 24), degrees each bone's roll changed (F, B), bones)."""
+    from test_addon import _key_take
     binding = _key_take(addon.rig_io, obj, truth, "take")
     write = load_rig_map("mixamo").write
     bones = [b.name for b in obj.data.bones if b.name.removeprefix("mixamorig:") in write.bones]
-    _twist_keys(addon, obj, bones)
+    _twist_keys(addon, obj, bones, seed=seed)
     frames = list(range(1, len(truth) + 1))
     clean = addon.rig_io.read_body24(obj, binding, frames=frames)
     before = _orientations(addon, obj, bones, frames)
     assert bpy.ops.gfpose.denoise_action() == {"FINISHED"}
     assert obj.animation_data.action.name == "take_denoised"
     got = addon.rig_io.read_body24(obj, binding, frames=frames)
-    after = _orientations(addon, obj, bones, frames)
     moved = np.linalg.norm(got - clean, axis=-1) * 1000
-    roll = _roll_deg(before, after)
+    return clean, got, moved, _roll_deg(before, _orientations(addon, obj, bones, frames)), bones
+
+
+def test_denoise_of_a_clean_take_keeps_joints_and_every_bones_roll(addon, data_file):
+    from test_addon import _take_at_30fps
+    bpy.context.scene.render.fps = 30
+    obj = _mixamo_rig(addon)
+    clean, got, moved, roll, bones = denoise_clean_take(addon, obj, _take_at_30fps(data_file, n=40))
     print(f"denoise of a clean take: joints moved {moved.mean():.2f} mm mean, {moved.max():.2f} mm max; "
           f"roll {roll.mean():.3f} deg mean, {roll.max():.3f} deg max")
     assert roll.max() < 1.0, dict(zip(bones, roll.max(0).round(2)))

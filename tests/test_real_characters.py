@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 import test_addon
 from test_addon import _key_take, _take_at_30fps
-from test_animator_work import _orientations, _roll_deg, _twist_keys
+from test_animator_work import denoise_clean_take
 from test_blender_retarget import _mixamo
 
 from gfpose_core.body.skeleton import INDEX
-from gfpose_core.rigs.rig_map import load_rig_map
 
 pytestmark = pytest.mark.blender
 
@@ -64,27 +63,11 @@ def _round_trip(addon, tmp_path, fmt: str):
     return obj
 
 
-def _mapped(obj) -> list[str]:
-    write = load_rig_map("mixamo").write
-    return [b.name for b in obj.data.bones if b.name.removeprefix("mixamorig:") in write.bones]
-
-
 @pytest.mark.parametrize("fmt", ["fbx", "gltf"])
 def test_denoise_of_a_clean_take_on_an_imported_character_keeps_joints_and_rolls(addon, data_file, tmp_path, fmt):
     bpy.context.scene.render.fps = 30
     obj = _round_trip(addon, tmp_path, fmt)
-    truth = _take_at_30fps(data_file, n=40)
-    binding = _key_take(addon.rig_io, obj, truth, "take")
-    bones = _mapped(obj)
-    _twist_keys(addon, obj, bones, seed=4)
-    frames = list(range(1, len(truth) + 1))
-    clean = addon.rig_io.read_body24(obj, binding, frames=frames)
-    before = _orientations(addon, obj, bones, frames)
-    assert bpy.ops.gfpose.denoise_action() == {"FINISHED"}
-    assert obj.animation_data.action.name == "take_denoised"
-    got = addon.rig_io.read_body24(obj, binding, frames=frames)
-    moved = np.linalg.norm(got - clean, axis=-1) * 1000
-    roll = _roll_deg(before, _orientations(addon, obj, bones, frames))
+    _, _, moved, roll, bones = denoise_clean_take(addon, obj, _take_at_30fps(data_file, n=40), seed=4)
     print(f"{fmt}: denoise of a clean take moved joints {moved.mean():.2f} mm mean, {moved.max():.2f} mm max; "
           f"roll {roll.max():.3f} deg max")
     assert roll.max() < 1.0, dict(zip(bones, roll.max(0).round(2)))
