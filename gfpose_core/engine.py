@@ -72,7 +72,7 @@ DEFAULTS = {
 CLEAN_RADIUS = 2.5    # times the take's own jitter: how far auto-strength denoising may move a measured joint
 # The jitter a clean take at mocap rates shows anyway (its motion's own second differences, measured 0.85 mm on a
 # clean CMU take at 30 fps): not noise, so not room to move a joint in.
-MOTION_JITTER = 0.0006
+MOTION_JITTER = 0.0009
 CLEAN_JITTER = 0.003  # metres: a take with less jitter is clean (its own bone lengths are the body's)
 
 

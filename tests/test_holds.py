@@ -45,7 +45,7 @@ def test_denoising_a_still_or_clean_take_leaves_it_and_a_noisy_one_is_cleaned(en
     assert np.linalg.norm(engine.denoise(still, fps=30.0) - still, axis=-1).max() < 0.001
     out = engine.denoise(clean, fps=30.0)
     moved = np.linalg.norm(out - clean, axis=-1)
-    assert moved.mean() < 0.002 and moved.max() < 0.003, (moved.mean(), moved.max())   # measured 1.6 / 2.1 mm
+    assert moved.max() < 0.002, (moved.mean(), moved.max())
     noisy = clean + np.random.default_rng(0).normal(0, 0.012, clean.shape)
     err_in = np.linalg.norm(noisy - clean, axis=-1).mean()
     err_out = np.linalg.norm(engine.denoise(noisy, fps=30.0) - clean, axis=-1).mean()

@@ -71,7 +71,7 @@ def test_denoise_of_a_clean_take_on_an_imported_character_keeps_joints_and_rolls
     print(f"{fmt}: denoise of a clean take moved joints {moved.mean():.2f} mm mean, {moved.max():.2f} mm max; "
           f"roll {roll.max():.3f} deg max")
     assert roll.max() < 1.0, dict(zip(bones, roll.max(0).round(2)))
-    assert moved.mean() < 2.0 and moved.max() < 3.0, moved.max(0).round(1)
+    assert moved.max() < 2.0, moved.max(0).round(1)
 
 
 @pytest.mark.parametrize("fmt", ["fbx", "gltf"])
