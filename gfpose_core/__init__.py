@@ -13,8 +13,6 @@ The tree states the architecture, each layer importing only those above it in th
 """
 __version__ = "0.1.0"
 
-from gfpose_core.body.skeleton import JOINT_NAMES, PARENTS
-
 __all__ = ["Engine", "Take", "load_take", "JOINT_NAMES", "PARENTS"]
 
 
@@ -24,6 +22,9 @@ def __getattr__(name):
     if name == "Engine":
         from gfpose_core.engine import Engine
         return Engine
+    if name in ("JOINT_NAMES", "PARENTS"):       # numpy arrays: not needed to print `gfpose --help`
+        from gfpose_core.body import skeleton
+        return getattr(skeleton, name)
     if name in ("Take", "load_take"):
         from gfpose_core import data
         return getattr(data, name)

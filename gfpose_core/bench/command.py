@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gfpose_core.bench.common import SECTIONS
+from gfpose_core.bench.sections import SECTIONS
 
 EXTRA = "bench"      # pyproject's optional dependencies for the benchmark and its plots
 
