@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-SECTIONS = ("completion", "proportions", "denoising", "generation", "lifting", "speed", "takes")
+SECTIONS = ("completion", "proportions", "denoising", "generation", "lifting", "speed", "takes", "load")
 SCHEMA = "gfpose-bench/1"
 SEED = 20240607
 

@@ -222,7 +222,7 @@ def create_app(engine, token: str | None = None, host: str = "127.0.0.1") -> Fas
             lock.release()
 
     @app.get("/health")
-    def health():
+    async def health():   # on the event loop: answers even while every worker thread waits for the device
         return {"status": "ok"}
 
     @app.get("/info")
