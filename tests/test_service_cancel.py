@@ -71,7 +71,7 @@ def test_a_one_pose_complete_is_answered_while_a_long_denoise_runs():
     from gfpose_core.service.server import ServerThread
     watched = Watched(engine())
     pose = engine().generate(1, seed=2)[0]
-    take = (pose[None] + np.random.default_rng(1).normal(0, 0.01, (800, 24, 3))).round(3).tolist()
+    take = (pose[None] + np.random.default_rng(1).normal(0, 0.01, (500, 24, 3))).round(3).tolist()
     partial = pose.tolist()
     for j in (7, 8, 9, 10):
         partial[j] = [None] * 3
@@ -92,4 +92,4 @@ def test_a_one_pose_complete_is_answered_while_a_long_denoise_runs():
             assert not watched.ended.is_set(), "the completion waited for the whole denoise"
         t.join(timeout=300)
     assert watched.how == "finished" and box["denoise"].status_code == 200
-    assert np.array(box["denoise"].json()["joints"]).shape == (800, 24, 3)
+    assert np.array(box["denoise"].json()["joints"]).shape == (500, 24, 3)

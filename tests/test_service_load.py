@@ -5,7 +5,7 @@ from gfpose_core.bench.load import TINY, run_load
 
 
 def test_a_tiny_load_run_serves_everyone_and_reports_what_the_bench_needs():
-    out = run_load(engine(), plan=dict(TINY, seconds=2.0))
+    out = run_load(engine(), plan=dict(TINY, seconds=1.0))
     assert out["health_after"] == 200
     assert out["responses"] and all(k.endswith(" 200") for k in out["responses"]), out["responses"]
     for key in ("health", "complete_idle", "complete_under_load"):
