@@ -113,3 +113,12 @@ def test_serve_takes_its_token_from_a_file_or_the_environment(tmp_path, monkeypa
     from gfpose_core.service.cli import CliError
     with pytest.raises(CliError, match="at least 16"):
         _token(build_parser().parse_args(["serve"]))
+
+
+def test_serve_raises_the_open_files_limit_to_what_the_system_allows():
+    import resource
+
+    from gfpose_core.service.server import raise_open_files
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    got = raise_open_files(4096)
+    assert got >= (4096 if hard == resource.RLIM_INFINITY else min(4096, hard))

@@ -364,7 +364,22 @@ def serve(engine, host: str = "127.0.0.1", port: int = 8765, token: str | None =
     if not is_loopback(host) and not token:
         raise ValueError(f"binding {host} exposes the engine beyond this machine: give a token "
                          "(--token or GFPOSE_TOKEN) that every request must carry")
+    raise_open_files()
     uvicorn.run(create_app(engine, token, host), host=host, port=port, log_level=log_level)
+
+
+def raise_open_files(want: int = 65536) -> int:
+    """The soft limit on open files up to the hard one: at the usual 1,024, a few hundred idle sockets starve the
+    server of descriptors, and it then logs "Too many open files" in a loop instead of serving."""
+    try:
+        import resource
+    except ImportError:     # Windows
+        return 0
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 class ServerThread:
