@@ -85,15 +85,11 @@ class GFPOSE_OT_complete_pose(EngineOperator, bpy.types.Operator):
             for i, (f, posed, bones) in enumerate(entries):
                 if self.frames == "RANGE":
                     scene.frame_set(f)
-                saved = {b: posing._save_basis(obj.pose.bones[b]) for b in bones}
-                per_h = []
-                for k in reversed(range(h)):      # hypothesis 0 last: it is what the armature shows
-                    if k != h - 1:
-                        for b, s in saved.items():
-                            posing._load_basis(obj.pose.bones[b], s)
-                    per_h.append(posing.solved_keys(obj, solved, i * h + k, bones, write["root"]))
-                per_h.reverse()
+                now = posing.channel_values(obj, bones, solved.get("rotation_modes", {}))
+                per_h = [plan.keys_of_pose(solved, i * h + k, bones, write["root"], now) for k in range(h)]
                 rig_io.write_keys(obj, per_h[0], frame_start=f)
+                if f == cur:
+                    posing.set_pose_values(obj, per_h[0])
                 keyed += len(bones)
                 stored.append({"frame": f, "keys": per_h})
         finally:
@@ -112,23 +108,30 @@ class GFPOSE_OT_complete_pose(EngineOperator, bpy.types.Operator):
 def _current(obj, scene, entries, joints, write, h: int, move: bool) -> dict:
     """The pose the rig has on the completed frames, for the engine to edit (one row per hypothesis): the posed
     bones and every mapped bone with a rotation of its own on every frame keep their twist; a bone at rest has none
-    to keep, and the engine solves it afresh (its twist from the body's own landmarks)."""
+    to keep, and the engine solves it afresh (its twist from the body's own landmarks). The posed bones, and the
+    bones above the mapped ones that the map does not key but that are posed off rest, stay exactly as they are
+    (`keep`), so the engine solves the other bones under the rig's real parents and its keys are keyed as they are."""
     cur = scene.frame_current
-    keep = None
+    mapped = set(write["bones"])
+    above = posing.ancestors(obj, mapped) - mapped
+    own, keep = None, {}
     try:
-        for f, posed, _ in entries:
+        for i, (f, posed, _) in enumerate(entries):
             if move:
                 scene.frame_set(f)
-            own = {b for b in write["bones"] if b in posed or posing.has_twist(obj, b)}
-            keep = own if keep is None else keep & own
+            mine = {b for b in mapped if b in posed or posing.has_twist(obj, b)}
+            own = mine if own is None else own & mine
+            for b in set(posed) | {b for b in above if posing.has_twist(obj, b)}:
+                keep.setdefault(b, [False] * len(entries))[i] = True
     finally:
         if move:
             scene.frame_set(cur)
-    bones = sorted(keep)
+    bones = sorted(own | set(keep))
     got = posing.current_pose(obj, np.array(joints), bones, frames=[f for f, _, _ in entries] if move else None)
     rows = np.repeat(np.arange(len(entries)), h)
     mats = {b: np.asarray(v)[rows].tolist() for b, v in got["rotations"].items()}
-    return {"joints": np.asarray(got["joints"])[rows].tolist(), "rotations": mats}
+    return {"joints": np.asarray(got["joints"])[rows].tolist(), "rotations": mats,
+            "keep": {b: [bool(flags[r]) for r in rows] for b, flags in keep.items()}}
 
 
 def _write_hypothesis(obj, scene, data: dict, index: int):

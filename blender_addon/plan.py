@@ -160,3 +160,38 @@ def armature_signature(desc: dict) -> str:
     """A digest of everything an armature description holds (bones, parents, rest matrices, rotation modes,
     constraints as evaluated, the object's placement): a binding or a plan stays valid while it is unchanged."""
     return hashlib.sha1(json.dumps(desc, sort_keys=True).encode()).hexdigest()
+
+
+def keys_of_pose(pose: dict, k: int, bones: list[str], root: str, now: dict | None = None) -> dict:
+    """One frame (k) of the engine's solve (a /pose_for_rig answer) as a write_keys pose for `bones` only: their
+    rotation channels, and the root's location when the root is among them. The engine solved these bones under
+    the rig's real parents (the posed bones kept as they are), so the values are keyed as they come.
+
+    now: {(bone, path): values} the bones hold now; a quaternion is keyed with the sign nearest it and an Euler
+    angle a whole turn nearest it, so the curve from the key before does not spin the long way round."""
+    want = set(bones)
+    channels = []
+    for c in pose["channels"]:
+        b, path = c["bone"], c["path"]
+        if b not in want or (path == "location" and b != root):
+            continue
+        v = [float(x) for x in c["values"][k]]
+        if now is not None and (b, path) in now:
+            v = nearest_rotation(path, v, now[(b, path)])
+        channels.append({"bone": b, "path": path, "values": [v]})
+    modes = {b: m for b, m in pose.get("rotation_modes", {}).items() if b in want}
+    return {"frames": 1, "channels": channels, "rotation_modes": modes, "properties": pose.get("properties", [])}
+
+
+def nearest_rotation(path: str, values: list[float], before) -> list[float]:
+    """The same rotation written nearest the value a channel had: the quaternion's sign, each Euler angle plus the
+    whole turns that bring it closest (other paths as they are)."""
+    v = np.asarray(values, dtype=np.float64)
+    b = np.asarray(before, dtype=np.float64)
+    if b.shape != v.shape or not np.isfinite(b).all():
+        return [float(x) for x in v]
+    if path == "rotation_quaternion" and float(v @ b) < 0:
+        v = -v
+    elif path == "rotation_euler":
+        v = v + 2 * np.pi * np.round((b - v) / (2 * np.pi))
+    return [float(x) for x in v]

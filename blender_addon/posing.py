@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import bpy
 import numpy as np
-from mathutils import Matrix
 
 from . import anim_compat, rig_io
 from .plan import bone_of_path
@@ -109,103 +108,39 @@ def has_twist(obj, bone: str) -> bool:
     return pb.matrix_basis.to_quaternion().angle > 1e-4
 
 
-# --- keys that land where the solve put the bones ------------------------------------------------------------------
+# --- the engine's keys, keyed as they come -----------------------------------------------------------------------
 
 def _rotation_path(mode: str) -> str:
     return {"QUATERNION": "rotation_quaternion", "AXIS_ANGLE": "rotation_axis_angle"}.get(mode, "rotation_euler")
 
 
-def _save_basis(pb) -> tuple:
+def basis_values(pb) -> tuple:
+    """A pose bone's own transform as it stands: (rotation mode, quaternion, Euler, axis-angle, location, scale)."""
     return (pb.rotation_mode, tuple(pb.rotation_quaternion), tuple(pb.rotation_euler),
             tuple(pb.rotation_axis_angle), tuple(pb.location), tuple(pb.scale))
 
 
-def _load_basis(pb, saved: tuple) -> None:
-    mode, q, e, aa, loc, scale = saved
-    if pb.rotation_mode != mode:
-        pb.rotation_mode = mode
-    pb.rotation_quaternion, pb.rotation_euler, pb.rotation_axis_angle = q, e, aa
-    pb.location, pb.scale = loc, scale
+def ancestors(obj, bones) -> set[str]:
+    """Every bone above any of `bones` in the armature's hierarchy (the bones themselves included)."""
+    out = set()
+    for name in bones:
+        bone = obj.data.bones.get(name)
+        while bone is not None and bone.name not in out:
+            out.add(bone.name)
+            bone = bone.parent
+    return out
 
 
-def _depth(bone) -> int:
-    d = 0
-    while bone.parent is not None:
-        bone, d = bone.parent, d + 1
-    return d
-
-
-def slice_pose(pose: dict, k: int) -> dict[tuple[str, str], list[float]]:
-    """Channel values of one frame of an engine pose (pose_for_rig): {(bone, path): values}."""
-    return {(c["bone"], c["path"]): list(c["values"][k]) for c in pose["channels"]}
-
-
-def solved_keys(obj, pose: dict, k: int, bones: list[str], root: str) -> dict:
-    """Keys (one frame) for `bones` that put them where frame k of the engine's solve puts them in armature space,
-    each under its actual parent: the animator's bones keep their own values, so the keyed bones are placed
-    relative to them (a twist or offset the solve did not see on a posed parent does not swing the child away).
-
-    Returns a write_keys pose dict (frames 1) for those bones: rotations in the solve's modes, and the root's
-    location when the root is among them. The pose of the armature is left showing the keyed values."""
-    vl = bpy.context.view_layer
-    values = slice_pose(pose, k)
-    modes = pose.get("rotation_modes", {})
-    pbs = obj.pose.bones
-    involved = sorted({b for b, _ in values} | set(bones))
-    saved = {b: _save_basis(pbs[b]) for b in involved}
-    targets = {}
-    try:
-        # The whole solved pose, to read where the solve puts each bone in armature space.
-        for (b, path), v in values.items():
-            pb = pbs[b]
-            if path != "location" and b in modes and pb.rotation_mode != modes[b]:
-                pb.rotation_mode = modes[b]
-            setattr(pb, path, v)
-        vl.update()
-        for b in bones:
-            targets[b] = pbs[b].matrix.copy()
-    finally:
-        for b, s in saved.items():
-            _load_basis(pbs[b], s)
-    # Now under the real parents, parents first; only the rotation (and the root's location) is kept.
-    out_channels = []
-    by_depth: dict[int, list[str]] = {}
+def channel_values(obj, bones, modes: dict) -> dict[tuple[str, str], list[float]]:
+    """{(bone, path): values} the bones hold now, for the rotation path of the mode they will be keyed in
+    (`modes`, the engine's; else their own) and location."""
+    out = {}
     for b in bones:
-        by_depth.setdefault(_depth(obj.data.bones[b]), []).append(b)
-    ok = False
-    try:
-        vl.update()
-        for depth in sorted(by_depth):
-            for b in by_depth[depth]:
-                pb = pbs[b]
-                mode = modes.get(b, pb.rotation_mode)
-                if mode == "AXIS_ANGLE":
-                    mode = "QUATERNION"
-                if pb.rotation_mode != mode:
-                    pb.rotation_mode = mode
-                pb.matrix = Matrix(targets[b])
-                path = _rotation_path(mode)
-                rot = list(getattr(pb, path))
-                if path == "rotation_quaternion":
-                    before = saved[b][1]
-                    if sum(x * y for x, y in zip(rot, before)) < 0:   # the sign nearest the key already there
-                        rot = [-x for x in rot]
-                    pb.rotation_quaternion = rot
-                out_channels.append({"bone": b, "path": path, "values": [rot]})
-                if b == root:
-                    out_channels.append({"bone": b, "path": "location", "values": [list(pb.location)]})
-                else:
-                    pb.location = saved[b][4]
-                pb.scale = saved[b][5]
-            vl.update()
-        ok = True
-    finally:
-        if not ok:
-            for b, s in saved.items():
-                _load_basis(pbs[b], s)
-    return {"frames": 1, "channels": out_channels,
-            "rotation_modes": {c["bone"]: pbs[c["bone"]].rotation_mode for c in out_channels},
-            "properties": pose.get("properties", [])}
+        pb = obj.pose.bones[b]
+        path = _rotation_path(modes.get(b, pb.rotation_mode))
+        out[(b, path)] = list(getattr(pb, path))
+        out[(b, "location")] = list(pb.location)
+    return out
 
 
 def set_pose_values(obj, pose: dict, k: int = 0) -> None:
@@ -214,8 +149,8 @@ def set_pose_values(obj, pose: dict, k: int = 0) -> None:
     for bone, mode in pose.get("rotation_modes", {}).items():
         if pbs[bone].rotation_mode != mode:
             pbs[bone].rotation_mode = mode
-    for (b, path), v in slice_pose(pose, k).items():
-        setattr(pbs[b], path, v)
+    for c in pose["channels"]:
+        setattr(pbs[c["bone"]], c["path"], c["values"][k])
     bpy.context.view_layer.update()
 
 

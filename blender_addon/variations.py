@@ -34,23 +34,14 @@ class GFPOSE_OT_generate_variations(EngineOperator, bpy.types.Operator):
                             "diversity": self.diversity, "seed": self.seed or None},
                            progress=0.3, label=f"Generating {self.n_variations} variations")
         poses = np.asarray(reply["joints"], dtype=np.float64)
-        solved = yield from solve_on_rig(bound, poses)
+        solved = yield from solve_on_rig(bound, poses, current=_kept(obj, around, fixed, mapped, len(poses)))
         # Everything answered: key the current pose (where not keyed yet) and the variations after it.
         cur = scene.frame_current
         pbs = obj.pose.bones
         bones = [b for b in dict.fromkeys(list(write["bones"]) + [write["root"]]) if b not in fixed]
         rig_io.apply_properties(obj, solved.get("properties", []))
-        saved = {b: posing._save_basis(pbs[b]) for b in mapped}
-        per_frame = []
-        try:
-            for k in range(len(poses)):
-                per_frame.append(posing.solved_keys(obj, solved, k, bones, write["root"]))
-                for b, s in saved.items():
-                    posing._load_basis(pbs[b], s)
-        finally:
-            for b, s in saved.items():
-                posing._load_basis(pbs[b], s)
-        bpy.context.view_layer.update()
+        held = posing.channel_values(obj, bones, solved.get("rotation_modes", {}))
+        per_frame = [plan.keys_of_pose(solved, k, bones, write["root"], held) for k in range(len(poses))]
         # The pinned bones keep their values; every mapped bone gets a key now, so that this frame stays as it is.
         now = {}
         for b in mapped:
@@ -92,6 +83,18 @@ class GFPOSE_OT_generate_variations(EngineOperator, bpy.types.Operator):
         return (f"Keyed {len(per_frame)} variation(s) on frames {cur + 1}..{cur + len(per_frame)} of new action "
                 f"'{new.name}' with rig map '{binding['rig']}'"
                 + (f", pinned {', '.join(pinned)}" if pinned else ", nothing pinned") + kept)
+
+
+def _kept(obj, around: np.ndarray, fixed: set[str], mapped: set[str], n: int) -> dict | None:
+    """/pose_for_rig's `current` for n variations: the pinned bones, and bones above the mapped ones posed off
+    rest, stay exactly as they are, so the engine solves the other bones under them."""
+    keep = sorted(fixed | {b for b in posing.ancestors(obj, mapped) - mapped if posing.has_twist(obj, b)})
+    if not keep:
+        return None
+    got = posing.current_pose(obj, around[None], keep)
+    return {"joints": np.repeat(np.asarray(got["joints"]), n, 0).tolist(),
+            "rotations": {b: np.repeat(np.asarray(v), n, 0).tolist() for b, v in got["rotations"].items()},
+            "keep": keep}
 
 
 def _variations_action(obj):

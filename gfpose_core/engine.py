@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from gfpose_core.body.skeleton import (
+    bone_lengths,
     BODY_PARTS,
     INDEX,
     JOINT_NAMES,
@@ -72,6 +73,7 @@ CLEAN_RADIUS = 2.5    # times the take's own jitter: how far auto-strength denoi
 # The jitter a clean take at mocap rates shows anyway (its motion's own second differences, measured 0.85 mm on a
 # clean CMU take at 30 fps): not noise, so not room to move a joint in.
 MOTION_JITTER = 0.0006
+CLEAN_JITTER = 0.003  # metres: a take with less jitter is clean (its own bone lengths are the body's)
 
 
 def within_noise(take: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -91,7 +93,15 @@ def within_noise(take: np.ndarray, out: np.ndarray) -> np.ndarray:
     size = np.linalg.norm(delta, axis=-1, keepdims=True)
     radius = CLEAN_RADIUS * max(jitter - MOTION_JITTER, 0.0)
     shrink = np.where(size > radius, radius / np.maximum(size, 1e-12), 1.0)
-    return np.where(measured[..., None], take + delta * shrink, out)
+    if (shrink >= 1.0).all():
+        return out
+    kept = np.where(measured[..., None], take + delta * shrink, out)
+    if jitter < CLEAN_JITTER:
+        return kept     # near a clean take's joints, its bones keep the take's own lengths
+    # On a noisy take, joints held back one by one would give the bones the noise's lengths again: the body is put
+    # back on the answer's (debiased) lengths.
+    lengths = np.broadcast_to(np.median(bone_lengths(out), 0), (len(out), N_JOINTS - 1))
+    return fit_bone_lengths(kept, lengths, np.zeros(kept.shape[:2], bool))
 
 
 HOLD_SPAN = 0.05      # metres: keys whose joints differ by less are a hold, or nearly one

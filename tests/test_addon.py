@@ -183,7 +183,7 @@ def _state(addon, obj) -> dict:
     out = {"actions": sorted(a.name for a in bpy.data.actions),
            "assigned": (obj.animation_data.action.name if obj.animation_data and obj.animation_data.action
                         else None),
-           "pose": {pb.name: addon.posing._save_basis(pb) for pb in pbs},
+           "pose": {pb.name: addon.posing.basis_values(pb) for pb in pbs},
            "props": {pb.name: {k: pb[k] for k in pb.keys() if isinstance(pb[k], (int, float, str))} for pb in pbs},
            "hypotheses": obj.gfpose.hypotheses, "frame": bpy.context.scene.frame_current}
     for a in bpy.data.actions:
@@ -659,7 +659,7 @@ def test_generate_variations_keys_n_frames_with_pinned_bones_unchanged(addon, ri
     scene.frame_set(cur)
     posing.set_selected(obj, pinned_bones)
     now = rig_io.read_body24(obj, binding)[0]
-    values_now = {b: posing._save_basis(obj.pose.bones[b]) for b in pinned_bones}
+    values_now = {b: posing.basis_values(obj.pose.bones[b]) for b in pinned_bones}
     n = 3
     assert bpy.ops.gfpose.generate_variations(n_variations=n, diversity=0.8, seed=11) == {"FINISHED"}
     pinned_joints = [INDEX[j] for j in ("pelvis", "hip_l", "knee_l", "ankle_l", "toe_l", "hip_r", "knee_r",
@@ -675,7 +675,7 @@ def test_generate_variations_keys_n_frames_with_pinned_bones_unchanged(addon, ri
     for k in range(1, n + 1):
         scene.frame_set(cur + k)
         for b in pinned_bones:                                             # the pinned bones' own values
-            np.testing.assert_allclose(np.concatenate(posing._save_basis(obj.pose.bones[b])[1:]),
+            np.testing.assert_allclose(np.concatenate(posing.basis_values(obj.pose.bones[b])[1:]),
                                        np.concatenate(values_now[b][1:]), atol=1e-6, err_msg=b)
     # The pinned joints stay (their bones keep their values), the rest varies between variations.
     assert np.abs(got[1:, pinned_joints] - now[pinned_joints]).max() < 1e-4

@@ -110,3 +110,26 @@ def test_jitter_and_signature():
     other = {"name": "a", "bones": [{"name": "b", "parent": None, "matrix_local": (2 * np.eye(4)).tolist()}]}
     assert plan.armature_signature(desc) == plan.armature_signature(dict(desc))
     assert plan.armature_signature(desc) != plan.armature_signature(other)
+
+
+def test_the_engines_keys_are_keyed_as_they_come_for_the_bones_asked_only():
+    solved = {"frames": 2, "root": "hips", "rotation_modes": {"hips": "QUATERNION", "arm": "XYZ", "leg": "XYZ"},
+              "channels": [{"bone": "hips", "path": "rotation_quaternion", "values": [[1, 0, 0, 0], [0, 1, 0, 0]]},
+                           {"bone": "hips", "path": "location", "values": [[0, 0, 1], [0, 0, 2]]},
+                           {"bone": "arm", "path": "rotation_euler", "values": [[0.1, 0.2, 0.3], [0, 0, 3.0]]},
+                           {"bone": "arm", "path": "location", "values": [[0, 0, 0], [0, 0, 0]]},
+                           {"bone": "leg", "path": "rotation_euler", "values": [[1, 1, 1], [2, 2, 2]]}],
+              "properties": [{"bone": "hips", "name": "IK_FK", "value": 1.0}]}
+    keys = plan.keys_of_pose(solved, 1, ["hips", "arm"], "hips")
+    got = {(c["bone"], c["path"]): c["values"] for c in keys["channels"]}
+    assert got == {("hips", "rotation_quaternion"): [[0, 1, 0, 0]], ("hips", "location"): [[0, 0, 2]],
+                   ("arm", "rotation_euler"): [[0, 0, 3.0]]}           # not leg; not a non-root's location
+    assert keys["rotation_modes"] == {"hips": "QUATERNION", "arm": "XYZ"} and keys["frames"] == 1
+    assert keys["properties"] == solved["properties"]
+    # Keyed nearest what the bones hold now: the other quaternion sign, Euler angles a whole turn round.
+    now = {("hips", "rotation_quaternion"): [0, -1, 0, 0], ("arm", "rotation_euler"): [0, 0, -3.0]}
+    got = {(c["bone"], c["path"]): c["values"][0] for c in plan.keys_of_pose(solved, 1, ["hips", "arm"], "hips",
+                                                                             now)["channels"]}
+    assert got[("hips", "rotation_quaternion")] == [0, -1, 0, 0]
+    np.testing.assert_allclose(got[("arm", "rotation_euler")], [0, 0, 3.0 - 2 * np.pi])
+    assert got[("hips", "location")] == [0, 0, 2]

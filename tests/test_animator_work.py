@@ -126,7 +126,7 @@ def test_complete_pose_with_an_arm_and_a_leg_posed_leaves_the_root_where_it_stan
     torso.location = (0.3, -0.2, 0.05)                  # moved by hand, not keyed
     bpy.context.view_layer.update()
     where = np.array(torso.matrix)
-    values = addon.posing._save_basis(torso)
+    values = addon.posing.basis_values(torso)
     before = _keys(_bag(addon, obj))
     arm_leg = addon.rig_io.read_body24(obj, binding)[0]
     with pytest.raises(RuntimeError, match="root bone 'torso' is not keyed"):
@@ -136,7 +136,7 @@ def test_complete_pose_with_an_arm_and_a_leg_posed_leaves_the_root_where_it_stan
     assert {k: after.get(k) for k in before} == before
     keyed = {addon.posing.bone_of_path(k[0])[0] for k in set(after) - set(before)}
     assert "torso" not in keyed and {"spine_fk.003", "upper_arm_fk.R", "thigh_fk.R", "head"} <= keyed
-    assert addon.posing._save_basis(torso) == values
+    assert addon.posing.basis_values(torso) == values
     np.testing.assert_allclose(np.array(torso.matrix), where, atol=1e-6)
     done = addon.rig_io.read_body24(obj, binding)[0]
     from gfpose_core.body.skeleton import INDEX

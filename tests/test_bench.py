@@ -125,10 +125,13 @@ def test_bench_tiny_run(engine, DATA, tmp_path):
     assert set(SPEED_TASKS) == set(saved["speed"]["cpu"]["seconds"])
     assert saved["speed"]["flops_per_eval"] > 1e6
     assert set(TARGETS) == set(saved["targets"])
+    assert saved["targets"]["proportion_directions"]["value"] == saved["proportions"]["cmu"][
+        "worst_median_arm_direction_deg"]
     assert all({"description", "value", "threshold", "pass"} <= set(v) for v in saved["targets"].values())
     report = (tmp_path / "report.md").read_text()
     for heading in ("## Protocol", "## Targets", "## Where the engine loses", "## 1. Completion",
-                    "## 2. Denoising", "## 3. Generation", "## 4. Lifting", "## 5. Speed", "## 6. Takes"):
+                    "## 2. Denoising", "## 3. Generation", "## 3b. Other proportions", "## 4. Lifting", "## 5. Speed",
+                    "## 6. Takes"):
         assert heading in report, heading
     for png in saved["plots"].values():
         assert (tmp_path / png).stat().st_size > 1000

@@ -9,7 +9,7 @@ from test_retarget import build_armature, random_poses
 
 from gfpose_core.body.rotations import axis_angle_matrix, quaternion_to_matrix
 from gfpose_core.rigs.binding import bind
-from gfpose_core.rigs.plan import _fk, _fk_joints, _plan
+from gfpose_core.rigs.plan import PARTS, _fk, _fk_joints, _plan
 from gfpose_core.rigs.solve import solve
 
 
@@ -76,3 +76,34 @@ def test_bones_that_disagree_with_the_joints_are_solved_afresh(rig):
     np.testing.assert_allclose(out.joints, fresh.joints, atol=1e-3)
     with pytest.raises(ValueError, match="current rotation for bone 'nope'"):
         solve(arm, poses, binding=binding, current={"joints": fresh.joints, "rotations": {"nope": now[fresh.bones[0]]}})
+
+
+def test_kept_bones_stay_and_the_others_are_solved_under_them(rig):
+    """The animator's posed bones (`keep`) stay exactly as they are, even where the wanted joints would turn them
+    (a chest posed with its own lean), and the bones below are solved under them: their keys, applied under the
+    kept parents, reach the wanted aims. This is what lets the add-on key the engine's values as they come."""
+    arm, binding = rig
+    poses = random_poses(4, seed=7, max_angle=0.7)
+    fresh = solve(arm, poses, binding=binding, root_scale=1.0)
+    now, _ = _orientations(binding, fresh)
+    chest = fresh.bones[fresh.parts.index("chest")]
+    lean = now[chest] @ axis_angle_matrix(np.array([1.0, 0.0, 0.0]), np.array(0.35))
+    current = {"joints": fresh.joints, "rotations": {chest: lean}, "keep": [chest]}
+    out = solve(arm, poses, binding=binding, root_scale=1.0, current=current)
+    got, joints = _orientations(binding, out)
+    np.testing.assert_allclose(got[chest], lean, atol=1e-6)          # kept as it is, not re-aimed
+    below = [b for b, p in zip(out.bones, out.parts) if p in ("neck", "shoulder_l", "shoulder_r", "elbow_l")]
+    assert below
+    parts = [out.parts[out.bones.index(b)] for b in below]
+    err = out.aim_error[:, [PARTS.index(p) for p in parts]]
+    assert err.max() < 1.0, err.max()                                  # the children still reach their aims
+    # keep per frame: kept on the first two frames only
+    flags = {"joints": fresh.joints, "rotations": {chest: lean}, "keep": {chest: [True, True, False, False]}}
+    part = solve(arm, poses, binding=binding, root_scale=1.0, current=flags)
+    got2, _ = _orientations(binding, part)
+    np.testing.assert_allclose(got2[chest][:2], lean[:2], atol=1e-6)
+    assert not np.allclose(got2[chest][2:], lean[2:], atol=1e-3)
+    with pytest.raises(ValueError, match="keeps bone 'nope'"):
+        solve(arm, poses, binding=binding, current={"joints": fresh.joints, "rotations": {}, "keep": ["nope"]})
+    with pytest.raises(ValueError, match="gives no rotation"):
+        solve(arm, poses, binding=binding, current={"joints": fresh.joints, "rotations": {}, "keep": [chest]})

@@ -170,3 +170,35 @@ def test_tiny_motion_training_lowers_the_loss(tmp_path):
     prior = MotionPrior.load(tmp_path, torch.device("cpu"))
     assert prior.frames == 16 and prior.config["format"] == "gfpose-motion-weights-1"
     assert prior.net.cfg.condition == "interpolated" and prior.net.cfg.residual
+
+
+def test_a_posterior_mean_network_trained_in_the_score_models_space_loads_beside_it(tmp_path):
+    """Retraining the posterior-mean network alone (on new data) must give one that the shipped score model takes:
+    it is trained in that model's pose space, not its data's own."""
+    from gfpose_core.engine import WEIGHTS_DIR, Engine
+    from gfpose_core.prior.pose_space import PoseSpace
+    from gfpose_core.prior.posterior_mean import PosteriorMean
+    from gfpose_core.prior.train_mean import PosteriorMeanTrainer
+    train, val = _poses()
+    shipped = PoseSpace.from_dict(json.loads((WEIGHTS_DIR / "config.json").read_text())["space"])
+    own = PosteriorMeanTrainer(_small(5), train, val, tmp_path / "own")
+    assert not np.allclose(own.space.mean, shipped.mean)                  # this clip's own space differs
+    trainer = PosteriorMeanTrainer(_small(5), train, val, tmp_path / "pm", space=shipped)
+    trainer.train()
+    engine = Engine.load(device="cpu")
+    PosteriorMean.load(tmp_path / "pm", torch.device("cpu"), engine.space)      # loads beside it
+    with pytest.raises(ValueError, match="another pose space"):
+        own.train()
+        PosteriorMean.load(tmp_path / "own", torch.device("cpu"), engine.space)
+
+
+def test_proportion_augmentation_draws_one_factor_per_body_part_within_its_range():
+    from gfpose_core.body.skeleton import BONES, INDEX
+    from gfpose_core.prior.train import PROPORTION_RANGES, proportion_factors
+    f = proportion_factors(4000, torch.Generator().manual_seed(0)).numpy()
+    child = list(BONES[:, 0])
+    for names, span in PROPORTION_RANGES.values():
+        cols = [child.index(INDEX[n]) for n in names]
+        assert np.allclose(f[:, cols], f[:, cols[:1]])                   # one draw per part, both sides alike
+        assert 1 - span <= f[:, cols].min() < 1 - 0.9 * span and 1 + 0.9 * span < f[:, cols].max() <= 1 + span
+    assert np.allclose(proportion_factors(10, torch.Generator(), 0.0).numpy(), 1.0)

@@ -202,6 +202,21 @@ def write_report(results: dict, out: Path, plots: dict) -> str:
     else:
         L.append("not run\n")
 
+    prop = results.get("proportions")
+    L.append("## 3b. Other proportions\n")
+    if prop and prop.get("cmu"):
+        r = prop["cmu"]
+        L.append(f"{r['n']} held-out CMU poses ({prop['split']} split), one arm hidden, put on the reference body and "
+                 f"on bodies of other proportions; {r['straight_elbows']} of them have a real elbow over 140 degrees. "
+                 f"Reference body: {_fmt(100 * r['reference']['bent_straight_elbow_share'])}% of those straight "
+                 "elbows completed under 110 degrees.\n")
+        rows = [[b, _fmt(v["median_arm_direction_deg"], 2), _fmt(v["p90_arm_direction_deg"], 2),
+                 _fmt(100 * v["bent_straight_elbow_share"])] for b, v in r["bodies"].items()]
+        L.append(_table(["body", "median arm direction vs reference body (deg)", "p90 (deg)",
+                         "straight elbows completed < 110 deg (%)"], rows) + "\n")
+    else:
+        L.append("not run\n")
+
     lift = results.get("lifting")
     L.append("## 4. Lifting\n")
     if lift:

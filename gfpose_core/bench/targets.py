@@ -14,7 +14,7 @@ from gfpose_core.bench.common import (
 # every target the report grades, in its order
 TARGETS = ("completion_one_limb", "completion_best_of_10", "denoise_jitter", "generation_vs_noise",
            "sampler_speed_quality", "latency_complete_1", "denoise_10000_frames", "bvh_read_all", "http_overhead",
-           "cli_help",
+           "cli_help", "proportion_directions", "proportion_elbows",
            *bench_takes.TARGETS)
 
 
@@ -83,6 +83,20 @@ def evaluate_targets(results: dict) -> dict:
         h = spd.get("cli_help_s")
         t["cli_help"] = entry("`gfpose --help` in a fresh interpreter (median of 5), s", h, 0.5,
                               None if h is None else h < 0.5)
+    prop = (results.get("proportions") or {}).get("cmu")
+    if prop:
+        worst = prop["worst_median_arm_direction_deg"]
+        det = {b: r["median_arm_direction_deg"] for b, r in prop["bodies"].items()}
+        t["proportion_directions"] = entry(
+            "one arm hidden, the same poses on bodies of other proportions (torso +-20%, legs and arms +-15%): "
+            "median angle between the completed arm's bone directions and the reference body's answer, worst body, "
+            "degrees", worst, 5.0, worst <= 5.0, det)
+        share = prop["worst_bent_straight_elbow_share"]
+        t["proportion_elbows"] = entry(
+            "of the poses whose real elbow is straighter than 140 degrees, the share completed bent under 110 "
+            "degrees, worst body (reference included)", share, 0.05, share <= 0.05,
+            {"reference": prop["reference"]["bent_straight_elbow_share"]}
+            | {b: r["bent_straight_elbow_share"] for b, r in prop["bodies"].items()})
     t.update(bench_takes.targets(results.get("takes"), entry))
     for k in TARGETS:
         t.setdefault(k, entry("not run", None, None, None))

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from gfpose_core.body.skeleton import (
     BONE_MIRROR,
     BONES,
+    INDEX,
     JOINT_NAMES,
     PARENTS,
     bone_lengths,
@@ -56,6 +57,7 @@ class LoopConfig:
 @dataclass
 class TrainConfig(LoopConfig):
     bone_jitter: float = 0.06
+    proportions: float = 0.0     # 1: bodies of other proportions as real characters have (PROPORTION_RANGES)
     known_noise: float = 0.0     # posterior-mean network only: metres of noise on the known joints it is given
     camera_pitch_deg: float = 15.0
     model: ScoreNetConfig = field(default_factory=ScoreNetConfig)
@@ -77,6 +79,30 @@ def prepare_poses(joints: np.ndarray, reference_bones: np.ndarray | None = None)
     return np.concatenate([canon, mirror(canon)]).astype(np.float32), reference_bones
 
 
+# How far a character's parts differ from the reference body (the child joint names the bone; both sides alike):
+# what stylised and game characters have (Mixamo, Unreal mannequins, stylised glTF), within the range asked of the
+# proportion bench (torso +-20%, legs and arms +-15%).
+PROPORTION_RANGES = {
+    "torso": (("spine", "chest", "neck"), 0.20),
+    "head": (("head", "head_end"), 0.15),
+    "shoulders": (("collar_l", "collar_r", "shoulder_l", "shoulder_r"), 0.15),
+    "arms": (("elbow_l", "elbow_r", "wrist_l", "wrist_r", "hand_end_l", "hand_end_r"), 0.15),
+    "hips": (("hip_l", "hip_r"), 0.15),
+    "legs": (("knee_l", "knee_r", "ankle_l", "ankle_r", "toe_l", "toe_r"), 0.15),
+}
+
+
+def proportion_factors(b: int, gen: torch.Generator, amount: float = 1.0) -> torch.Tensor:
+    """(b, bones) length factors: one uniform draw per body part per pose, within PROPORTION_RANGES * amount."""
+    factors = torch.ones(b, len(BONES))
+    child = list(BONES[:, 0])
+    for names, span in PROPORTION_RANGES.values():
+        f = 1 + (torch.rand(b, generator=gen) * 2 - 1) * span * amount
+        for n in names:
+            factors[:, child.index(INDEX[n])] = f
+    return factors
+
+
 def rotation_z(angle: torch.Tensor) -> torch.Tensor:
     c, s, z, o = torch.cos(angle), torch.sin(angle), torch.zeros_like(angle), torch.ones_like(angle)
     return torch.stack([torch.stack([c, -s, z], -1), torch.stack([s, c, z], -1), torch.stack([z, z, o], -1)], -2)
@@ -91,13 +117,18 @@ class Trainer:
     VAL_CHUNK = 4096
     KIND = "score"   # what the network predicts, written in the config (the engine checks it)
     def __init__(self, cfg: TrainConfig, train_joints: np.ndarray, val_joints: np.ndarray, out_dir: str | Path,
-                 data_note: str = "", device: str = "cpu"):
+                 data_note: str = "", device: str = "cpu", space: PoseSpace | None = None):
+        """space: train in this pose space (reference body, mean, scale) rather than the data's own, so that the
+        network fits beside weights already trained in it (a posterior-mean network beside a shipped score model)."""
         self._setup_process(cfg, out_dir, data_note, device)
-        canon, ref = prepare_poses(train_joints)
+        canon, ref = prepare_poses(train_joints, None if space is None else space.reference_bones)
         rel = canon[:, 1:] - canon[:, :1]
-        mean = rel.reshape(len(rel), -1).mean(0)
-        std = float((rel.reshape(len(rel), -1) - mean).std())
-        self.space = PoseSpace(ref, mean, std)
+        if space is None:
+            mean = rel.reshape(len(rel), -1).mean(0)
+            std = float((rel.reshape(len(rel), -1) - mean).std())
+            space = PoseSpace(ref, mean, std)
+        self.space = space
+        mean = np.asarray(space.mean, dtype=np.float32)
         self.train_rel = torch.from_numpy(rel)
         val_canon, _ = prepare_poses(val_joints, ref)
         self.val_rel = torch.from_numpy(val_canon[:, 1:] - val_canon[:, :1])
@@ -181,6 +212,8 @@ class Trainer:
         vec = full[:, child] - full[:, parent]
         jitter = 1 + (torch.rand(b, len(BONES), generator=gen) * 2 - 1) * self.cfg.bone_jitter
         jitter = 0.5 * (jitter + jitter[:, torch.from_numpy(BONE_MIRROR)])
+        if self.cfg.proportions > 0:
+            jitter = jitter * proportion_factors(b, gen, self.cfg.proportions)
         vec = vec * jitter[..., None]
         out = [torch.zeros(b, 3)] * len(PARENTS)
         for k, (c, p) in enumerate(BONES):

@@ -123,7 +123,10 @@ def solve(armature: Armature, joints, rig: RigMap | str | None = None, binding: 
     root_scale: how much the root translation is scaled; None = the rig's leg length over the take's.
     current: the pose the rig has now, to edit rather than solve afresh: {"joints": (F, 24, 3) world, read off
     the rig as it stands, "rotations": {bone: (F, 3, 3) armature-space orientation now}} for keyed bones that
-    have a twist to keep (see `edit_rotations`); bones left out are solved from their rest pose.
+    have a twist to keep (see `edit_rotations`); bones left out are solved from their rest pose. "keep": bones
+    (any of the armature's, with a rotation given) that stay exactly as they are: the animator's posed bones, and
+    unmapped bones posed off their rest. The other bones are solved under them, so their keys are right under the
+    rig's real parents and the add-on keys them as they come.
     """
     j_world = check_joints(joints)
     binding = binding or bind(armature, rig)
@@ -134,8 +137,14 @@ def solve(armature: Armature, joints, rig: RigMap | str | None = None, binding: 
     rest = rest_joints(binding)
     part_rot = part_rotations(rest, targets, {PARTS[p] for p in plan.parts})   # (F, 19, 3, 3)
     keyed_rot = {int(b): part_rot[:, p] @ arm.rest[b, :3, :3] for b, p in zip(plan.keyed, plan.parts)}
+    kept: dict[int, np.ndarray] = {}      # bone -> frames on which it stays as it is
     if current is not None:
         keyed_rot.update(edit_rotations(plan, rest, targets, current, keyed_rot))
+        for b, (rot, mask) in kept_rotations(arm, current, f).items():
+            if b not in keyed_rot:           # a bone the map does not key: as it is on every frame
+                mask = np.ones(f, bool)
+            keyed_rot[b] = np.where(mask[:, None, None], rot, keyed_rot.get(b, rot))
+            kept[b] = mask
     want_dir, want_len = _aim_dirs(targets)
     # Correct aims that span several groups (interpolated spines): a few sweeps of forward kinematics.
     heads, rots, pre = _fk(plan, keyed_rot, f)
@@ -157,7 +166,9 @@ def solve(armature: Armature, joints, rig: RigMap | str | None = None, binding: 
             for bones, k in movers:
                 turn = axis_angle_matrix(axis, np.minimum(angle * k / norm, np.pi / 2))
                 for b in bones:
-                    keyed_rot[int(b)] = turn @ keyed_rot[int(b)]
+                    still = kept.get(int(b))
+                    keyed_rot[int(b)] = (turn if still is None else
+                                         np.where(still[:, None, None], np.eye(3), turn)) @ keyed_rot[int(b)]
             heads, rots, pre = _fk(plan, keyed_rot, f)
             got_dir, _ = _aim_dirs(_fk_joints(plan, heads, rots))
         if worst < 1e-6:
@@ -250,6 +261,32 @@ def edit_rotations(plan, rest: np.ndarray, targets: np.ndarray, current: dict,
         else:
             turn = swing(cur_dir[:, p], want_dir[:, p])
         out[b] = np.where(agree[:, p][:, None, None], turn @ given[b], fresh[b])
+    return out
+
+
+def kept_rotations(arm: Armature, current: dict, f: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """{bone index: (orientation (F, 3, 3), frames kept (F,))} of the bones `current` asks to keep as they are:
+    "keep" is a list of bone names (kept on every frame) or {bone name: one flag per frame}."""
+    keep = current.get("keep") or []
+    if isinstance(keep, (list, tuple)) and all(isinstance(b, str) for b in keep):
+        keep = {b: [True] * f for b in keep}
+    if not isinstance(keep, dict):
+        raise ValueError("current keep must be a list of bone names or {bone: [one flag per frame]}")
+    rotations = current.get("rotations") or {}
+    out = {}
+    for name, flags in keep.items():
+        if name not in arm.index:
+            raise ValueError(f"current keeps bone '{name}', which the armature does not have")
+        if name not in rotations:
+            raise ValueError(f"current keeps bone '{name}' but gives no rotation for it")
+        mask = np.asarray(flags)
+        if mask.shape != (f,) or mask.dtype != bool:
+            raise ValueError(f"current keep of bone '{name}' must be {f} true/false flags, one per frame")
+        r = np.asarray(rotations[name], dtype=np.float64)
+        if r.shape != (f, 3, 3) or not np.isfinite(r).all():
+            raise ValueError(f"current rotation of bone '{name}' must be finite ({f}, 3, 3), got {r.shape}")
+        if mask.any():
+            out[arm.index[name]] = (_orthonormal(r), mask)
     return out
 
 

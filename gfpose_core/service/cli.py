@@ -33,6 +33,7 @@ def _cmd_train(args):
                           max_minutes=args.minutes)
         cfg.model.hidden, cfg.model.embed, cfg.model.blocks = args.hidden or 768, args.embed, args.blocks or 2
         cfg.known_noise = args.known_noise
+        cfg.proportions = args.proportions
     if args.data:
         files = []
         for d in args.data:
@@ -68,9 +69,11 @@ def _cmd_train(args):
             rng = np.random.default_rng(0)
             pick = rng.random(len(train)) < 0.05
             train, val = train[~pick], train[pick]
+        space = None
         if args.posterior_mean:
             from gfpose_core.prior.train_mean import PosteriorMeanTrainer as Trainer
-        trainer = Trainer(cfg, train, val, args.out, data_note=note, device=device)
+            space = _score_space(args.space_of)
+        trainer = Trainer(cfg, train, val, args.out, data_note=note, device=device, space=space)
         what = f"{len(train)} poses (x2 mirrored), validating on {len(val)}"
     # Which sets the weights saw, with their licences, so each weight file's licence can be stated.
     trainer.datasets = sets
@@ -87,6 +90,19 @@ def _cmd_train(args):
     if trainer.rank == 0:
         print(f"done: best validation loss {result['best_val']:.4f} at step {result['best_step']}; "
               f"weights in {args.out}/model.safetensors", flush=True)
+
+
+def _score_space(folder):
+    """The pose space of the score model a posterior-mean network will sit beside (default: the shipped one)."""
+    import json
+
+    from gfpose_core.engine import WEIGHTS_DIR
+    from gfpose_core.prior.pose_space import PoseSpace
+    path = Path(folder or WEIGHTS_DIR) / "config.json"
+    try:
+        return PoseSpace.from_dict(json.loads(path.read_text())["space"])
+    except (OSError, ValueError, KeyError) as e:
+        raise CliError(f"--space-of: {path} is not a score model's config.json ({e})") from None
 
 
 def _motion_trainer(cfg, takes: dict, out: str, note: str, device: str):
@@ -333,6 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train the posterior-mean network (single completions) instead of the score model")
     t.add_argument("--known-noise", type=float, default=0.0,
                    help="--posterior-mean: metres of Gaussian noise on the known joints the network is given")
+    t.add_argument("--space-of", metavar="WEIGHTS_DIR",
+                   help="--posterior-mean: the score model's weights folder whose pose space the network is trained "
+                        "in, so that it fits beside it (default: the shipped weights)")
+    t.add_argument("--proportions", type=float, default=0.0,
+                   help="train on bodies of other proportions too (1: torso +-20%%, arms, legs, shoulders, hips, "
+                        "head +-15%%; 0: off)")
     t.add_argument("--steps", type=int, default=12000)
     t.add_argument("--batch", type=int, help="default: 512 poses, or 64 windows for --motion")
     t.add_argument("--lr", type=float, default=1e-3)

@@ -101,7 +101,8 @@ class PoseForRigRequest(_Strict):
     root_scale: Optional[float] = Field(None, ge=1e-3, le=1000)
     current: Optional[dict] = Field(None, description="the pose the rig has now, to edit rather than solve afresh: "
                                                       "{joints: (F, 24, 3) read off the rig, rotations: {bone: "
-                                                      "(F, 3, 3) armature-space orientation}}")
+                                                      "(F, 3, 3) armature-space orientation}, keep: [bones "
+                                                      "that stay exactly as they are]}")
 
 
 def _array(nested, name: str, width: int, bound: float = limits.MAX_METRES) -> np.ndarray:
@@ -334,7 +335,7 @@ def create_app(engine, token: str | None = None, host: str = "127.0.0.1") -> Fas
         cur = _array(current["joints"], "current joints", 3)
         if len(cur) != frames:
             raise HTTPException(422, f"current joints have {len(cur)} frames, joints {frames}")
-        return {"joints": cur, "rotations": current.get("rotations") or {}}
+        return {"joints": cur, "rotations": current.get("rotations") or {}, "keep": current.get("keep") or []}
 
     @app.post("/pose_for_rig", responses=GONE)
     def pose_for_rig(req: PoseForRigRequest):
