@@ -311,7 +311,7 @@ def create_app(engine, token: str | None = None, host: str = "127.0.0.1") -> Fas
             return fn(*args, **kwargs)
         except RigMapError as e:
             raise HTTPException(422, str(e)) from None
-        except (ValueError, KeyError, TypeError, IndexError) as e:
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
             raise HTTPException(422, f"bad armature description: {e}") from None
 
     @app.post("/bind")
