@@ -120,6 +120,25 @@ def run_load(engine, sizes=None, plan: dict | None = None) -> dict:
     return out
 
 
+def report(load: dict | None, fmt, table) -> list[str]:
+    L = ["## 7. Serving under load\n"]
+    if not load:
+        return L + ["Not run.\n"]
+    p = load["plan"]
+    L.append(f"The server on loopback for {p['seconds']:.0f} s: {p['completers']} parallel clients sending one-pose "
+             f"/complete, {p['denoisers']} parallel clients sending {p['denoise_frames']}-frame /denoise, "
+             f"{p['idle_connections']} idle half-open connections, and a /health probe ten times a second. "
+             f"Target: /health p95 under {load['health_p95_target_ms']:.0f} ms "
+             f"({'pass' if load['health_p95_pass'] else 'FAIL'}). Peak memory {load['peak_rss_mb']:.0f} MB "
+             "(the whole benchmark process).\n")
+    rows = [[name, load[key]["n"], fmt(load[key]["p50_ms"]), fmt(load[key]["p95_ms"]), fmt(load[key]["max_ms"])]
+            for name, key in (("/health under load", "health"), ("/complete, idle", "complete_idle"),
+                              ("/complete under load", "complete_under_load"), ("/denoise under load", "denoise"))]
+    L.append(table(["request", "answered", "p50 ms", "p95 ms", "max ms"], rows) + "\n")
+    L.append("Responses: " + ", ".join(f"{k}: {v}" for k, v in load["responses"].items()) + ".\n")
+    return L
+
+
 if __name__ == "__main__":        # python -m gfpose_core.bench.load [--quick]
     import json
 
