@@ -228,6 +228,10 @@ def _cmd_inbetween(args):
     data = _read_json(args.input)
     take = _nested(data, "take", args.input)
     fps = data.get("fps", 30.0)
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)):
+        raise CliError(f"{args.input}: \"fps\" must be a number, got {str(fps)[:40]!r}")
+    from gfpose_core.service.limits import file_rate
+    file_rate(len(take) if take.ndim else 0, fps, args.input)   # before the engine loads: a slide show is refused
     eng = _engine(args)
     bar, cb = _progress("inbetween")
     with bar:
