@@ -101,3 +101,11 @@ def test_inbetween_json_below_capture_rates_is_refused_before_the_work(tmp_path,
     (tmp_path / "keys.json").write_text(json.dumps({"take": take, "fps": "fast"}))
     code, out, err = _run(capsys, "inbetween", tmp_path / "keys.json", "-o", tmp_path / "out.json")
     assert code == 2 and "fps" in err
+
+
+def test_a_result_that_is_not_finite_is_an_error_not_a_file_with_nan(tmp_path, capsys):
+    pose = [[1e300 * (j % 3), 1e300, 0.0] if j not in (7, 8, 9, 10) else [None] * 3 for j in range(24)]
+    (tmp_path / "huge.json").write_text(json.dumps({"joints": [pose]}))
+    code, out, err = _run(capsys, "complete", tmp_path / "huge.json", "-o", tmp_path / "o.json")
+    assert code == 2 and "not finite" in err and len(err.strip().splitlines()) == 1, (out, err)
+    assert not (tmp_path / "o.json").exists()
