@@ -91,3 +91,21 @@ def test_a_folder_with_a_corrupt_gz_and_a_slide_show_is_skipped_and_listed_the_r
     assert sorted(p.name for p in (tmp_path / "clean").iterdir()) == ["a.bvh", "d.bvh"]
     assert read_bvh(tmp_path / "clean" / "d.bvh").motion.shape == read_bvh(take).motion.shape
     assert not [p for p in os.listdir(tmp_path / "clean") if p.endswith(".part")]
+
+
+def test_inbetween_json_below_capture_rates_is_refused_before_the_work(tmp_path, capsys):
+    take = [[[0.0, 0.0, 1.0]] * 24] + [[[None] * 3] * 24] * 8 + [[[0.1, 0.0, 1.0]] * 24]
+    (tmp_path / "keys.json").write_text(json.dumps({"take": take, "fps": 0.001}))
+    code, out, err = _run(capsys, "inbetween", tmp_path / "keys.json", "-o", tmp_path / "out.json")
+    assert code == 2 and "capture rates" in err and not (tmp_path / "out.json").exists()
+    (tmp_path / "keys.json").write_text(json.dumps({"take": take, "fps": "fast"}))
+    code, out, err = _run(capsys, "inbetween", tmp_path / "keys.json", "-o", tmp_path / "out.json")
+    assert code == 2 and "fps" in err
+
+
+def test_a_result_that_is_not_finite_is_an_error_not_a_file_with_nan(tmp_path, capsys):
+    pose = [[1e300 * (j % 3), 1e300, 0.0] if j not in (7, 8, 9, 10) else [None] * 3 for j in range(24)]
+    (tmp_path / "huge.json").write_text(json.dumps({"joints": [pose]}))
+    code, out, err = _run(capsys, "complete", tmp_path / "huge.json", "-o", tmp_path / "o.json")
+    assert code == 2 and "not finite" in err and len(err.strip().splitlines()) == 1, (out, err)
+    assert not (tmp_path / "o.json").exists()

@@ -64,3 +64,32 @@ def test_the_time_limit_stops_work_with_413_naming_it():
     lock.acquire()                 # another request holds the device: a client that left stops waiting for it
     with pytest.raises(Gone):
         Stopper(gone).acquire(lock)
+
+
+def test_a_one_pose_complete_is_answered_while_a_long_denoise_runs():
+    """Short work goes through between the long one's sampler steps; the long one still finishes, whole."""
+    from gfpose_core.service.server import ServerThread
+    watched = Watched(engine())
+    pose = engine().generate(1, seed=2)[0]
+    take = (pose[None] + np.random.default_rng(1).normal(0, 0.01, (500, 24, 3))).round(3).tolist()
+    partial = pose.tolist()
+    for j in (7, 8, 9, 10):
+        partial[j] = [None] * 3
+    box = {}
+    with ServerThread(watched) as url:
+        def long_denoise():
+            box["denoise"] = httpx.post(url + "/denoise", json={"take": take, "temporal": False, "steps": 50},
+                                        timeout=300)
+        t = threading.Thread(target=long_denoise)
+        t.start()
+        while watched.steps < 2:             # the denoise is on the device, between its steps
+            assert t.is_alive(), box
+            threading.Event().wait(0.05)
+        for seeded in (False, True):          # the batched path and the one-request path
+            body = {"joints": [partial], **({"seed": 1} if seeded else {})}
+            r = httpx.post(url + "/complete", json=body, timeout=300)
+            assert r.status_code == 200, r.text
+            assert not watched.ended.is_set(), "the completion waited for the whole denoise"
+        t.join(timeout=300)
+    assert watched.how == "finished" and box["denoise"].status_code == 200
+    assert np.array(box["denoise"].json()["joints"]).shape == (500, 24, 3)

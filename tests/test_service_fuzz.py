@@ -16,8 +16,8 @@ from test_retarget import build_armature
 from gfpose_core.prior.samplers import SAMPLERS
 from gfpose_core.service.schema import ERRORS, GONE, PosesResponse, Problem
 
-# GFPOSE_FUZZ_EXAMPLES=300 for a longer hunt; the suite's default keeps the whole file near 20 s
-FUZZ = settings(max_examples=int(os.environ.get("GFPOSE_FUZZ_EXAMPLES", 14)), deadline=None, suppress_health_check=list(HealthCheck), database=None)
+# GFPOSE_FUZZ_EXAMPLES=300 for a longer hunt; the suite's default keeps the whole file near 15 s
+FUZZ = settings(max_examples=int(os.environ.get("GFPOSE_FUZZ_EXAMPLES", 10)), deadline=None, suppress_health_check=list(HealthCheck), database=None)
 
 numbers = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),             # denormals, ±1e308, NaN, ±inf among them
@@ -188,8 +188,22 @@ def test_bind(api, armature, rig):
 @given(armature=st.one_of(armatures(), st.none(), absent), rig=rigs, joints=poses(),
        binding_id=st.one_of(absent, st.none(), st.sampled_from(["0" * 40, "x" * 65, ""])),
        root_scale=st.one_of(absent, numbers),
-       current=st.one_of(absent, st.none(), st.sampled_from([{}, {"joints": 3}, {"joints": [], "rotations": 5}])))
+       current=st.one_of(absent, st.none(), st.sampled_from([{}, {"joints": 3}, {"joints": [], "rotations": 5}, {"joints": [], "rotations": []},
+                                                  {"joints": "<same>", "rotations": []},
+                                                  {"joints": "<same>", "rotations": {"pelvis": "<eye>"}},
+                                                  {"joints": "<same>", "rotations": {"pelvis": "<eye>"},
+                                                   "keep": ["pelvis"]},
+                                                  {"joints": "<same>", "keep": 7},
+                                                  {"joints": "<same>", "keep": ["pelvis", "nope"]},
+                                                  {"joints": "<same>", "rotations": {"pelvis": [[1.0]]},
+                                                   "keep": {"pelvis": [True]}}])))
 def test_pose_for_rig(api, armature, rig, joints, binding_id, root_scale, current):
+    if isinstance(current, dict) and current.get("joints") == "<same>":   # the rig's pose now, frame for frame
+        frames = len(joints) if isinstance(joints, list) else 1
+        current = dict(current, joints=joints)
+        if isinstance(current.get("rotations"), dict):
+            current["rotations"] = {b: [np.eye(3).tolist()] * frames if r == "<eye>" else r
+                                    for b, r in current["rotations"].items()}
     _check(_send(api, "/pose_for_rig", _maybe(dict(armature=armature, rig=rig, joints=joints, binding_id=binding_id,
                                                    root_scale=root_scale, current=current))))
 

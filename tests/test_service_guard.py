@@ -113,3 +113,23 @@ def test_serve_takes_its_token_from_a_file_or_the_environment(tmp_path, monkeypa
     from gfpose_core.service.cli import CliError
     with pytest.raises(CliError, match="at least 16"):
         _token(build_parser().parse_args(["serve"]))
+
+
+def test_serve_raises_the_open_files_limit_to_what_the_system_allows():
+    import resource
+
+    from gfpose_core.service.server import raise_open_files
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    got = raise_open_files(4096)
+    assert got >= (4096 if hard == resource.RLIM_INFINITY else min(4096, hard))
+
+
+def test_a_body_that_stops_arriving_gets_408_and_the_server_goes_on(live, monkeypatch):
+    from gfpose_core.service import guard
+    monkeypatch.setattr(guard, "BODY_IDLE_S", 0.5)
+    head = (b"POST /complete HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n{\"joints\": ")
+    answer = _exchange(live, head)          # then silence
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:100]
+    assert b"stopped arriving" in answer
+    assert _exchange(live, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").startswith(b"HTTP/1.1 200")

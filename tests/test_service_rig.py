@@ -51,12 +51,16 @@ def test_known_name_and_inline_map_bind(api, armature):
 
 
 def test_user_map_folder_is_searched_by_name(api, armature, tmp_path, monkeypatch):
+    # named differently inside: the file's name is what finds it, and what the answers call it
     (tmp_path / "studio_rig.toml").write_text((RIGS_DIR / "ue4_mannequin.toml").read_text()
-                                              .replace('name = "ue4_mannequin"', 'name = "studio_rig"'))
+                                              .replace('name = "ue4_mannequin"', 'name = "Studio Rig v2"'))
     (tmp_path / "huge.toml").write_bytes(b"#" * 300_000)
     monkeypatch.setenv("GFPOSE_RIG_MAPS", str(tmp_path))
     r = api.post("/bind", json={"armature": armature, "rig": "studio_rig"})
     assert r.status_code == 200 and r.json()["rig"] == "studio_rig", r.text
     assert "studio_rig" in api.get("/info").json()["rig_maps"]
+    again = api.post("/pose_for_rig", json={"armature": armature, "rig": r.json()["rig"],
+                                            "joints": random_poses(1).tolist()})
+    assert again.status_code == 200, again.text
     r = api.post("/bind", json={"armature": armature, "rig": "huge"})
     assert r.status_code == 422 and "bytes" in r.text

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from gfpose_core.bench import load as bench_load
 from gfpose_core.bench import takes as bench_takes
 from gfpose_core.bench.common import (
     COMPLETION_LABEL,
@@ -282,6 +283,7 @@ def write_report(results: dict, out: Path, plots: dict) -> str:
     else:
         L.append("not run\n")
     L.extend(bench_takes.report(results.get("takes"), _fmt, _table))
+    L.extend(bench_load.report(results.get("load"), _fmt, _table))
     L.append("## Section times\n")
     L.append(_table(["section", "seconds"], [[k, v] for k, v in meta["section_seconds"].items()]) + "\n")
     text = "\n".join(L)

@@ -53,6 +53,7 @@ def run_bench(engine, out_dir, sizes: Sizes, weights=None, data_dir=None, sectio
     from gfpose_core.bench.completion import run_completion
     from gfpose_core.bench.denoising import run_denoising
     from gfpose_core.bench.generation import run_generation, run_lifting
+    from gfpose_core.bench.load import run_load
     from gfpose_core.bench.plots import make_plots
     from gfpose_core.bench.proportions import run_proportions
     from gfpose_core.bench.report import PROTOCOL, write_report
@@ -65,7 +66,7 @@ def run_bench(engine, out_dir, sizes: Sizes, weights=None, data_dir=None, sectio
     with sw.section("data"):
         data = load_data(engine, data_dir)
     results: dict = {k: None for k in ("completion", "proportions", "denoising", "denoising_params", "generation", "lifting",
-                                       "speed", "takes")}
+                                       "speed", "takes", "load")}
     errors = {}
     steps = {"completion": lambda: results.__setitem__("completion", run_completion(engine, data, sizes)),
              "proportions": lambda: results.__setitem__("proportions", run_proportions(engine, data, sizes)),
@@ -74,11 +75,12 @@ def run_bench(engine, out_dir, sizes: Sizes, weights=None, data_dir=None, sectio
              "generation": lambda: results.__setitem__("generation", run_generation(engine, data, sizes)),
              "lifting": lambda: results.__setitem__("lifting", run_lifting(engine, data, sizes)),
              "speed": lambda: results.__setitem__("speed", run_speed(engine, data, sizes, weights, data_dir)),
-             "takes": lambda: results.__setitem__("takes", bench_takes.run_takes(engine, data, sizes))}
+             "takes": lambda: results.__setitem__("takes", bench_takes.run_takes(engine, data, sizes)),
+             "load": lambda: results.__setitem__("load", run_load(engine, sizes))}
     for name in SECTIONS:
         if name not in sections:
             continue
-        timed = name in ("speed", "takes")
+        timed = name in ("speed", "takes", "load")
         with sw.section(name), _threads(1 if not timed and engine.device.type == "cpu" else None):
             try:
                 steps[name]()

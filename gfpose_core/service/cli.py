@@ -156,8 +156,13 @@ def _nested(data: dict, key: str, path: str, width: int = 3):
 
 def _write_json(path: str, payload: dict):
     import json
+    try:
+        text = json.dumps(payload, allow_nan=False)   # NaN is not JSON: a reader elsewhere would choke on it
+    except ValueError:
+        raise CliError(f"the result for {path} is not finite for this input (joints too close together or too far "
+                       "apart?): nothing was written") from None
     with open(path, "w") as f:
-        json.dump(payload, f)
+        f.write(text)
 
 
 def _progress(desc: str):
@@ -228,6 +233,10 @@ def _cmd_inbetween(args):
     data = _read_json(args.input)
     take = _nested(data, "take", args.input)
     fps = data.get("fps", 30.0)
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)):
+        raise CliError(f"{args.input}: \"fps\" must be a number, got {str(fps)[:40]!r}")
+    from gfpose_core.service.limits import file_rate
+    file_rate(len(take) if take.ndim else 0, fps, args.input)   # before the engine loads: a slide show is refused
     eng = _engine(args)
     bar, cb = _progress("inbetween")
     with bar:
@@ -425,10 +434,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    import warnings
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.func(args)
+        with warnings.catch_warnings():
+            # numpy's overflow notes on absurd input are noise next to the one line that says what is wrong
+            warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"(numpy|gfpose_core)(\..*)?$")
+            args.func(args)
     except (CliError, ValueError, FileNotFoundError, OSError) as e:
         print(f"gfpose {args.command}: error: {e}", file=sys.stderr)
         return 2

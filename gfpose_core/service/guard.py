@@ -6,7 +6,8 @@
 - Content type: a POST must say application/json. Browsers send text/plain and form bodies across origins without
   asking first (no CORS preflight); refusing them makes blind requests from web pages fail.
 - Token: `Authorization: Bearer <token>`, the scheme in any case (RFC 9110), compared in constant time.
-- Body size: counted on the stream as it arrives, so a chunked body (no Content-Length) cannot pass the cap.
+- Body size: counted on the stream as it arrives, so a chunked body (no Content-Length) cannot pass the cap; a
+  body that stops arriving (BODY_IDLE_S without a byte) is answered 408.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from gfpose_core.service.cancel import SCOPE_KEY
 LOOPBACK_NAMES = {"localhost", "localhost.", "ip6-localhost"}
 OPEN_PATHS = ("/docs", "/openapi.json")     # the schema is no secret; a client generator needs it
 MIN_TOKEN_CHARS = 16
+BODY_IDLE_S = 20.0     # a client that stops sending its body this long holds a connection and a task: 408
 
 
 def is_loopback(host: str) -> bool:
@@ -82,7 +84,10 @@ class Guard:
         body, more = [], True
         total = 0
         while more:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), BODY_IDLE_S)
+            except asyncio.TimeoutError:
+                return await _reply(send, 408, f"the request body stopped arriving for {BODY_IDLE_S:g} s")
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")

@@ -67,8 +67,9 @@ def take(frames: int, fps: float, what: str = "take"):
     _limit(frames_at_model_rate(frames, fps), f"{what} resampled to {MODEL_FPS:.0f} fps", MAX_POSES, "frames")
 
 
-def work(poses_: float, steps: int, what: str):
+def work(poses_: float, steps: int, what: str) -> float:
     _limit(poses_ * steps, f"{what} x sampler steps", MAX_WORK, "pose-steps")
+    return poses_ * steps
 
 
 def magnitudes(arr: np.ndarray, name: str, bound: float = MAX_METRES):

@@ -55,7 +55,10 @@ def map_by_name(name: str) -> RigMap:
                 data = tomllib.loads(p.read_text(encoding="utf-8"))
             except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
                 raise RigMapError(f"rig map '{stem}' is not valid TOML ({_short(str(e), 80)})") from None
-            return parse_rig_map(data, stem)
+            rig = parse_rig_map(data, stem)
+            # answers name the map by what finds it again: a binding's `rig` comes back in /pose_for_rig
+            rig.name = stem
+            return rig
     raise RigMapError(f"no rig map '{stem}' (known: {', '.join(known_names())})")
 
 

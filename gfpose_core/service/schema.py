@@ -51,6 +51,7 @@ ERRORS = {
     401: _error("the engine was started with a token and the request has no `Authorization: Bearer <token>` "
                 "matching it"),
     403: _error("the request comes from a web page of another site (its Origin is not this machine)"),
+    408: _error("the request body stopped arriving (a stalled or half-open client)"),
     413: _error("the body (32 MB) or the work (poses, frames at 30 fps, pose x sampler steps: GET /info limits) is "
                 "over the server's limit"),
     415: _error("a POST body that is not application/json"),

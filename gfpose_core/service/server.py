@@ -22,7 +22,7 @@ from gfpose_core.prior.samplers import SAMPLERS
 from gfpose_core.rigs.rig_map import RigMapError
 from gfpose_core.rigs.solve import UnknownBinding
 from gfpose_core.service import limits, rig_names
-from gfpose_core.service.cancel import Gone, stopper_for
+from gfpose_core.service.cancel import SHORT_WORK, DeviceLock, Gone, stopper_for
 from gfpose_core.service.guard import Guard, check_token, is_loopback
 from gfpose_core.service.limits import MAX_BODY_BYTES, MAX_FPS, MAX_POSES, MAX_STEPS
 from gfpose_core.service.rig_names import NamedBindingCache, known_names, resolve_rig
@@ -196,7 +196,7 @@ def create_app(engine, token: str | None = None, host: str = "127.0.0.1") -> Fas
                   responses=ERRORS)
     document_security(app, token is not None)
     app.add_exception_handler(RequestValidationError, limits.validation_error)
-    lock = threading.Lock()  # one sampling job at a time on the device; requests queue here
+    lock = DeviceLock()  # one sampling job at a time on the device; requests queue here, short ones first
     batcher = CompleteBatcher(engine, lock)
     bindings = NamedBindingCache()   # armatures sent once, named by binding_id after
 
@@ -210,11 +210,11 @@ def create_app(engine, token: str | None = None, host: str = "127.0.0.1") -> Fas
             raise HTTPException(422, f"known must have shape {shape}, got {k.shape}")
         return k.astype(bool)
 
-    def run(request, fn, *args, **kwargs):
+    def run(request, work: float, fn, *args, **kwargs):
         stop = stopper_for(request)
-        stop.acquire(lock)
+        stop.acquire(lock, short=work <= SHORT_WORK)
         try:
-            return fn(*args, callback=stop.check, **kwargs)
+            return fn(*args, callback=stop.step, **kwargs)
         except ValueError as e:
             raise HTTPException(422, str(e)) from None
         except Gone:
@@ -223,7 +223,7 @@ def create_app(engine, token: str | None = None, host: str = "127.0.0.1") -> Fas
             lock.release()
 
     @app.get("/health")
-    def health():
+    async def health():   # on the event loop: answers even while every worker thread waits for the device
         return {"status": "ok"}
 
     @app.get("/info")
@@ -243,7 +243,8 @@ def create_app(engine, token: str | None = None, host: str = "127.0.0.1") -> Fas
     def complete(req: CompleteRequest, request: Request):
         joints = _array(req.joints, "joints", 3)
         _limit(len(joints) * req.n_hypotheses, "joints x n_hypotheses")
-        limits.work(len(joints) * req.n_hypotheses, _steps(req.steps, "complete", req.n_hypotheses), "completions")
+        work = limits.work(len(joints) * req.n_hypotheses, _steps(req.steps, "complete", req.n_hypotheses),
+                           "completions")
         known = _known(req.known, joints.shape[:2])
         if req.seed is None and req.n_hypotheses == 1:
             try:
@@ -251,7 +252,7 @@ def create_app(engine, token: str | None = None, host: str = "127.0.0.1") -> Fas
             except ValueError as e:
                 raise HTTPException(422, str(e)) from None
         else:
-            out = run(request, engine.complete, joints, known, n_hypotheses=req.n_hypotheses,
+            out = run(request, work, engine.complete, joints, known, n_hypotheses=req.n_hypotheses,
                       seed=req.seed,
                       sampler=req.sampler, steps=req.steps)
         return {"joints": limits.answer(out, "the completion")}
@@ -263,14 +264,14 @@ def create_app(engine, token: str | None = None, host: str = "127.0.0.1") -> Fas
         limits.take(len(take), req.fps)
         per_frame = req.temporal is False or engine.motion is None
         frames = limits.frames_at_model_rate(len(take), req.fps)
-        limits.work(frames, _steps(req.steps, "denoise" if per_frame else "denoise_motion"), "take frames")
+        work = limits.work(frames, _steps(req.steps, "denoise" if per_frame else "denoise_motion"), "take frames")
         lost = np.isnan(take).any(-1).all(0)
         if per_frame and lost.any() and not lost.all():
             # The per-frame prior repairs a dropout from the frames around it; a joint never seen has none.
             raise HTTPException(422, f"take: joint(s) {', '.join(n for n, b in zip(engine.joint_names, lost) if b)} "
                                      "unknown in every frame: the per-frame denoiser cannot place them (use "
                                      "temporal=true, or /complete the frames first)")
-        out = run(request, engine.denoise, take, fps=req.fps, strength=req.strength, sampler=req.sampler,
+        out = run(request, work, engine.denoise, take, fps=req.fps, strength=req.strength, sampler=req.sampler,
                   steps=req.steps,
                   temporal=req.temporal)
         return {"joints": limits.answer(out, "the denoised take")}
@@ -280,17 +281,18 @@ def create_app(engine, token: str | None = None, host: str = "127.0.0.1") -> Fas
         take = _array(req.take, "take", 3)
         _limit(len(take), "take")
         limits.take(len(take), req.fps)
-        limits.work(limits.frames_at_model_rate(len(take), req.fps), _steps(req.steps, "inbetween"), "take frames")
+        work = limits.work(limits.frames_at_model_rate(len(take), req.fps), _steps(req.steps, "inbetween"),
+                           "take frames")
         known = _known(req.known, take.shape[:2])
-        out = run(request, engine.inbetween, take, known, fps=req.fps, seed=req.seed, sampler=req.sampler,
+        out = run(request, work, engine.inbetween, take, known, fps=req.fps, seed=req.seed, sampler=req.sampler,
                   steps=req.steps, lock_feet=req.lock_feet)
         return {"joints": limits.answer(out, "the filled take")}
 
     @app.post("/generate", response_model=PosesResponse)
     def generate(req: GenerateRequest, request: Request):
         around = None if req.around is None else _array([req.around], "around", 3)[0]
-        limits.work(req.n, _steps(req.steps, "generate"), "n")
-        out = run(request, engine.generate, req.n, seed=req.seed, around=around, pinned=req.pinned,
+        work = limits.work(req.n, _steps(req.steps, "generate"), "n")
+        out = run(request, work, engine.generate, req.n, seed=req.seed, around=around, pinned=req.pinned,
                   diversity=req.diversity, sampler=req.sampler, steps=req.steps)
         return {"joints": limits.answer(out, "the generated poses")}
 
@@ -298,8 +300,8 @@ def create_app(engine, token: str | None = None, host: str = "127.0.0.1") -> Fas
     def lift(req: LiftRequest, request: Request):
         kp = _array(req.keypoints2d, "keypoints2d", 2, bound=limits.MAX_PIXELS)
         _limit(len(kp) * req.n_hypotheses, "keypoints2d x n_hypotheses")
-        limits.work(len(kp) * req.n_hypotheses, _steps(req.steps, "lift"), "keypoints2d x n_hypotheses")
-        out = run(request, engine.lift, kp, n_hypotheses=req.n_hypotheses, seed=req.seed,
+        work = limits.work(len(kp) * req.n_hypotheses, _steps(req.steps, "lift"), "keypoints2d x n_hypotheses")
+        out = run(request, work, engine.lift, kp, n_hypotheses=req.n_hypotheses, seed=req.seed,
                   sampler=req.sampler,
                   steps=req.steps)
         return {"joints": limits.answer(out, "the lifted poses")}
@@ -309,7 +311,7 @@ def create_app(engine, token: str | None = None, host: str = "127.0.0.1") -> Fas
             return fn(*args, **kwargs)
         except RigMapError as e:
             raise HTTPException(422, str(e)) from None
-        except (ValueError, KeyError, TypeError, IndexError) as e:
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
             raise HTTPException(422, f"bad armature description: {e}") from None
 
     @app.post("/bind")
@@ -363,7 +365,22 @@ def serve(engine, host: str = "127.0.0.1", port: int = 8765, token: str | None =
     if not is_loopback(host) and not token:
         raise ValueError(f"binding {host} exposes the engine beyond this machine: give a token "
                          "(--token or GFPOSE_TOKEN) that every request must carry")
+    raise_open_files()
     uvicorn.run(create_app(engine, token, host), host=host, port=port, log_level=log_level)
+
+
+def raise_open_files(want: int = 65536) -> int:
+    """The soft limit on open files up to the hard one: at the usual 1,024, a few hundred idle sockets starve the
+    server of descriptors, and it then logs "Too many open files" in a loop instead of serving."""
+    try:
+        import resource
+    except ImportError:     # Windows
+        return 0
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 class ServerThread:
