@@ -45,6 +45,10 @@ def denoise_take(engine, take: np.ndarray, fps: float, strength, sampler: str, s
     smooth = len(take) >= 10 and (strength is None or strength > 0)
     if smooth:
         repaired = butterworth(repaired, fps, CUTOFF_HZ)
+    never = ~np.isfinite(repaired).all(-1)
+    if never.any() and not never.all():
+        # A joint the take never shows has no frames around it to repair it from: the prior places it.
+        repaired = engine.complete(repaired, ~never, seed=0)
     canon, frame = engine._canonical(repaired)
     obs = engine.space.to_model(canon)
     if strength is None:

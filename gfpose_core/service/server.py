@@ -265,12 +265,6 @@ def create_app(engine, token: str | None = None, host: str = "127.0.0.1") -> Fas
         per_frame = req.temporal is False or engine.motion is None
         frames = limits.frames_at_model_rate(len(take), req.fps)
         work = limits.work(frames, _steps(req.steps, "denoise" if per_frame else "denoise_motion"), "take frames")
-        lost = np.isnan(take).any(-1).all(0)
-        if per_frame and lost.any() and not lost.all():
-            # The per-frame prior repairs a dropout from the frames around it; a joint never seen has none.
-            raise HTTPException(422, f"take: joint(s) {', '.join(n for n, b in zip(engine.joint_names, lost) if b)} "
-                                     "unknown in every frame: the per-frame denoiser cannot place them (use "
-                                     "temporal=true, or /complete the frames first)")
         out = run(request, work, engine.denoise, take, fps=req.fps, strength=req.strength, sampler=req.sampler,
                   steps=req.steps,
                   temporal=req.temporal)
