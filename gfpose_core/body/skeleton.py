@@ -199,31 +199,6 @@ def settle_bone_lengths(joints: np.ndarray, lengths: np.ndarray, iterations: int
     return out
 
 
-_ARMS = BODY_PARTS["arm_l"] + BODY_PARTS["arm_r"]
-_SHOULDER_GIRDLE = [INDEX[n] for n in ("collar_l", "shoulder_l", "collar_r", "shoulder_r")]
-
-
-def settle_hedged_arms(mean_pose: np.ndarray, lengths: np.ndarray, known: np.ndarray) -> np.ndarray:
-    """Unknown arms of posterior-mean poses (N, 24, 3) moved the least way to bones of `lengths` (N, 23).
-
-    An arm that the body says little about has a mean pose between its likely directions, short for its bones;
-    the nearest arm of the right lengths keeps that hedge, while fit_bone_lengths would push the hand out along a
-    direction nobody chose. Collars and shoulders are placed by fit_bone_lengths first (the body tells where they
-    point; settled with the arm they would turn towards the elbow). A leg's posterior knows its direction (it
-    stands) and hedges its length, so legs keep fit_bone_lengths. On validation poses (one limb unknown, error /
-    nearest neighbour's, against fit_bone_lengths alone, measured before the engine's refinement step): Bandai arm
-    0.78 -> 0.74, CMU arm 0.57 -> 0.55, and the arm's bone directions 1-3 degrees nearer the truth than the score
-    model's mode. Settling legs as well made Bandai legs worse (0.56 -> 0.76, an earlier checkpoint).
-    """
-    girdle = np.zeros(known.shape, bool)
-    girdle[:, _SHOULDER_GIRDLE] = True
-    placed = np.where(girdle[..., None], fit_bone_lengths(mean_pose, lengths, known), mean_pose)
-    settled = settle_bone_lengths(placed, lengths, iterations=20, fixed=known | girdle)
-    arm = np.zeros(known.shape, bool)
-    arm[:, _ARMS] = True
-    return np.where((arm & ~known)[..., None], settled, mean_pose)
-
-
 def fit_bone_lengths(proposal: np.ndarray, lengths: np.ndarray, fixed: np.ndarray) -> np.ndarray:
     """Move the free joints of `proposal` (N, 24, 3) so their bones get `lengths` (N, 23); `fixed` (N, 24) stay.
 

@@ -10,7 +10,7 @@ Why a single completion wants it: a limb that the rest of the body says little a
 seeking commits to one likely limb; the mean hedges, and its error against the truth is lower (validation poses,
 one limb unknown, MPJPE / nearest neighbour's: CMU arm 0.72 -> 0.60, Bandai arm 0.89 -> 0.72). The engine
 (_best_guess) mixes in some of the mode for legs, lets the score model refine the result from a small t (a mean of
-arms is no arm) and fits bone lengths afterwards (skeleton.settle_hedged_arms).
+arms is no arm) and gives every bone its length along the direction the answer has (skeleton.fit_bone_lengths).
 """
 from __future__ import annotations
 
