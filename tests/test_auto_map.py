@@ -312,7 +312,7 @@ def test_control_parented_feet_key_the_controls():
     assert bones["UpperLeg.L"] == "hip_l" and bones["LowerArm.R"] == "elbow_r" and bones["Chest"] == "chest"
 
 
-@pytest.mark.parametrize("case", ["mixamo_no_fingers", "unnamed", "facing_plus_x", "ju_prefixed", "tiny_scale_001",
+@pytest.mark.parametrize("case", ["mixamo_no_fingers", "unnamed", "facing_plus_x", "tiny_scale_001", "mixamo",
                                   "smpl"])
 def test_poses_write_onto_automatically_mapped_rigs(case):
     """The automatic map keys a pose: every aimed body part points where it was asked (as for shipped maps).
