@@ -18,8 +18,13 @@ from gfpose_core.formats.bvh import read_bvh
 from gfpose_core.rigs.armature import Armature
 from gfpose_core.rigs.auto_map import NotHumanoidError, auto_bvh_map, auto_rig_map
 from gfpose_core.rigs.binding import bind, rest_joints
-from gfpose_core.rigs.rig_map import RigMapError, detect_rig_match
-from gfpose_core.rigs.solve import solve
+from gfpose_core.rigs.rig_map import (
+    RigMapError,
+    detect_rig_match,
+    load_rig_map,
+    rig_map_names,
+)
+from gfpose_core.rigs.solve import bind_for_rig, solve
 
 TOL = 0.03
 
@@ -412,3 +417,66 @@ def test_load_take_reads_unmapped_bvh_conventions(tmp_path, convention, rows, en
     assert j[INDEX["hip_l"], 0] > 0 > j[INDEX["hip_r"], 0]                 # the file's +X is the left side
     assert j[INDEX["head_end"], 2] > j[INDEX["head"], 2] > j[INDEX["neck"], 2] > j[INDEX["pelvis"], 2]
     assert 1.4 < j[INDEX["head_end"], 2] - j[INDEX["toe_l"], 2] < 2.0
+
+
+# --- the user's folder: maps the animator saved load by name, and detection finds them --------------------------
+
+def _bind_reply(arm: Armature) -> dict:
+    """What the server's /bind answers: the binding and the write table of the map it used."""
+    out = bind_for_rig(arm.to_dict())
+    w = load_rig_map(out["rig"]).write          # an automatic map is loadable by its name in the same engine
+    out["write"] = {"root": w.root, "rest": list(w.rest), "bones": dict(w.bones)}
+    return out
+
+
+def test_reviewed_mapping_saved_in_the_user_folder_loads_by_name(tmp_path, monkeypatch):
+    from blender_addon import rig_review
+    monkeypatch.setenv("GFPOSE_RIG_MAPS", str(tmp_path / "my maps"))
+    arm = ARMATURES["game_rig"]()
+    reply = _bind_reply(arm)
+    assert reply["rig"] == "auto:Hero"
+    table = dict((j, b) for j, b, _ in rig_review.joint_table(reply, list(JOINT_NAMES)))
+    assert table["chest"] == "Chest" and table["toe_l"] == "Toe.L"
+    # The animator moves the chest landmark to the Spine bone's head and saves the result as "hero".
+    lengths = dict(zip(arm.bones, arm.lengths.tolist()))
+    raw = rig_review.map_from_binding(reply, list(JOINT_NAMES), lengths, 1.0, {"chest": "Spine"}, "hero")
+    path = rig_review.save_map(raw, rig_review.user_rig_dir(), shipped=["mixamo"])
+    assert path.parent == tmp_path / "my maps"
+    assert "hero" in rig_map_names()
+    saved = load_rig_map("Hero")                 # by name, any case
+    before = rest_joints(bind(arm, reply["rig"]), world=True)
+    after = rest_joints(bind(arm, saved), world=True)
+    changed = np.linalg.norm(after - before, axis=-1)
+    assert changed[INDEX["chest"]] > 0.1 and np.allclose(after[INDEX["chest"]], arm.rest[arm.index["Spine"], :3, 3])
+    others = [j for j, n in enumerate(JOINT_NAMES) if n != "chest"]
+    assert changed[others].max() < 1e-9
+    # The saved map keys the same bones, and detection now prefers it over the automatic mapping.
+    assert saved.write.bones == load_rig_map(reply["rig"]).write.bones
+    assert bind(arm).rig.name == "hero"
+    with pytest.raises(ValueError, match="ships"):
+        rig_review.save_map(dict(raw, name="Mixamo"), tmp_path, shipped=["mixamo"])
+    with pytest.raises(ValueError, match="no bone"):
+        rig_review.map_from_binding(reply, list(JOINT_NAMES), lengths, 1.0, {"chest": "Nope"}, "x")
+
+
+def test_saved_map_of_a_shipped_mapping_gives_the_same_landmarks(tmp_path, monkeypatch):
+    from blender_addon import rig_review
+    monkeypatch.setenv("GFPOSE_RIG_MAPS", str(tmp_path))
+    for case in ("ue5_mannequin", "mixamo_no_fingers", "smpl"):
+        arm = ARMATURES[case]()
+        reply = _bind_reply(arm)
+        lengths = dict(zip(arm.bones, arm.lengths.tolist()))
+        raw = rig_review.map_from_binding(reply, list(JOINT_NAMES), lengths, float(np.linalg.norm(arm.world[:3, 0])),
+                                          {}, f"copy_{case}")
+        rig_review.save_map(raw, tmp_path)
+        a = rest_joints(bind(arm, f"copy_{case}"), world=True)
+        b = rest_joints(bind(arm, reply["rig"]), world=True)
+        np.testing.assert_allclose(a, b, atol=1e-9, err_msg=case)
+
+
+def test_broken_user_file_does_not_break_detection(tmp_path, monkeypatch):
+    monkeypatch.setenv("GFPOSE_RIG_MAPS", str(tmp_path))
+    (tmp_path / "broken.toml").write_text("name = [")
+    assert bind(ARMATURES["ue4_mannequin"]()).rig.name == "ue4_mannequin"
+    with pytest.raises(RigMapError, match="not valid TOML"):
+        load_rig_map("broken")

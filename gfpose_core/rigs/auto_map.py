@@ -22,7 +22,13 @@ from gfpose_core.rigs.armature import Armature
 from gfpose_core.rigs.auto_body import NotHumanoidError, find_body
 from gfpose_core.rigs.auto_graph import Graph, armature_graph, bvh_graph
 from gfpose_core.rigs.auto_names import is_middle_finger, side_hint
-from gfpose_core.rigs.rig_map import RigMap, RigMapError, bone_of, parse_rig_map
+from gfpose_core.rigs.rig_map import (
+    RigMap,
+    RigMapError,
+    bone_of,
+    parse_rig_map,
+    remember_rig_map,
+)
 
 # Common source units (metres per unit): metres, centimetres, millimetres, inches, CMU ASF units.
 _UNITS = (1.0, 0.01, 0.001, 0.0254, 0.056444)
@@ -399,7 +405,7 @@ def auto_rig_map(arm: Armature) -> AutoMap:
     m = _Mapper(g, arm.name, world=arm.world)
     raw, keyed = m.build()
     raw["write"] = _write_table(g, arm, keyed, m.body.pelvis)
-    rig = parse_rig_map(raw, raw["name"])
+    rig = remember_rig_map(parse_rig_map(raw, raw["name"]))
     return AutoMap(rig=rig, confidence=round(m.confidence, 3), notes=m.notes, stature=m.href)
 
 
@@ -424,5 +430,5 @@ def auto_bvh_map(clip: BvhClip, name: str = "") -> AutoMap:
         scale = 1.7 / stature
     m2 = _Mapper(g, name or clip.name)
     raw, _ = m2.build(unit_scale=float(scale), up_axis="Y" if axis == 1 else "Z")
-    rig = parse_rig_map(raw, raw["name"])
+    rig = remember_rig_map(parse_rig_map(raw, raw["name"]))
     return AutoMap(rig=rig, confidence=round(m2.confidence, 3), notes=m2.notes, stature=stature * scale)
