@@ -124,16 +124,21 @@ def armature_graph(arm: Armature) -> Graph:
     control: dict[int, int] = {}
     for b in keep:
         p = parent[b]
-        if p < 0 or min(np.linalg.norm(heads[b] - tails[p]), np.linalg.norm(heads[b] - heads[p])) < tol:
+        if p >= 0 and min(np.linalg.norm(heads[b] - tails[p]), np.linalg.norm(heads[b] - heads[p])) < tol:
             continue
+        # A bone that continues another's dangling tail: a control-parented foot, or (no parent in the layer) a
+        # Rigify ORG spine bone parented to a tweak control.
         below = set(_descendants(b, kids))
         ends = [q for q in keep if q not in below and q != p and dangling(q)
                 and np.linalg.norm(heads[b] - tails[q]) < tol]
         if ends:
-            control[b] = p
+            if p >= 0:
+                control[b] = p
+                kids[p].remove(b)
             parent[b] = min(ends, key=lambda q: np.linalg.norm(heads[b] - tails[q]))
-            kids[p].remove(b)
             kids[parent[b]].append(b)
+    if len(keep) < len(arm.bones):
+        _hang_near(keep, parent, kids, heads, tails, 5 * tol)
     names = [arm.bones[b] for b in keep]
     idx = {b: i for i, b in enumerate(keep)}
     par = [idx[parent[b]] if parent[b] >= 0 else -1 for b in keep]
@@ -148,6 +153,27 @@ def armature_graph(arm: Armature) -> Graph:
     ctrl = {idx[b]: idx.get(p, -1) for b, p in control.items() if p in idx}
     return Graph(names=names, parent=np.array(par, dtype=int), head=np.array(head), tail=np.array(tail),
                  virtual=np.array(virtual), kind="armature", control=ctrl)
+
+
+def _segment_distance(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    d = b - a
+    t = np.clip(((x - a) @ d) / max(float(d @ d), 1e-18), 0.0, 1.0)
+    return float(np.linalg.norm(x - (a + t * d)))
+
+
+def _hang_near(keep, parent, kids, heads, tails, far: float):
+    """In a layer of a rig (Rigify's ORG bones), bones whose layer parent is far away (palms under the shoulder,
+    through controls outside the layer) hang from the layer bone they lie on."""
+    for b in keep:
+        p = parent[b]
+        if p < 0 or _segment_distance(heads[b], heads[p], tails[p]) < far:
+            continue
+        below = set(_descendants(b, kids))
+        near = min((q for q in keep if q not in below), key=lambda q: _segment_distance(heads[b], heads[q], tails[q]))
+        if _segment_distance(heads[b], heads[near], tails[near]) < far and near != p:
+            kids[p].remove(b)
+            parent[b] = near
+            kids[near].append(b)
 
 
 def _descendants(b: int, kids: dict[int, list[int]]) -> list[int]:

@@ -210,7 +210,7 @@ class _Mapper:
             for key, n in (("shoulder", sh), ("elbow", el), ("wrist", wr)):
                 self.joints[f"{key}_{s}"] = g.names[n]
             col = chain[arm["collar"]] if arm["collar"] is not None else None
-            if col is None or abs(self.lateral(self.p(col))) < 0.012 * self.href:
+            if col is None or abs(self.lateral(self.p(col))) < 0.006 * self.href:
                 # A collar that starts at the spine's centre line (or none): its inner end is a little way out.
                 base = col if col is not None else c
                 self.joints[f"collar_{s}"] = {"lerp": [g.names[base], g.names[sh]], "t": 0.15}
@@ -294,7 +294,9 @@ class _Mapper:
         g = self.g
 
         def highest(n):
-            hs = [self.height(self.p(m)) for m in g.subtree(n) if not g.virtual[m] and self.midline(self.p(m))]
+            pts = [self.p(m) for m in g.subtree(n) if not g.virtual[m]]
+            pts += [g.tail[m] for m in g.subtree(n) if np.isfinite(g.tail[m][0])]
+            hs = [self.height(x) for x in pts if self.midline(x)]
             return max(hs) if hs else -np.inf
 
         chain = [start]
@@ -306,7 +308,7 @@ class _Mapper:
             best = max(kids, key=highest)
             up_to = highest(best)
             t = g.tail[n]
-            if np.isfinite(t[0]) and self.midline(t) and self.height(t) > up_to + 0.01 * self.href:
+            if np.isfinite(t[0]) and self.midline(t) and self.height(t) >= up_to - 0.005 * self.href:
                 break           # the bone's own tail is higher than anything below it: the crown
             if up_to <= self.height(self.p(n)) + 0.005 * self.href:
                 break
