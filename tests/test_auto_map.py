@@ -480,3 +480,35 @@ def test_broken_user_file_does_not_break_detection(tmp_path, monkeypatch):
     assert bind(ARMATURES["ue4_mannequin"]()).rig.name == "ue4_mannequin"
     with pytest.raises(RigMapError, match="not valid TOML"):
         load_rig_map("broken")
+
+
+# --- the engine on automatically mapped rigs ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def engine():
+    from gfpose_core import Engine
+    return Engine.load(device="cpu")
+
+
+@pytest.mark.parametrize("case", ["mixamo_no_fingers", "unnamed", "facing_plus_x", "tiny_scale_001", "game_rig",
+                                  "robot_scale_100"])
+def test_complete_pose_and_denoise_run_on_automatically_mapped_rigs(engine, case):
+    arm = ARMATURES[case]()
+    binding = bind(arm)
+    assert binding.rig.name.startswith("auto:") or case in SHIPPED
+    rest = rest_joints(binding, world=True)
+    # Complete Pose: the torso and the left arm are posed, the rest is filled in and keyed onto the rig.
+    known = np.zeros(24, dtype=bool)
+    known[[INDEX[n] for n in ("pelvis", "spine", "chest", "neck", "head", "shoulder_l", "elbow_l", "wrist_l")]] = True
+    done = engine.complete(rest[None], known[None], seed=0)
+    assert np.all(np.isfinite(done)) and np.allclose(done[0, known], rest[known], atol=1e-5)
+    pose = solve(arm, done, binding=binding)
+    assert np.all(np.isfinite(pose.quaternions))
+    # Denoise: a jittery take of the rig's own rest pose comes back smoother, and keys onto the rig.
+    rng = np.random.default_rng(1)
+    take = rest[None] + rng.normal(scale=0.01, size=(30, 24, 3))
+    clean = engine.denoise(take, fps=30.0)
+    assert clean.shape == take.shape and np.all(np.isfinite(clean))
+    jitter = lambda x: np.abs(np.diff(x, 2, axis=0)).mean()     # noqa: E731
+    assert jitter(clean) < jitter(take)
+    assert np.all(np.isfinite(solve(arm, clean, binding=binding).quaternions))
