@@ -13,7 +13,17 @@ import pytest
 bpy = pytest.importorskip("bpy", reason="Blender's Python module (bpy==5.0.1) is not installed")
 
 import blender_rigs  # noqa: E402
-from test_auto_map import GAME, GAME_TAILS, _sides  # noqa: E402
+from test_auto_map import (  # noqa: E402,I001
+    _DAZ,
+    _DAZ_ENDS,
+    GAME,
+    GAME_TAILS,
+    MIXAMO,
+    TOL,
+    _sides,
+    design_spine,
+    write_bvh_text,
+)
 
 from gfpose_core.body.skeleton import INDEX, JOINT_NAMES  # noqa: E402
 from gfpose_core.rigs.armature import Armature  # noqa: E402
@@ -51,21 +61,21 @@ def test_metarig_and_rigify_map_automatically_like_their_shipped_maps(addon_modu
     assert off.max() < 0.03, dict(zip(JOINT_NAMES, off.round(3)))
 
 
-def build_game_rig(name="Hero"):
-    """The game rig of test_auto_map as a Blender armature, bone by bone in edit mode."""
+def build_game_rig(name="Hero", rows=GAME, tails=GAME_TAILS):
+    """A skeleton of test_auto_map (the game rig unless told) as a Blender armature, bone by bone in edit mode."""
     blender_rigs.fresh(bpy)
     data = bpy.data.armatures.new(name)
     obj = bpy.data.objects.new(name, data)
     bpy.context.scene.collection.objects.link(obj)
     bpy.context.view_layer.objects.active = obj
     bpy.ops.object.mode_set(mode="EDIT")
-    rows = _sides(GAME)
+    rows = _sides(rows)
     heads = {n: np.array(h, float) for n, _, h in rows}
     for n, parent, head in rows:
         b = data.edit_bones.new(n)
         kids = [m for m, p, _ in rows if p == n]
         b.head = head
-        b.tail = GAME_TAILS.get(n, heads[kids[0]] if kids else heads[n] + [0, 0, 0.1])
+        b.tail = tails.get(n, heads[kids[0]] if kids else heads[n] + [0, 0, 0.1])
     for n, parent, _ in rows:
         if parent:
             data.edit_bones[n].parent = data.edit_bones[parent]
@@ -129,3 +139,38 @@ def test_review_changes_one_joint_and_saves_a_map_the_engine_loads(addon_modules
     keep = [j for j, n in enumerate(JOINT_NAMES) if n != "chest"]
     np.testing.assert_allclose(saved[keep], before[keep], atol=1e-6)
     assert bind(arm).rig.name == "hero"         # and detection now finds the animator's map for this rig
+
+
+def test_fbx_and_bvh_through_blenders_importers_map_automatically(addon_modules, tmp_path):
+    rig_io = addon_modules[2]
+    # A Mixamo skeleton written out as FBX and read back by Blender's FBX importer (bones re-oriented by it).
+    build_game_rig("YBot", rows=MIXAMO, tails={})
+    fbx = tmp_path / "ybot.fbx"
+    assert bpy.ops.export_scene.fbx(filepath=str(fbx), object_types={"ARMATURE"}, add_leaf_bones=False) == \
+        {"FINISHED"}
+    blender_rigs.fresh(bpy)
+    assert bpy.ops.import_scene.fbx(filepath=str(fbx)) == {"FINISHED"}
+    (obj,) = [o for o in bpy.data.objects if o.type == "ARMATURE"]
+    arm = Armature.from_dict(rig_io.describe_armature(obj))
+    a = rest_joints(bind(arm, auto_rig_map(arm).rig), world=True)
+    s = rest_joints(bind(arm, "mixamo"), world=True)
+    design = design_spine(a)
+    for j, name in enumerate(JOINT_NAMES):
+        if name in design:
+            assert np.linalg.norm(a[j] - design[name]) < 0.05, name
+        else:
+            assert np.linalg.norm(a[j] - s[j]) < TOL, (name, np.linalg.norm(a[j] - s[j]))
+    # A BVH of lower-case Daz names without a head joint, through Blender's BVH importer.
+    bvh = tmp_path / "daz_lower.bvh"
+    bvh.write_text(write_bvh_text(_DAZ, _DAZ_ENDS))
+    blender_rigs.fresh(bpy)
+    assert bpy.ops.import_anim.bvh(filepath=str(bvh), global_scale=0.01, axis_forward="-Z", axis_up="Y",
+                                   rotate_mode="NATIVE", update_scene_fps=False) == {"FINISHED"}
+    (obj,) = [o for o in bpy.data.objects if o.type == "ARMATURE"]
+    arm = Armature.from_dict(rig_io.describe_armature(obj))
+    binding = bind(arm)
+    assert binding.rig.name.startswith("auto:")
+    j = rest_joints(binding, world=True)
+    assert j[INDEX["hip_l"], 0] > 0 > j[INDEX["hip_r"], 0] and j[INDEX["shoulder_l"], 0] > 0.1
+    assert 1.4 < j[INDEX["head_end"], 2] - j[INDEX["toe_l"], 2] < 2.0
+    assert j[INDEX["head_end"], 2] > j[INDEX["head"], 2] > j[INDEX["neck"], 2] > j[INDEX["chest"], 2]
