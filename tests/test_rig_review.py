@@ -14,12 +14,17 @@ bpy = pytest.importorskip("bpy", reason="Blender's Python module (bpy==5.0.1) is
 
 import blender_rigs  # noqa: E402
 from test_auto_map import (  # noqa: E402,I001
+    _ASF,
+    _ASF_ENDS,
     _DAZ,
     _DAZ_ENDS,
     GAME,
     GAME_TAILS,
     MIXAMO,
     TOL,
+    UNNAMED,
+    UNNAMED_EXPECT,
+    UNNAMED_TAILS,
     _sides,
     design_spine,
     write_bvh_text,
@@ -160,17 +165,47 @@ def test_fbx_and_bvh_through_blenders_importers_map_automatically(addon_modules,
             assert np.linalg.norm(a[j] - design[name]) < 0.05, name
         else:
             assert np.linalg.norm(a[j] - s[j]) < TOL, (name, np.linalg.norm(a[j] - s[j]))
-    # A BVH of lower-case Daz names without a head joint, through Blender's BVH importer.
-    bvh = tmp_path / "daz_lower.bvh"
-    bvh.write_text(write_bvh_text(_DAZ, _DAZ_ENDS))
+    # BVH files of lower-case Daz names without a head joint, and of CMU's ASF-converted names, through
+    # Blender's BVH importer.
+    for stem, rows, ends, scale in (("daz_lower", _DAZ, _DAZ_ENDS, 0.01), ("cmu_asf", _ASF, _ASF_ENDS, 0.056444)):
+        bvh = tmp_path / f"{stem}.bvh"
+        bvh.write_text(write_bvh_text(rows, ends))
+        blender_rigs.fresh(bpy)
+        assert bpy.ops.import_anim.bvh(filepath=str(bvh), global_scale=scale, axis_forward="-Z", axis_up="Y",
+                                       rotate_mode="NATIVE", update_scene_fps=False) == {"FINISHED"}
+        (obj,) = [o for o in bpy.data.objects if o.type == "ARMATURE"]
+        arm = Armature.from_dict(rig_io.describe_armature(obj))
+        binding = bind(arm)
+        assert binding.rig.name.startswith("auto:"), stem
+        _check_body(rest_joints(binding, world=True))
+
+
+def _check_body(j):
+    """Left on +X (the files face -Y once imported), human height (CMU's ASF conversions drop the thorax, so they
+    stand about 1.35 m), heights in order up the body."""
+    assert j[INDEX["hip_l"], 0] > 0 > j[INDEX["hip_r"], 0] and j[INDEX["shoulder_l"], 0] > 0.1
+    assert 1.3 < j[INDEX["head_end"], 2] - j[INDEX["toe_l"], 2] < 2.0
+    assert j[INDEX["head_end"], 2] > j[INDEX["head"], 2] > j[INDEX["neck"], 2] > j[INDEX["chest"], 2]
+
+
+def test_unnamed_bones_through_gltf_map_automatically(addon_modules, tmp_path):
+    rig_io = addon_modules[2]
+    obj = build_game_rig("Armature", rows=UNNAMED, tails=UNNAMED_TAILS)
+    # A skinned mesh, so that the glTF exporter writes the skeleton as a skin.
+    bpy.ops.mesh.primitive_cube_add(size=0.2, location=(0, 0, 1))
+    cube = bpy.context.active_object
+    cube.modifiers.new("arm", "ARMATURE").object = obj
+    cube.vertex_groups.new(name="Node_0").add(list(range(8)), 1.0, "REPLACE")
+    cube.parent = obj
+    glb = tmp_path / "unnamed.glb"
+    assert bpy.ops.export_scene.gltf(filepath=str(glb), export_format="GLB") == {"FINISHED"}
     blender_rigs.fresh(bpy)
-    assert bpy.ops.import_anim.bvh(filepath=str(bvh), global_scale=0.01, axis_forward="-Z", axis_up="Y",
-                                   rotate_mode="NATIVE", update_scene_fps=False) == {"FINISHED"}
+    assert bpy.ops.import_scene.gltf(filepath=str(glb)) == {"FINISHED"}
     (obj,) = [o for o in bpy.data.objects if o.type == "ARMATURE"]
     arm = Armature.from_dict(rig_io.describe_armature(obj))
-    binding = bind(arm)
-    assert binding.rig.name.startswith("auto:")
-    j = rest_joints(binding, world=True)
-    assert j[INDEX["hip_l"], 0] > 0 > j[INDEX["hip_r"], 0] and j[INDEX["shoulder_l"], 0] > 0.1
-    assert 1.4 < j[INDEX["head_end"], 2] - j[INDEX["toe_l"], 2] < 2.0
-    assert j[INDEX["head_end"], 2] > j[INDEX["head"], 2] > j[INDEX["neck"], 2] > j[INDEX["chest"], 2]
+    auto = auto_rig_map(arm)
+    j = rest_joints(bind(arm), world=True)
+    _check_body(j)
+    got = auto.joint_bones()
+    for joint, bone in UNNAMED_EXPECT.items():
+        assert got[joint] == bone, (joint, got[joint])

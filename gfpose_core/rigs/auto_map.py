@@ -97,13 +97,16 @@ class _Mapper:
     def leg(self, k: int) -> dict:
         g = self.g
         chain = g.chain(k)
-        red = self.reduced(chain)
+        every = self.reduced(chain)
+        real = [i for i in every if not g.virtual[chain[i]]]
+        # An importer's guess at a last bone's length (its tail) must not pass for the shin.
+        red = real if len(real) >= 3 else every
         pts = [self.p(chain[i]) for i in red]
         if len(pts) < 3:
             raise NotHumanoidError(f"'{self.name}': the leg from '{g.names[k]}' has fewer than three joints")
         seg = [np.linalg.norm(pts[i + 1] - pts[i]) for i in range(len(pts) - 1)]
         i = max(range(len(seg) - 1), key=lambda j: seg[j] + seg[j + 1])
-        return {"chain": chain, "red": red, "hip": red[i], "knee": red[i + 1], "ankle": red[i + 2],
+        return {"chain": chain, "red": every, "hip": red[i], "knee": red[i + 1], "ankle": red[i + 2],
                 "length": seg[i] + seg[i + 1]}
 
     def setup_frame(self):
