@@ -20,6 +20,7 @@ from gfpose_core.formats.asf_amc import asf_path_for, read_amc
 from gfpose_core.formats.bvh import read_bvh
 from gfpose_core.rigs.auto_map import auto_bvh_map
 from gfpose_core.rigs.rig_map import RigMap, RigMapError, detect_rig_map, load_rig_map
+from gfpose_core.rigs.rig_names import detect_any_case
 
 DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 CACHE_VERSION = 2
@@ -99,7 +100,8 @@ def load_take(path: str | os.PathLike, rig: str | RigMap | None = None) -> Take:
         except RigMapError:
             if is_amc(path):
                 raise
-            rig_map = auto_bvh_map(clip).rig     # no map fits: the skeleton's own topology and rest pose
+            # A map that fits in another letter case, else the skeleton's own topology and rest pose.
+            rig_map = detect_any_case(clip.skeleton.names) or auto_bvh_map(clip).rig
     elif isinstance(rig, RigMap):
         rig_map = rig
     else:
