@@ -122,7 +122,7 @@ def test_review_changes_one_joint_and_saves_a_map_the_engine_loads(addon_modules
         log = []
         bpy.types.GFPOSE_PT_rig_review.draw(type("P", (), {"layout": _Layout(log)})(), bpy.context)
         assert "In use: automatic (no map file fits)" in log
-        assert log[log.index("chest") + 1] == "Chest" and log[log.index("ankle_l") + 1] == "Foot.L"
+        assert log[log.index("chest") + 1] == "Chest" and log[log.index("ankle_l") + 1] == "LowerLeg.L"
         # The animator takes the chest from the Spine bone instead, and saves the mapping as "hero".
         assert bpy.ops.gfpose.rig_review_pick(joint="chest", bone="Spine") == {"FINISHED"}
         with pytest.raises(RuntimeError, match="no bone 'Nope'"):

@@ -177,7 +177,9 @@ class _Mapper:
             self.joints[f"hip_{s}"] = g.names[chain[leg["hip"]]]
             self.joints[f"knee_{s}"] = g.names[chain[leg["knee"]]]
             ankle = chain[leg["ankle"]]
-            self.joints[f"ankle_{s}"] = g.names[ankle]
+            # A foot hanging from a control: the ankle read where the shin ends, so that it follows the leg.
+            self.joints[f"ankle_{s}"] = (g.names[g.parent[ankle]] + ":tail" if ankle in g.control
+                                         else g.names[ankle])
             toe, _ = leg["toe"]
             if toe is not None:
                 self.joints[f"toe_{s}"] = g.names[toe]
