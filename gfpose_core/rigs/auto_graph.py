@@ -7,6 +7,8 @@ control.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,6 +52,13 @@ class Graph:
     def extent(self) -> float:
         pts = np.concatenate([self.head, self.tail[np.isfinite(self.tail[:, 0])]])
         return float(np.max(pts.max(0) - pts.min(0)))
+
+    def digest(self) -> str:
+        """A short name for this skeleton (names, hierarchy, rest positions), so that two rigs called alike keep
+        apart the automatic maps made for them."""
+        h = hashlib.sha1(json.dumps([self.names, self.parent.tolist()]).encode())
+        h.update(np.round(self.head, 4).tobytes())
+        return h.hexdigest()[:8]
 
     def step(self, a: int, b: int) -> float:
         return float(np.linalg.norm(self.head[b] - self.head[a]))

@@ -373,7 +373,7 @@ class _Mapper:
         self.map_arms(keyed)
         self.map_torso(keyed)
         self.confidence_checks()
-        raw = {"name": f"auto:{self.name}", "kind": self.g.kind, "up_axis": up_axis, "unit_scale": unit_scale,
+        raw = {"name": f"auto:{self.name}/{self.g.digest()}", "kind": self.g.kind, "up_axis": up_axis, "unit_scale": unit_scale,
                "description": f"automatic mapping of '{self.name}'",
                "joints": {n: self.joints[n] for n in JOINT_NAMES}}
         return raw, keyed

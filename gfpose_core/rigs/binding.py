@@ -60,6 +60,11 @@ def _rig_map(rig: RigMap | str | None, armature: Armature):
         except RigMapError as e:
             raise RigMapError(f"{e}. {UNMAPPED_HINT}") from None
         return rig, match_names(rig, armature.bones, armature=True)
+    if isinstance(rig, str) and rig.startswith("auto:"):
+        try:
+            rig = load_rig_map(rig)
+        except RigMapError:     # made by another engine process: make it again for this armature
+            return _rig_map(None, armature)
     rig = rig if isinstance(rig, RigMap) else load_rig_map(rig)
     return rig, match_names(rig, armature.bones, armature=True)
 
