@@ -226,6 +226,8 @@ ARMATURES = {
                                              world=np.diag([100.0, 100.0, 100.0, 1.0])),
     "tiny_scale_001": lambda: make_armature("Tiny", UE4, world=np.diag([0.01, 0.01, 0.01, 1.0])),
     "facing_plus_x": lambda: make_armature("Sideways", UE5, data_turn=TURN_TO_PLUS_X),
+    "upper_chest": lambda: make_armature("UpperChest", [(n, "UpperChest" if n == "Neck" else p, h) for n, p, h in GAME]
+                                         + [("UpperChest", "Chest", (0, 0.0, 1.41))], tails=GAME_TAILS),
     "ju_prefixed": lambda: make_armature("JU_rig", [("JU_" + n, p and "JU_" + p, h) for n, p, h in GAME],
                                          tails={"JU_" + k: v for k, v in GAME_TAILS.items()}),
 }
@@ -286,7 +288,8 @@ def test_every_humanoid_maps_to_a_plausible_body(case):
         reach = np.linalg.norm(j[INDEX[c]] - j[INDEX[a]])
         assert reach > np.linalg.norm(j[INDEX[b]] - j[INDEX[a]]) + 0.05
     # The names a reader can check by eye.
-    expect = {"game_rig": GAME_EXPECT, "unnamed": UNNAMED_EXPECT, "robot_scale_100": GAME_EXPECT}.get(case, {})
+    expect = {"game_rig": GAME_EXPECT, "unnamed": UNNAMED_EXPECT, "robot_scale_100": GAME_EXPECT,
+              "upper_chest": GAME_EXPECT}.get(case, {})
     got = auto.joint_bones()
     for joint, bone in expect.items():
         if bone is not None:

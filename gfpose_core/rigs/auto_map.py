@@ -208,6 +208,8 @@ class _Mapper:
                 raise NotHumanoidError(f"'{self.name}': the arm from '{g.names[k]}' has fewer than three joints")
             arms.append({"chain": chain, "red": red, "shoulder": red[j], "elbow": red[j + 1], "wrist": red[j + 2],
                          "collar": red[j - 1] if j > 0 else None})
+        roots = [arm["chain"][arm["collar"] if arm["collar"] is not None else arm["shoulder"]] for arm in arms]
+        self.collar_height = float(np.mean([self.height(self.p(n)) for n in roots]))
         for s, arm in zip("lr", self.sides(arms, lambda arm: self.p(arm["chain"][arm["shoulder"]]))):
             chain = arm["chain"]
             sh, wr = chain[arm["shoulder"]], chain[arm["wrist"]]
@@ -265,11 +267,17 @@ class _Mapper:
     def map_torso(self, keyed: dict):
         g, b = self.g, self.body
         head_chain = self.head_chain(b.head)
+        # The base of the neck is level with the collar bones' roots or above: spine bones between the arms'
+        # branch and the neck belong to the torso.
+        k = 0
+        while k < len(head_chain) - 2 and self.height(self.p(head_chain[k])) < self.collar_height - 0.01 * self.href:
+            k += 1
+        torso, head_chain = b.torso[1:] + head_chain[:k], head_chain[k:]
         neck = head_chain[0]
         self.joints["pelvis"] = {"lerp": [self.joints["hip_l"], self.joints["hip_r"]], "t": 0.5}
         self.joints["neck"] = g.names[neck]
         top = self.height(self.p(neck))
-        frac = {n: self.height(self.p(n)) / top for n in b.torso[1:]}
+        frac = {n: self.height(self.p(n)) / top for n in torso}
         line = [("@pelvis", 0.0)] + sorted(((g.names[n], f) for n, f in frac.items() if 0.0 < f < 1.0),
                                            key=lambda x: x[1]) + [(g.names[neck], 1.0)]
         got = {}
