@@ -517,3 +517,19 @@ def test_complete_pose_and_denoise_run_on_automatically_mapped_rigs(engine, case
     jitter = lambda x: np.abs(np.diff(x, 2, axis=0)).mean()     # noqa: E731
     assert jitter(clean) < jitter(take)
     assert np.all(np.isfinite(solve(arm, clean, binding=binding).quaternions))
+
+
+def test_no_toes_facing_plus_x_names_decide_the_sides():
+    """Without toes the rest pose cannot tell the front; where bone names say the sides, they decide."""
+    rows = [(n, "LowerLeg.{X}" if n.startswith("Foot.") else p, h) for n, p, h in GAME
+            if not n.startswith(("Toe.", "FootControl.", "KneePole."))]
+    tails = {k: v for k, v in GAME_TAILS.items() if not k.startswith(("Toe.", "FootControl.", "KneePole.", "Lower"))}
+    tails.update({"Foot.L": (0.10, 0.03, 0.0), "Foot.R": (-0.10, 0.03, 0.0)})      # straight down, as importers do
+    arm = make_armature("Sideways", rows, tails=tails, data_turn=TURN_TO_PLUS_X)
+    auto = auto_rig_map(arm)
+    got = auto.joint_bones()
+    assert got["hip_l"] == "UpperLeg.L" and got["shoulder_r"] == "UpperArm.R" and got["wrist_l"] == "Hand.L"
+    assert auto.confidence < 0.8 and any("front" in n for n in auto.notes)
+    j = rest_joints(bind(arm, auto.rig), world=True)
+    # The ball of the foot is placed in front of the ankle: +X here.
+    assert j[INDEX["toe_l"], 0] - j[INDEX["ankle_l"], 0] > 0.05

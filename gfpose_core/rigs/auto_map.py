@@ -63,6 +63,7 @@ class _Mapper:
         self.notes: list[str] = []
         self.confidence = 1.0
         self.fallbacks = 0
+        self.front_guessed = False
 
     # helpers
     def p(self, n: int) -> np.ndarray:
@@ -120,12 +121,15 @@ class _Mapper:
             leg["toe"] = self.toe_point(leg)
         fwd = sum(t - self.p(leg["chain"][leg["ankle"]]) for leg, t in
                   ((leg, leg["toe"][1]) for leg in self.legs) if leg["toe"][0] is not None)
-        fwd = _unit(fwd - (fwd @ self.up) * self.up) if not isinstance(fwd, int) else np.zeros(3)
+        fwd = fwd - (fwd @ self.up) * self.up if not isinstance(fwd, int) else np.zeros(3)
+        fwd = _unit(fwd) if np.linalg.norm(fwd) > 0.02 * self.href else np.zeros(3)
         if not np.any(fwd):
             default = np.array([0.0, -1.0, 0.0]) if g.kind == "armature" else np.array([0.0, 0.0, 1.0])
             fwd = _unit(default - (default @ self.up) * self.up)
             self.confidence *= 0.6
-            self.notes.append("no toes to tell the front by: assumed the usual facing")
+            self.front_guessed = True
+            self.notes.append("no toes to tell the front by: assumed the usual facing (bone names, where they "
+                              "name sides, decide left and right)")
         self.front = fwd
         self.left = np.cross(self.up, self.front)
         self.pelvis = hips
@@ -133,7 +137,9 @@ class _Mapper:
     def toe_point(self, leg) -> tuple[int | None, np.ndarray]:
         chain, red = leg["chain"], leg["red"]
         ankle = self.p(chain[leg["ankle"]])
-        after = [chain[i] for i in red if i > leg["ankle"]]
+        # The ball of the foot lies ahead of the ankle: a point straight below it (a last bone pointing on down the
+        # shin, as importers make them) is no toe.
+        after = [chain[i] for i in red if i > leg["ankle"] and self.ahead(self.p(chain[i]) - ankle)]
         for n in after:
             if np.linalg.norm(self.p(n) - ankle) >= 0.04 * self.href:
                 return n, self.p(n)
@@ -141,6 +147,10 @@ class _Mapper:
             if np.linalg.norm(self.p(n) - ankle) >= 0.015 * self.href:
                 return n, self.p(n)
         return None, ankle
+
+    def ahead(self, d: np.ndarray) -> bool:
+        flat = d - (d @ self.up) * self.up
+        return float(np.linalg.norm(flat)) >= max(0.02 * self.href, 0.5 * abs(float(d @ self.up)))
 
     def lateral(self, x: np.ndarray) -> float:
         return float((x - self.pelvis) @ self.left)
@@ -153,9 +163,11 @@ class _Mapper:
         lat = [self.lateral(point(x)) for x in items]
         order = [0, 1] if lat[0] >= lat[1] else [1, 0]
         hints = [self.limb_hint(x) for x in items]
-        if abs(lat[0] - lat[1]) < 0.01 * self.href and hints[0] in ("l", "r") and hints[0] != hints[1]:
+        guessed = self.front_guessed
+        if (abs(lat[0] - lat[1]) < 0.01 * self.href or guessed) and hints[0] in ("l", "r") and hints[1] in ("l", "r") \
+                and hints[0] != hints[1]:
             order = [0, 1] if hints[0] == "l" else [1, 0]
-        if hints[order[0]] == "r" and hints[order[1]] == "l":
+        elif hints[order[0]] == "r" and hints[order[1]] == "l":
             self.confidence *= 0.5
             self.notes.append(f"bone names say left and right the other way round from the rest pose "
                               f"({self.g.names[self.first(items[order[0]])]} is on the character's left)")
@@ -172,7 +184,13 @@ class _Mapper:
 
     def map_legs(self, keyed: dict):
         g = self.g
-        for s, leg in zip("lr", self.sides(self.legs, lambda leg: self.p(leg["chain"][leg["hip"]]))):
+        ordered = self.sides(self.legs, lambda leg: self.p(leg["chain"][leg["hip"]]))
+        if self.front_guessed:
+            # The sides came from the names: left and front follow them (a rig facing +X with no toes).
+            across = self.p(ordered[0]["chain"][ordered[0]["hip"]]) - self.p(ordered[1]["chain"][ordered[1]["hip"]])
+            self.left = _unit(across - (across @ self.up) * self.up)
+            self.front = np.cross(self.left, self.up)
+        for s, leg in zip("lr", ordered):
             chain = leg["chain"]
             self.joints[f"hip_{s}"] = g.names[chain[leg["hip"]]]
             self.joints[f"knee_{s}"] = g.names[chain[leg["knee"]]]
