@@ -6,7 +6,7 @@ Poses go to the engine as its joints read through the rig map's binding (/bind),
 """
 from __future__ import annotations
 
-from . import complete_pose, engine_op, settings, take_ops, variations
+from . import complete_pose, engine_op, rig_review_panel, settings, take_ops, variations
 from .complete_pose import (
     GFPOSE_OT_accept_hypothesis,
     GFPOSE_OT_complete_pose,
@@ -21,7 +21,7 @@ __all__ = ["GFPOSE_OT_accept_hypothesis", "GFPOSE_OT_complete_pose", "GFPOSE_OT_
            "GFPOSE_OT_generate_variations", "binding_for_panel", "clear_bindings"]
 
 classes = (settings.classes + complete_pose.classes + take_ops.classes + variations.classes
-           + (engine_op.GFPOSE_OT_detect_rig,))
+           + (engine_op.GFPOSE_OT_detect_rig,) + rig_review_panel.classes)
 
 
 def register_properties():

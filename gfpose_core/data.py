@@ -18,7 +18,9 @@ import numpy as np
 from gfpose_core.body.filters import resample
 from gfpose_core.formats.asf_amc import asf_path_for, read_amc
 from gfpose_core.formats.bvh import read_bvh
-from gfpose_core.rigs.rig_map import RigMap, detect_rig_map, load_rig_map
+from gfpose_core.rigs.auto_map import auto_bvh_map
+from gfpose_core.rigs.rig_map import RigMap, RigMapError, detect_rig_map, load_rig_map
+from gfpose_core.rigs.rig_names import detect_any_case
 
 DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 CACHE_VERSION = 2
@@ -88,12 +90,18 @@ def is_amc(path: str | os.PathLike) -> bool:
 
 def load_take(path: str | os.PathLike, rig: str | RigMap | None = None) -> Take:
     """A BVH clip, or an ASF/AMC one (`SS_TT.amc[.gz]` beside its `SS.asf`), as body24 joints; `rig` is a
-    rigs/*.toml path or name, or None to detect it. AMC clips take the CMU BVH conversions' geometry (the thorax
+    rigs/*.toml path or name, or None to detect it (a shipped map, else the automatic mapping). AMC clips take the CMU BVH conversions' geometry (the thorax
     and wrist lengths dropped, see asf_amc) so that they match the BVH clips and the cmu_asf31 map."""
     path = Path(path)
     clip = read_amc(path, asf_path_for(path), bvh_compatible=True) if is_amc(path) else read_bvh(path)
     if rig is None:
-        rig_map = detect_rig_map(clip.skeleton.names, kind="bvh")
+        try:
+            rig_map = detect_rig_map(clip.skeleton.names, kind="bvh")
+        except RigMapError:
+            if is_amc(path):
+                raise
+            # A map that fits in another letter case, else the skeleton's own topology and rest pose.
+            rig_map = detect_any_case(clip.skeleton.names) or auto_bvh_map(clip).rig
     elif isinstance(rig, RigMap):
         rig_map = rig
     else:

@@ -339,7 +339,7 @@ def test_mapping_errors_are_clear_in_blender(rig_io):
     with pytest.raises(RigMapError) as info:
         bind(described)
     msg = str(info.value)
-    assert "no rig map fits" in msg and "body24 joints unmapped" in msg and "rig_map template" in msg
+    assert "does not look like a humanoid" in msg and "Rig Mapping" in msg and len(msg) < 300
     # A file naming bones the armature lacks says which.
     obj, _ = _mixamo(bpy, rig_io, drop=("mixamorig:LeftForeArm", "mixamorig:RightToeBase"))
     with pytest.raises(RigMapError) as info:

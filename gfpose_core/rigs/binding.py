@@ -8,6 +8,7 @@ import numpy as np
 from gfpose_core.body.rotations import y_up_to_z_up
 from gfpose_core.body.skeleton import INDEX, JOINT_NAMES
 from gfpose_core.rigs.armature import Armature
+from gfpose_core.rigs.auto_map import auto_rig_map
 from gfpose_core.rigs.rig_map import (
     RigMap,
     RigMapError,
@@ -16,6 +17,10 @@ from gfpose_core.rigs.rig_map import (
     load_rig_map,
     match_names,
 )
+
+# What the animator can do about an armature nothing maps (kept short: the add-on shows it in a report).
+UNMAPPED_HINT = ("In the GFPose panel, open Rig Mapping: pick a map, or pick the bone for each joint and save it "
+                 "as a map")
 
 
 @dataclass
@@ -45,14 +50,28 @@ class Binding:
 
 def _rig_map(rig: RigMap | str | None, armature: Armature):
     if rig is None:
-        m = detect_rig_match(armature.bones, kind="armature")
-        return m.rig, m
+        try:
+            m = detect_rig_match(armature.bones, kind="armature")
+            return m.rig, m
+        except RigMapError:
+            pass      # no shipped or user map fits: map the armature automatically
+        try:
+            rig = auto_rig_map(armature).rig
+        except RigMapError as e:
+            raise RigMapError(f"{e}. {UNMAPPED_HINT}") from None
+        return rig, match_names(rig, armature.bones, armature=True)
+    if isinstance(rig, str) and rig.startswith("auto:"):
+        try:
+            rig = load_rig_map(rig)
+        except RigMapError:     # made by another engine process: make it again for this armature
+            return _rig_map(None, armature)
     rig = rig if isinstance(rig, RigMap) else load_rig_map(rig)
     return rig, match_names(rig, armature.bones, armature=True)
 
 
 def bind(armature: Armature, rig: RigMap | str | None = None) -> Binding:
-    """Fit a rig map (None: detect it from the bone names) to an armature; errors name the missing bones and the
+    """Fit a rig map (None: a shipped or user map detected from the bone names, else the automatic mapping) to an
+    armature; errors name the missing bones and the
     body24 joints they leave unmapped."""
     rig, match = _rig_map(rig, armature)
     if match.missing:

@@ -289,15 +289,53 @@ def parse_rig_map(data: dict, path: str = "") -> RigMap:
                   write=write, path=path, raw=data)
 
 
+def user_rig_dir() -> Path:
+    """The animator's own rig maps, outside the engine and the add-on: $GFPOSE_RIG_MAPS, else the platform's user
+    configuration folder (~/.config/gfpose/rigs, ~/Library/Application Support/gfpose/rigs, %APPDATA%/gfpose/rigs).
+    The add-on saves reviewed mappings there; the engine loads them by name like the shipped ones."""
+    env = os.environ.get("GFPOSE_RIG_MAPS")
+    if env:
+        return Path(env).expanduser()
+    if sys.platform == "win32":
+        return Path(os.environ.get("APPDATA", Path.home() / "AppData" / "Roaming")) / "gfpose" / "rigs"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "gfpose" / "rigs"
+    return Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "gfpose" / "rigs"
+
+
+def _map_files() -> list[Path]:
+    """Shipped maps, then the user's (a user file named like a shipped map does not replace it)."""
+    shipped = sorted(RIGS_DIR.glob("*.toml"))
+    taken = {p.stem.lower() for p in shipped}
+    user_dir = user_rig_dir()
+    user = sorted(p for p in user_dir.glob("*.toml") if p.stem.lower() not in taken) if user_dir.is_dir() else []
+    return shipped + user
+
+
+# Maps made at run time (the automatic mapping), by name, so that a name in a reply can be loaded back.
+_GENERATED: dict[str, RigMap] = {}
+
+
+def remember_rig_map(rig: RigMap) -> RigMap:
+    _GENERATED[rig.name] = rig
+    while len(_GENERATED) > 64:
+        _GENERATED.pop(next(iter(_GENERATED)))
+    return rig
+
+
 def load_rig_map(path_or_name: str | os.PathLike) -> RigMap:
-    """A rig map from a path or a name in `rigs/` (with or without `.toml`)."""
+    """A rig map from a path, or by name (with or without `.toml`, any letter case): shipped maps, the user's
+    folder (`user_rig_dir`), or an automatic mapping made earlier in this process."""
+    if isinstance(path_or_name, str) and path_or_name in _GENERATED:
+        return _GENERATED[path_or_name]
     p = Path(path_or_name)
     if not p.exists():
-        cand = RIGS_DIR / (p.name if p.suffix == ".toml" else p.name + ".toml")
-        if not cand.exists():
-            known = ", ".join(sorted(q.stem for q in RIGS_DIR.glob("*.toml")))
-            raise RigMapError(f"no rig map '{path_or_name}' (known: {known})")
-        p = cand
+        stem = p.name[:-5] if p.name.lower().endswith(".toml") else p.name
+        found = [q for q in _map_files() if q.stem.lower() == stem.lower()]
+        if not found:
+            known = ", ".join(rig_map_names())
+            raise RigMapError(f"no rig map '{path_or_name}' (known: {known}; your own maps go in {user_rig_dir()})")
+        p = found[0]
     try:
         data = tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as e:
@@ -306,12 +344,21 @@ def load_rig_map(path_or_name: str | os.PathLike) -> RigMap:
 
 
 def rig_map_names() -> list[str]:
-    """Names of the rig maps this engine ships (what `load_rig_map` and the servers' `rig` field accept)."""
-    return sorted(p.stem for p in RIGS_DIR.glob("*.toml"))
+    """Names of the rig maps this engine knows, shipped and the user's (what `load_rig_map` and the servers' `rig`
+    field accept)."""
+    return [p.stem for p in _map_files()]
 
 
 def all_rig_maps() -> list[RigMap]:
-    return [load_rig_map(p) for p in sorted(RIGS_DIR.glob("*.toml"))]
+    """Every loadable map: shipped, then the user's; a broken user file is skipped (`check` names its problems)."""
+    out = []
+    for p in _map_files():
+        try:
+            out.append(load_rig_map(p))
+        except RigMapError:
+            if p.parent == RIGS_DIR:
+                raise
+    return out
 
 
 # --- matching names ---------------------------------------------------------------------------------------------
@@ -364,8 +411,9 @@ def match_names(rig: RigMap, names, armature: bool = True) -> NameMatch:
 
 def _template_hint(name: str = "my_rig", like: str | None = None) -> str:
     like_arg = f" --like {like}" if like else ""
-    return (f"Write a mapping: python -m gfpose_core.rigs.rig_map template {name}{like_arg} > rigs/{name}.toml "
-            f"(or copy {RIGS_DIR / 'TEMPLATE.toml.txt'} to rigs/{name}.toml) and name a joint for every body24 entry")
+    target = user_rig_dir() / f"{name}.toml"
+    return (f"Write a mapping: python -m gfpose_core.rigs.rig_map template {name}{like_arg} > {target} "
+            f"(or copy {RIGS_DIR / 'TEMPLATE.toml.txt'} there) and name a joint for every body24 entry")
 
 
 def rank_rig_maps(names, kind: str | None = None) -> list[NameMatch]:
@@ -428,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "template":
             sys.stdout.write(template_text(args.name, args.like, args.kind))
         else:
-            for p in args.paths or sorted(RIGS_DIR.glob("*.toml")):
+            for p in args.paths or _map_files():
                 print(f"ok  {load_rig_map(p).name}")
     except RigMapError as e:
         print(f"error: {e}", file=sys.stderr)
