@@ -323,6 +323,11 @@ def remember_rig_map(rig: RigMap) -> RigMap:
     return rig
 
 
+def generated_map(name: str) -> RigMap | None:
+    """An automatic mapping made earlier in this process, by its `auto:` name (None when it is not held)."""
+    return _GENERATED.get(name)
+
+
 def load_rig_map(path_or_name: str | os.PathLike) -> RigMap:
     """A rig map from a path, or by name (with or without `.toml`, any letter case): shipped maps, the user's
     folder (`user_rig_dir`), or an automatic mapping made earlier in this process."""

@@ -2,29 +2,26 @@
 
 A path would let any client make the server open any file on its disk (`/dev/zero` grows the process until it
 dies; a TOML file's keys leak in the error), so a name is checked against a strict pattern and looked up only in
-the shipped maps and in the user's map folder (`GFPOSE_RIG_MAPS`, default `~/.config/gfpose/rig_maps`).
+the shipped maps and in the user's map folder (`rig_map.user_rig_dir`: `GFPOSE_RIG_MAPS`, else the platform's user
+configuration folder). An automatic mapping (`auto:...`) is named by what the engine made for an armature, never
+read from a file.
 """
 from __future__ import annotations
 
 import json
-import os
 import re
 import tomllib
 from pathlib import Path
 
-from gfpose_core.rigs.rig_map import RIGS_DIR, RigMap, RigMapError, parse_rig_map
+from gfpose_core.rigs.rig_map import RIGS_DIR, RigMap, RigMapError, generated_map, parse_rig_map, user_rig_dir
 from gfpose_core.rigs.solve import BindingCache
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 MAX_MAP_BYTES = 256 * 1024   # the largest shipped map is a few kB; a bigger file is not a rig map
 
 
-def user_maps_dir() -> Path:
-    return Path(os.environ.get("GFPOSE_RIG_MAPS") or Path.home() / ".config" / "gfpose" / "rig_maps")
-
-
 def _folders() -> list[Path]:
-    return [RIGS_DIR, user_maps_dir()]
+    return [RIGS_DIR, user_rig_dir()]
 
 
 def known_names() -> list[str]:
@@ -41,6 +38,12 @@ def _short(text: str, n: int = 40) -> str:
 
 def map_by_name(name: str) -> RigMap:
     """A shipped map (first) or one in the user's folder, by its file stem; anything else is a RigMapError."""
+    if name.startswith("auto:"):
+        rig = generated_map(name) if len(name) <= 200 else None
+        if rig is None:
+            raise RigMapError(f"no automatic mapping {_short(name)!r} in this engine: send the armature with no rig "
+                              "to map it again")
+        return rig
     stem = name[:-5] if name.endswith(".toml") else name
     if not NAME.fullmatch(stem) or stem.endswith("."):
         raise RigMapError(f"rig {_short(name)!r} is not a rig map name (letters, digits, '_', '-', '.'; "
@@ -71,6 +74,8 @@ def resolve_rig(rig) -> RigMap | None:
             raise RigMapError(f"the inline rig map is over {MAX_MAP_BYTES} bytes")
         return parse_rig_map(rig, str(rig.get("name", "inline map"))[:64])
     if isinstance(rig, str):
+        if rig.startswith("auto:"):
+            return None     # made for an armature: the armature sent (or the binding held) maps again the same
         return map_by_name(rig)
     raise RigMapError("rig must be a rig map name or a rig map object")
 

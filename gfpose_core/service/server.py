@@ -19,7 +19,7 @@ from gfpose_core import __version__
 from gfpose_core.body.skeleton import PARENTS
 from gfpose_core.engine import DEFAULTS, MAX_HYPOTHESES
 from gfpose_core.prior.samplers import SAMPLERS
-from gfpose_core.rigs.rig_map import RigMapError
+from gfpose_core.rigs.rig_map import RIGS_DIR, RigMapError, user_rig_dir
 from gfpose_core.rigs.solve import UnknownBinding
 from gfpose_core.service import limits, rig_names
 from gfpose_core.service.cancel import SHORT_WORK, DeviceLock, Gone, stopper_for
@@ -231,6 +231,7 @@ def create_app(engine, token: str | None = None, host: str = "127.0.0.1") -> Fas
         t = engine.config.get("training", {})
         return {"version": __version__, "device": str(engine.device), "joints": engine.joint_names,
                 "parents": [int(p) for p in PARENTS], "rig_maps": known_names(),
+                "user_rig_maps": str(user_rig_dir()), "shipped_rig_maps": sorted(p.stem for p in RIGS_DIR.glob("*.toml")),
                 "parameters": t.get("parameters"), "trained_on": t.get("data"), "samplers": list(SAMPLERS),
                 "motion_model": None if engine.motion is None else {
                     "frames": engine.motion.frames, "fps": engine.motion.space.fps,
