@@ -114,6 +114,10 @@ def _user_repo(repo_dir: Path):
 
 @pytest.fixture(scope="module")
 def installed(addon_zip, repo_dir):
+    # An extension left enabled by another test module (installed from its own folder) would register the same
+    # classes twice.
+    for name in [a.module for a in bpy.context.preferences.addons if a.module.rsplit(".", 1)[-1] == "gfpose"]:
+        addon_utils.disable(name, default_set=True)
     blender_rigs.fresh(bpy)
     _user_repo(repo_dir)
     result = bpy.ops.extensions.package_install_files(filepath=str(addon_zip), repo="user_default",

@@ -7,11 +7,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import test_addon
-from test_addon import _key_take, _take_at_30fps
+from test_addon import _jitter, _key_take, _strip_bones, _take_at_30fps
 from test_animator_work import denoise_clean_take
+from test_auto_map import UNNAMED, UNNAMED_TAILS
 from test_blender_retarget import _mixamo
+from test_rig_review import build_game_rig
 
 from gfpose_core.body.skeleton import INDEX
+from gfpose_core.rigs.armature import Armature
+from gfpose_core.rigs.binding import bind, rest_joints
+from gfpose_core.rigs.solve import pose_for_rig
 
 pytestmark = pytest.mark.blender
 
@@ -104,3 +109,41 @@ def test_complete_pose_on_an_imported_character_keeps_the_posed_bones(addon, dat
         sh, el, wr = (done[INDEX[f"{n}_{s}"]] for n in ("shoulder", "elbow", "wrist"))
         cos = np.dot(sh - el, wr - el) / (np.linalg.norm(sh - el) * np.linalg.norm(wr - el))
         assert np.degrees(np.arccos(np.clip(cos, -1, 1))) > 30.0
+
+
+# --- a rig no map file fits (bones without names), mapped automatically, through the add-on and a running engine --------------------------
+
+def test_complete_pose_and_denoise_action_on_an_automatically_mapped_rig(addon):
+    rig_io, posing = addon.rig_io, addon.posing
+    obj = build_game_rig("Armature", rows=UNNAMED, tails=UNNAMED_TAILS, fresh=False)    # bones with no names
+    bpy.context.view_layer.objects.active = obj
+    bpy.context.scene.render.fps = 30
+    desc = rig_io.describe_armature(obj)
+    arm = Armature.from_dict(desc)
+    binding = bind(arm)
+    assert binding.rig.name.startswith("auto:")
+    rest = rest_joints(binding, world=True)
+    rng = np.random.default_rng(0)
+    sway = np.sin(np.linspace(0, 2 * np.pi, 40))[:, None, None] * [0.05, 0.0, 0.0]
+    noisy = rest[None] + sway + rng.normal(0, 0.01, (40, 24, 3))
+    rig_io.write_keys(obj, pose_for_rig(desc, noisy), frame_start=1, action="take")
+    assert bpy.ops.gfpose.detect_rig() == {"FINISHED"}
+    assert addon.operators.binding_for_panel(obj)["rig"].startswith("auto:")
+    # Denoise Action: a new, smoother action; the take's own keys stay.
+    b = binding.to_dict()
+    frames = range(1, 41)
+    before = rig_io.read_body24(obj, b, frames=frames)
+    assert bpy.ops.gfpose.denoise_action("EXEC_DEFAULT", True) == {"FINISHED"}
+    obj = bpy.context.view_layer.objects.active
+    assert obj.animation_data.action.name == "take_denoised" and "take" in bpy.data.actions
+    after = rig_io.read_body24(obj, b, frames=frames)
+    assert _jitter(after) < 0.5 * _jitter(before)
+    # Complete Pose: the left arm's keys removed; completing keys it again and leaves the rest as it was.
+    obj.animation_data.action = bpy.data.actions["take"]
+    arm_bones = ["Node_6", "Node_7", "Node_8"]          # the left upper arm, forearm and hand
+    _strip_bones(addon, obj, arm_bones)
+    kept = {k: v for k, v in posing.fcurve_snapshot(obj).items()}
+    assert bpy.ops.gfpose.complete_pose(frames="RANGE", frame_start=1, frame_end=3, seed=1) == {"FINISHED"}
+    assert set(arm_bones) <= posing.keyed_bones(obj)
+    now = posing.fcurve_snapshot(obj)
+    assert all(np.array_equal(np.asarray(now[k][0]), np.asarray(v[0])) for k, v in kept.items() if k in now)
