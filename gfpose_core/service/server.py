@@ -357,11 +357,14 @@ def create_app(engine, token: str | None = None, host: str = "127.0.0.1") -> Fas
 def serve(engine, host: str = "127.0.0.1", port: int = 8765, token: str | None = None, log_level="info"):
     """Run until SIGTERM/SIGINT (uvicorn finishes in-flight requests, then exits)."""
     import uvicorn
+
+    from gfpose_core.service.connections import guarded
     if not is_loopback(host) and not token:
         raise ValueError(f"binding {host} exposes the engine beyond this machine: give a token "
                          "(--token or GFPOSE_TOKEN) that every request must carry")
     raise_open_files()
-    uvicorn.run(create_app(engine, token, host), host=host, port=port, log_level=log_level)
+    uvicorn.run(create_app(engine, token, host), host=host, port=port, log_level=log_level,
+                http=guarded())
 
 
 def raise_open_files(want: int = 65536) -> int:
@@ -381,7 +384,8 @@ def raise_open_files(want: int = 65536) -> int:
 class ServerThread:
     """The server in a background thread of this process (benchmarks, notebooks): `with ServerThread(engine) as url`."""
 
-    def __init__(self, engine, host: str = "127.0.0.1", port: int = 0, token: str | None = None):
+    def __init__(self, engine, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
+                 header_timeout_s: float | None = None, max_connections: int | None = None):
         import socket
 
         import uvicorn
@@ -390,7 +394,10 @@ class ServerThread:
                 s.bind((host, 0))
                 port = s.getsockname()[1]
         self.url = f"http://{host}:{port}"
-        config = uvicorn.Config(create_app(engine, token, host), host=host, port=port, log_level="warning")
+        from gfpose_core.service.connections import HEADER_TIMEOUT_S, MAX_CONNECTIONS, guarded
+        protocol = guarded(header_timeout_s or HEADER_TIMEOUT_S, max_connections or MAX_CONNECTIONS)
+        config = uvicorn.Config(create_app(engine, token, host), host=host, port=port, log_level="warning",
+                                http=protocol)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
