@@ -146,13 +146,19 @@ def test_complete_pose_with_an_arm_and_a_leg_posed_leaves_the_root_where_it_stan
 
 # --- editing, not re-solving ---------------------------------------------------------------------------------------
 
-def _mixamo_rig(addon):
+def _mixamo_rig(addon, family="mixamo"):
     """A Mixamo-named armature (mixamorig: names, the auto-rigger's bone list) built in edit mode, with rolls of its
-    own on every bone (test_blender_retarget's builder)."""
+    own on every bone (test_blender_retarget's builder); or an Unreal mannequin's (family "ue4_mannequin")."""
     from test_blender_retarget import _mixamo
-    obj, _ = _mixamo(bpy, addon.rig_io, seed=2)
+    obj, _ = _mixamo(bpy, addon.rig_io, seed=2, family=family)
     bpy.context.view_layer.objects.active = obj
     return obj
+
+
+def _mapped_bones(obj, family: str) -> list[str]:
+    """The armature's bones that the family's rig map keys."""
+    write = load_rig_map(family).write
+    return [b.name for b in obj.data.bones if b.name.removeprefix("mixamorig:") in write.bones]
 
 
 def _twist_keys(addon, obj, bones, seed=0):
@@ -195,13 +201,13 @@ def _roll_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.degrees(2 * np.abs(np.arctan2(y, w)))
 
 
-def denoise_clean_take(addon, obj, truth, seed=0):
-    """Key a clean take on a Mixamo-named rig, give every mapped bone a twist of its own, Denoise Action: (clean
-    joints, denoised joints, mm each joint moved (F, 24), degrees each bone's roll changed (F, B), bones)."""
+def denoise_clean_take(addon, obj, truth, seed=0, family="mixamo"):
+    """Key a clean take on a Mixamo-named rig (or the family's), give every mapped bone a twist of its own, Denoise
+    Action: (clean joints, denoised joints, mm each joint moved (F, 24), degrees each bone's roll changed (F, B),
+    bones)."""
     from test_addon import _key_take
     binding = _key_take(addon.rig_io, obj, truth, "take")
-    write = load_rig_map("mixamo").write
-    bones = [b.name for b in obj.data.bones if b.name.removeprefix("mixamorig:") in write.bones]
+    bones = _mapped_bones(obj, family)
     _twist_keys(addon, obj, bones, seed=seed)
     frames = list(range(1, len(truth) + 1))
     clean = addon.rig_io.read_body24(obj, binding, frames=frames)
@@ -213,12 +219,13 @@ def denoise_clean_take(addon, obj, truth, seed=0):
     return clean, got, moved, _roll_deg(before, _orientations(addon, obj, bones, frames)), bones
 
 
-def test_denoise_of_a_clean_take_keeps_joints_and_every_bones_roll(addon, data_file):
+@pytest.mark.parametrize("family", ["mixamo", "ue4_mannequin"])
+def test_denoise_of_a_clean_take_keeps_joints_and_every_bones_roll(addon, data_file, family):
     from test_addon import _take_at_30fps
     bpy.context.scene.render.fps = 30
-    obj = _mixamo_rig(addon)
-    clean, got, moved, roll, bones = denoise_clean_take(addon, obj, _take_at_30fps(data_file, n=40))
-    print(f"denoise of a clean take: joints moved {moved.mean():.2f} mm mean, {moved.max():.2f} mm max; "
+    obj = _mixamo_rig(addon, family)
+    clean, got, moved, roll, bones = denoise_clean_take(addon, obj, _take_at_30fps(data_file, n=40), family=family)
+    print(f"{family}: denoise of a clean take: joints moved {moved.mean():.2f} mm mean, {moved.max():.2f} mm max; "
           f"roll {roll.mean():.3f} deg mean, {roll.max():.3f} deg max")
     assert roll.max() < 1.0, dict(zip(bones, roll.max(0).round(2)))
     # Joints: the engine may move a measured joint only 2.5 times the take's jitter beyond what its own motion shows
@@ -234,22 +241,22 @@ def test_denoise_of_a_clean_take_keeps_joints_and_every_bones_roll(addon, data_f
         assert np.abs(length[1] - length[0]).max() < 0.001, (a, b)
 
 
-def test_fill_between_three_identical_keys_holds_the_pose(addon, data_file):
+@pytest.mark.parametrize("family", ["mixamo", "ue4_mannequin"])
+def test_fill_between_three_identical_keys_holds_the_pose(addon, data_file, family):
     from test_addon import _select_keys, _take_at_30fps
 
     from gfpose_core.rigs.armature import Armature
     from gfpose_core.rigs.binding import bind
     from gfpose_core.rigs.solve import pose_for_rig
     bpy.context.scene.render.fps = 30
-    obj = _mixamo_rig(addon)
+    obj = _mixamo_rig(addon, family)
     rig_io = addon.rig_io
     pose = _take_at_30fps(data_file, n=1)
     solved = pose_for_rig(rig_io.describe_armature(obj), pose)
     keys = [1, 31, 61]
     for f in keys:
         rig_io.write_keys(obj, solved, frame_start=f, action="blocking")
-    write = load_rig_map("mixamo").write
-    bones = [b.name for b in obj.data.bones if b.name.removeprefix("mixamorig:") in write.bones]
+    bones = _mapped_bones(obj, family)
     _twist_keys(addon, obj, bones, seed=1)
     binding = bind(Armature.from_dict(rig_io.describe_armature(obj))).to_dict()
     bpy.context.scene.frame_set(1)
@@ -262,7 +269,7 @@ def test_fill_between_three_identical_keys_holds_the_pose(addon, data_file):
     got = rig_io.read_body24(obj, binding, frames=frames)
     moved = np.linalg.norm(got - key_pose, axis=-1) * 1000
     roll = _roll_deg(key_rot, _orientations(addon, obj, bones, frames))
-    print(f"hold: joints within {moved.max():.3f} mm of the key pose, roll {roll.max():.4f} deg")
+    print(f"{family} hold: joints within {moved.max():.3f} mm of the key pose, roll {roll.max():.4f} deg")
     assert moved.max() < 5.0 and roll.max() < 1.0
 
 

@@ -76,10 +76,11 @@ def _import_bvh(bpy, path: Path, rig_name: str, tmp_path: Path):
     return blender_rigs.import_bvh(bpy, path, rig_name, tmp_path)
 
 
-def _mixamo(bpy, rig_io, prefix="mixamorig:", seed=0, drop=()):
-    """A Mixamo-named armature built bone by bone in edit mode from the synthetic recipe, with random rolls."""
+def _mixamo(bpy, rig_io, prefix="mixamorig:", seed=0, drop=(), family="mixamo"):
+    """A Mixamo-named armature (or another family's: test_retarget.RECIPES) built bone by bone in edit mode from
+    the synthetic recipe, with random rolls."""
     from test_retarget import build_armature
-    arm = build_armature("mixamo", seed=seed, prefix=prefix)
+    arm = build_armature(family, seed=seed, prefix=prefix if family == "mixamo" else None)
     rolls = np.random.default_rng(seed).uniform(-np.pi, np.pi, len(arm.bones))   # as build_armature draws them
     data = bpy.data.armatures.new("Armature")
     obj = bpy.data.objects.new("Armature", data)
