@@ -31,6 +31,9 @@ def add_parser(subparsers):
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
                    help="run only these sections (default: all)")
+    p.add_argument("--merge-into", default=None, metavar="DIR",
+                   help="also put the sections run into the report in DIR (its results.json), keeping its other "
+                        "sections, and render DIR/report.md again")
     p.set_defaults(func=run)
     return p
 
@@ -46,6 +49,10 @@ def run(args):
     engine = Engine.load(args.weights, device=args.device)
     sizes = Sizes.quick() if args.quick else Sizes()
     results = run_bench(engine, args.out, sizes, weights=args.weights, sections=args.sections)
+    if args.merge_into:
+        from gfpose_core.bench.run import merge_into
+        merge_into(args.merge_into, results, args.sections)
+        print(f"merged {', '.join(args.sections)} into {Path(args.merge_into) / 'results.json'}")
     t = results["targets"]
     passed = sum(1 for v in t.values() if v["pass"])
     failed = sum(1 for v in t.values() if v["pass"] is False)

@@ -26,7 +26,7 @@ METHOD_LABEL = {
     "engine": "engine", "engine_mode": "engine, score model's mode (10 steps)",
     "engine_best10": "engine (best of 10)", "nn": "nearest neighbour",
     "nn_best10": "nearest neighbour (best of 10)", "gaussian": "Gaussian", "gaussian_best10": "Gaussian (best of 10)",
-    "rest_pose": "rest pose", "clean": "clean take", "input": "noisy input", "butterworth": "Butterworth",
+    "rest_pose": "rest pose", "blender_ik": "Blender IK", "clean": "clean take", "input": "noisy input", "butterworth": "Butterworth",
     "savgol": "Savitzky-Golay", "gaussian_smooth": "Gaussian smoothing", "paper_per_frame": "paper sampler per frame",
     "engine_per_frame": "per-frame engine (prior between low-passes)",
     "train_poses": "training poses", "noise": "noise", "test_poses": "test poses",
@@ -78,13 +78,15 @@ class Sizes:
     speed_hypotheses: int = 200           # hypotheses of "lift_1_hmany"
     latency_repeats: int = 10
     bvh_timing: bool = True
+    n_effectors: int = 500                # held-out poses per dataset posed from effectors (issue 20)
+    effector_subprocesses: bool = True    # run Blender IK and the Auto Pose latency benchmark (bpy subprocesses)
 
     @classmethod
     def quick(cls) -> "Sizes":
         return cls(name="quick", n_complete=300, n_best_of=40, n_takes=2, n_take_tests=4, take_frames=90,
                    n_val_takes=4, n_generate=500, n_real=500, n_lift=60, n_lift200=8, n_curve=50,
                    em_curve=(1000, 200, 100, 50, 20, 10), mode_curve=(4, 10, 20), sde_heun_curve=(10, 20),
-                   latency_repeats=5)
+                   latency_repeats=5, n_effectors=30)
 
     @classmethod
     def tiny(cls) -> "Sizes":
@@ -94,7 +96,7 @@ class Sizes:
                    em_point_draws=2,
                    mode_curve=(4, 10), sde_heun_curve=(4,), denoise_timing_frames=200, latency_repeats=2,
                    speed_batch=50, speed_generate=10, speed_hypotheses=20,
-                   bvh_timing=False)
+                   bvh_timing=False, n_effectors=6, effector_subprocesses=False)
 
 
 # ------------------------------------------------------------------------------------------------- helpers

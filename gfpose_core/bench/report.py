@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from gfpose_core.bench import effectors as bench_effectors
 from gfpose_core.bench import load as bench_load
 from gfpose_core.bench import takes as bench_takes
 from gfpose_core.bench.common import (
@@ -88,6 +89,9 @@ PROTOCOL = """\
   evaluations / measured fp32 matmul rate (2048 x 2048, best of three trials)."""
 
 
+SECTION_TITLE = {"effectors": "Posing from effectors"}
+
+
 def write_report(results: dict, out: Path, plots: dict) -> str:
     meta = results["meta"]
     L = []
@@ -102,6 +106,10 @@ def write_report(results: dict, out: Path, plots: dict) -> str:
     if busy:
         L.append(f"**Note**: the machine was busy when this run started (load average {meta['load_start']} on "
                  f"{os.cpu_count()} cores): timings are slower than on an idle machine.\n")
+    for m in meta.get("merged", []):
+        L.append(f"Section(s) {', '.join(m['sections'])} from a later run merged in: {m['date']} · mode **{m['mode']}**"
+                 f" · {m['elapsed_s']:.0f} s · load average at start / end: {m['load_start']} / {m['load_end']} · "
+                 f"repository {m['git_commit']}\n")
     if meta.get("errors"):
         L.append("**Sections that failed**: " + "; ".join(f"{k}: {v}" for k, v in meta["errors"].items()) + "\n")
     L.append("## Protocol\n")
@@ -129,11 +137,11 @@ def write_report(results: dict, out: Path, plots: dict) -> str:
     L.append(f"Each metric of each setting against each baseline is one comparison (lower error, or higher "
              f"precision / recall / coverage, wins). The engine wins {cmp_['engine_wins']} of {cmp_['total']} and "
              f"loses {len(cmp_['losses'])}.\n")
-    for section in ("completion", "denoising", "generation"):
+    for section in ("completion", "effectors", "denoising", "generation"):
         sents = loss_sentences([x for x in cmp_["losses"] if x["section"] == section])
         if results.get(section) is None:
             continue
-        L.append(f"**{section.capitalize()}**" + ("" if sents else ": the engine loses no comparison.") + "\n")
+        L.append(f"**{SECTION_TITLE.get(section, section.capitalize())}**" + ("" if sents else ": the engine loses no comparison.") + "\n")
         L.extend(f"- {x}" for x in sents)
         if sents:
             L.append("")
@@ -163,6 +171,8 @@ def write_report(results: dict, out: Path, plots: dict) -> str:
                                   _fmt(r["engine_mm"] / r["nn_mm"], 3)] for s, g, r in split]) + "\n")
     else:
         L.append("not run\n")
+
+    L.extend(bench_effectors.report(results.get("effectors"), _fmt, _table))
 
     den = results.get("denoising")
     L.append("## 2. Denoising of takes\n")

@@ -52,6 +52,7 @@ def run_bench(engine, out_dir, sizes: Sizes, weights=None, data_dir=None, sectio
 
     from gfpose_core.bench.completion import run_completion
     from gfpose_core.bench.denoising import run_denoising
+    from gfpose_core.bench.effectors import run_effectors
     from gfpose_core.bench.generation import run_generation, run_lifting
     from gfpose_core.bench.load import run_load
     from gfpose_core.bench.plots import make_plots
@@ -65,10 +66,11 @@ def run_bench(engine, out_dir, sizes: Sizes, weights=None, data_dir=None, sectio
     load_start = _r(os.getloadavg()[0], 2)
     with sw.section("data"):
         data = load_data(engine, data_dir)
-    results: dict = {k: None for k in ("completion", "proportions", "denoising", "denoising_params", "generation", "lifting",
-                                       "speed", "takes", "load")}
+    results: dict = {k: None for k in ("completion", "effectors", "proportions", "denoising", "denoising_params",
+                                       "generation", "lifting", "speed", "takes", "load")}
     errors = {}
     steps = {"completion": lambda: results.__setitem__("completion", run_completion(engine, data, sizes)),
+             "effectors": lambda: results.__setitem__("effectors", run_effectors(engine, data, sizes)),
              "proportions": lambda: results.__setitem__("proportions", run_proportions(engine, data, sizes)),
              "denoising": lambda: results.update(zip(("denoising", "denoising_params"),
                                                      run_denoising(engine, data, sizes))),
@@ -121,6 +123,39 @@ def run_bench(engine, out_dir, sizes: Sizes, weights=None, data_dir=None, sectio
     write_report(results, out, plots)
     (out / "results.json").write_text(json.dumps(results, indent=1, default=_json_default))
     return results
+
+
+def merge_into(report_dir, new: dict, sections) -> dict:
+    """Put the named sections of a new run into the report in report_dir (its results.json), keep every other
+    section as it was, grade the targets and comparisons again and render report.md from the merged results (the
+    earlier run's plots kept). Returns the merged results."""
+    from gfpose_core.bench.report import write_report
+    from gfpose_core.bench.targets import compare, evaluate_targets, loss_sentences
+    folder = Path(report_dir)
+    path = folder / "results.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no results.json in {folder} to merge into")
+    old = json.loads(path.read_text())
+    if old.get("schema") != SCHEMA:
+        raise ValueError(f"{path} has schema {old.get('schema')!r}, this bench writes {SCHEMA!r}")
+    keys = [k for s in sections for k in ((s, "denoising_params") if s == "denoising" else (s,))]
+    for k in keys:
+        old[k] = new.get(k)
+    nm, om = new["meta"], old["meta"]
+    for s in sections:
+        if s in nm["section_seconds"]:
+            om["section_seconds"][s] = nm["section_seconds"][s]
+        om["errors"].pop(s, None)
+        if s in nm["errors"]:
+            om["errors"][s] = nm["errors"][s]
+    om.setdefault("merged", []).append({"sections": list(sections), **{k: nm[k] for k in (
+        "date", "mode", "sizes", "git_commit", "elapsed_s", "load_start", "load_end", "device")}})
+    old["targets"] = evaluate_targets(old)
+    losses, wins, total = compare(old)
+    old["comparisons"] = {"engine_wins": wins, "total": total, "losses": losses, "sentences": loss_sentences(losses)}
+    write_report(old, folder, old.get("plots") or {})
+    path.write_text(json.dumps(old, indent=1, default=_json_default))
+    return old
 
 
 def _json_default(o):

@@ -1,3 +1,3 @@
 """The bench's sections, in report order: a module of its own (no numpy) because the command line lists them
 every time it starts."""
-SECTIONS = ("completion", "proportions", "denoising", "generation", "lifting", "speed", "takes", "load")
+SECTIONS = ("completion", "effectors", "proportions", "denoising", "generation", "lifting", "speed", "takes", "load")

@@ -1,6 +1,7 @@
 """The benchmark's pass/fail targets and the plain sentences for every comparison the engine loses."""
 from __future__ import annotations
 
+from gfpose_core.bench import effectors as bench_effectors
 from gfpose_core.bench import takes as bench_takes
 from gfpose_core.bench.common import (
     COMPLETION_LABEL,
@@ -12,7 +13,7 @@ from gfpose_core.bench.common import (
 )
 
 # every target the report grades, in its order
-TARGETS = ("completion_one_limb", "completion_best_of_10", "denoise_jitter", "generation_vs_noise",
+TARGETS = ("completion_one_limb", "completion_best_of_10", *bench_effectors.TARGETS, "denoise_jitter", "generation_vs_noise",
            "sampler_speed_quality", "latency_complete_1", "denoise_10000_frames", "bvh_read_all", "http_overhead",
            "cli_help", "proportion_directions", "proportion_elbows",
            *bench_takes.TARGETS)
@@ -97,6 +98,7 @@ def evaluate_targets(results: dict) -> dict:
             "degrees, worst body (reference included)", share, 0.05, share <= 0.05,
             {"reference": prop["reference"]["bent_straight_elbow_share"]}
             | {b: r["bent_straight_elbow_share"] for b, r in prop["bodies"].items()})
+    t.update(bench_effectors.targets(results.get("effectors"), entry))
     t.update(bench_takes.targets(results.get("takes"), entry))
     for k in TARGETS:
         t.setdefault(k, entry("not run", None, None, None))
@@ -143,6 +145,7 @@ def compare(results: dict) -> tuple[list[dict], int, int]:
                                ("nn_mpjpe_mm", True)):
                 check("generation", ds, "free samples", "engine", b, met, gen[ds]["engine"][met], gen[ds][b][met],
                       lower)
+    bench_effectors.comparisons(results.get("effectors"), check)
     bench_takes.comparisons(results.get("takes"), check)
     return losses, wins, total
 
@@ -151,7 +154,8 @@ METRIC_TEXT = {"mpjpe_mm": ("MPJPE", "mm"), "pa_mpjpe_mm": ("PA-MPJPE", "mm"),
                "bone_err_mm": ("bone-length error", "mm"),
                "accel_err_m_s2": ("acceleration error", "m/s²"), "foot_skate_mm_s": ("foot skate", "mm/s"),
                "precision": ("precision", ""), "recall": ("recall", ""), "coverage": ("coverage", ""),
-               "fd_m2": ("Fréchet distance", "m²"), "nn_mpjpe_mm": ("distance to the nearest real pose", "mm")}
+               "fd_m2": ("Fréchet distance", "m²"), "nn_mpjpe_mm": ("distance to the nearest real pose", "mm"),
+               "elbow_angle_deg": ("elbow angle error", "deg"), "knee_angle_deg": ("knee angle error", "deg")}
 
 
 def loss_sentences(losses: list[dict]) -> list[str]:
@@ -161,7 +165,8 @@ def loss_sentences(losses: list[dict]) -> list[str]:
         groups.setdefault((x["section"], x["dataset"], x["setting"], x["engine"], x["baseline"]), []).append(x)
     out = []
     for (section, ds, setting, mine, base), items in groups.items():
-        label = {"completion": COMPLETION_LABEL, "denoising": DENOISE_LABEL}.get(section, {}).get(setting, setting)
+        label = {"completion": COMPLETION_LABEL, "denoising": DENOISE_LABEL,
+                 "effectors": {"effectors": "posing from effectors"}}.get(section, {}).get(setting, setting)
         who = {"engine_best10": "Engine (best of 10)"}.get(mine, {"generation": "Engine generation",
                                                                   "takes": "The motion model"}.get(section, "Engine"))
         parts = []
