@@ -1,12 +1,13 @@
 """The GFPose operators, one module per job: Complete Pose and its hypotheses (complete_pose), Denoise Action and
-Fill In-betweens (take_ops), Generate Variations (variations); the shell and the binding they share (engine_op).
+Fill In-betweens (take_ops), Generate Variations (variations), Auto Pose (auto_pose); the shell and the binding
+they share (engine_op).
 
 Poses go to the engine as its joints read through the rig map's binding (/bind), and come back as keys
 (/pose_for_rig), written by rig_io.
 """
 from __future__ import annotations
 
-from . import complete_pose, engine_op, rig_review_panel, settings, take_ops, variations
+from . import auto_pose, complete_pose, engine_op, rig_review_panel, settings, take_ops, variations
 from .complete_pose import (
     GFPOSE_OT_accept_hypothesis,
     GFPOSE_OT_complete_pose,
@@ -21,7 +22,7 @@ __all__ = ["GFPOSE_OT_accept_hypothesis", "GFPOSE_OT_complete_pose", "GFPOSE_OT_
            "GFPOSE_OT_generate_variations", "binding_for_panel", "clear_bindings"]
 
 classes = (settings.classes + complete_pose.classes + take_ops.classes + variations.classes
-           + (engine_op.GFPOSE_OT_detect_rig,) + rig_review_panel.classes)
+           + (engine_op.GFPOSE_OT_detect_rig,) + rig_review_panel.classes + auto_pose.classes)
 
 
 def register_properties():
@@ -29,5 +30,10 @@ def register_properties():
 
 
 def unregister_properties():
+    for session in list(auto_pose._sessions.values()):   # the add-on goes away mid-pose: the rig goes back
+        try:
+            session.restore()
+        except ReferenceError:
+            pass
     settings.unregister_properties()
     clear_bindings()

@@ -5,7 +5,7 @@ import json
 
 import bpy
 
-from . import operators
+from . import auto_pose, operators
 from .preferences import prefs
 
 
@@ -47,6 +47,22 @@ class GFPOSE_PT_main(bpy.types.Panel):
         else:
             box.label(text="Not matched yet", icon="QUESTION")
         box.operator("gfpose.detect_rig", icon="VIEWZOOM")
+
+        # Auto Pose: drag the controls, the body follows.
+        box = layout.box()
+        box.label(text="Auto Pose", icon="POSE_HLT")
+        box.operator("gfpose.auto_pose", icon="PLAY")
+        box.label(text="Enter keys the pose, Esc puts the rig back")
+        if bound and bound.get("write"):
+            offered, pins = auto_pose.pin_choices(obj, bound)
+            col = box.column(align=True)
+            col.label(text="Pins (dragged in Auto Pose):")
+            for bone in offered:
+                op = col.operator("gfpose.toggle_pin", text=bone, depress=bone in pins,
+                                  icon="PINNED" if bone in pins else "UNPINNED")
+                op.bone = bone
+        else:
+            box.label(text="Detect the rig map to choose pins")
 
         # Complete Pose.
         box = layout.box()

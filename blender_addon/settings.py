@@ -29,6 +29,9 @@ class GFPoseObjectSettings(bpy.types.PropertyGroup):
     hypotheses: bpy.props.StringProperty(name="Hypotheses", default="",
                                          description="Completions waiting to be cycled or accepted (JSON)")
     hypothesis: bpy.props.IntProperty(name="Hypothesis", default=0, min=0)
+    auto_pose_pins: bpy.props.StringProperty(
+        name="Auto Pose Pins", default="",
+        description="Bones Auto Pose lets you drag, one per line (empty: the hand, foot, root and head controls)")
 
 
 class GFPoseSceneSettings(bpy.types.PropertyGroup):
