@@ -26,6 +26,7 @@ from gfpose_core.body.skeleton import (
     with_bone_lengths,
 )
 from gfpose_core.motion.prior import WEIGHTS_SUBDIR, MotionPrior
+from gfpose_core.prior.effectors import EFFECTOR_MODE_SHARE, effector_body, effector_known, hold_lengths, pin_mask
 from gfpose_core.prior.hypotheses import candidates, spread
 from gfpose_core.prior.pose_space import MODEL_JOINTS, POSE_DIM, PoseSpace
 from gfpose_core.prior.posterior_mean import WEIGHTS_SUBDIR as MEAN_SUBDIR
@@ -264,6 +265,20 @@ class Engine:
         if len(arr) * H > MAX_POSES:
             raise ValueError(f"{len(arr)} poses x {H} hypotheses is more than the limit of {MAX_POSES}")
         known_mask = _known_mask(arr, known)
+        out, masked, frame = self._answer(arr, known_mask, H, seed, sampler, steps, callback)
+        # The filled-in bones get the pose's own lengths (measured, mirrored, or the reference body's at its scale).
+        lengths = known_bone_lengths(masked, self.space.reference_bones * frame.scale[:, None])
+        # Every bone is given its length along the direction the answer has (fit_bone_lengths). Keeping a hedged
+        # arm's short shoulder-to-wrist span instead (the nearest arm of the right lengths) folded elbows: on
+        # validation (CMU 8, 14 and HDM05 mm, one arm hidden) elbow angle error 36 -> 27 and 40 -> 36 degrees, arm
+        # MPJPE 143 -> 149 mm (CMU) and 181 -> 175 mm (HDM05).
+        out = fit_bone_lengths(out.reshape(-1, N_JOINTS, 3), np.repeat(lengths, H, 0),
+                               np.repeat(known_mask, H, 0)).reshape(out.shape)
+        out = out[:, 0] if H == 1 else out
+        return out[0] if np.ndim(joints) == 2 else out
+
+    def _answer(self, arr, known_mask, H, seed, sampler, steps, callback, mode_share: float = 0.0):
+        """The network's completion (N, H, 24, 3), known joints pasted, bones not yet at their lengths."""
         empty = np.flatnonzero(~known_mask.any(1))
         if len(empty):
             raise ValueError(f"pose(s) {empty[:10].tolist()} have no known joints: use generate() for free poses")
@@ -275,7 +290,7 @@ class Engine:
         guess = sampler is None and steps is None     # a named sampler or step count asks for the score model
         if H == 1:
             if guess:
-                x = self._best_guess(obs, cmask, gen, callback)
+                x = self._best_guess(obs, cmask, gen, callback, mode_share)
             else:
                 sampler, steps = _sampling(sampler, steps, DEFAULTS["complete"])
                 x = self._run(obs, cmask, False, sampler=sampler, steps=steps, generator=gen, callback=callback)
@@ -292,35 +307,42 @@ class Engine:
         out_canon = self.space.from_model(x).reshape(len(arr), H, N_JOINTS, 3)
         out = restore(out_canon, frame)
         out = np.where(known_mask[:, None, :, None], arr[:, None], out)
-        # The filled-in bones get the pose's own lengths (measured, mirrored, or the reference body's at its scale).
-        lengths = known_bone_lengths(masked, self.space.reference_bones * frame.scale[:, None])
-        # Every bone is given its length along the direction the answer has (fit_bone_lengths). Keeping a hedged
-        # arm's short shoulder-to-wrist span instead (the nearest arm of the right lengths) folded elbows: on
-        # validation (CMU 8, 14 and HDM05 mm, one arm hidden) elbow angle error 36 -> 27 and 40 -> 36 degrees, arm
-        # MPJPE 143 -> 149 mm (CMU) and 181 -> 175 mm (HDM05).
-        out = fit_bone_lengths(out.reshape(-1, N_JOINTS, 3), np.repeat(lengths, H, 0),
-                               np.repeat(known_mask, H, 0)).reshape(out.shape)
-        out = out[:, 0] if H == 1 else out
-        return out[0] if np.ndim(joints) == 2 else out
+        return out, masked, frame
 
-    def _best_guess(self, obs: np.ndarray, coord_mask: np.ndarray, generator, callback=None) -> np.ndarray:
+    def _best_guess(self, obs: np.ndarray, coord_mask: np.ndarray, generator, callback=None,
+                    mode_share: float = 0.0) -> np.ndarray:
         """One completion per pose (model units): the posterior mean, with the score model's mode mixed into the
-        legs, refined from REFINE_FROM_T; the mode alone where the weights have no posterior-mean network."""
+        legs, refined from REFINE_FROM_T, then `mode_share` of the mode mixed into it all; the mode alone where the
+        weights have no posterior-mean network."""
         sampler, steps = DEFAULTS["complete"]
         total = self._best_guess_steps()
         mode = self._run(obs, coord_mask, False, sampler=sampler, steps=steps, generator=generator,
                          callback=callback and (lambda i, n: callback(i, total)))
         if self.posterior_mean is None:
             return mode
-        mean = (1 - LEG_MODE_SHARE) * self.posterior_mean(obs, coord_mask) + LEG_MODE_SHARE * mode
+        with threads_for(len(obs), self.device):     # one pose on two threads beside Blender stalls (threads.py)
+            mean = (1 - LEG_MODE_SHARE) * self.posterior_mean(obs, coord_mask) + LEG_MODE_SHARE * mode
         alpha, _ = self.sde.alpha_sigma(REFINE_FROM_T)
-        return self._run(obs, coord_mask, False, sampler=sampler, steps=steps, generator=generator,
-                         t_start=REFINE_FROM_T, x_start=float(alpha) * mean,
-                         callback=callback and (lambda i, n: callback(steps + i, total)))
+        refined = self._run(obs, coord_mask, False, sampler=sampler, steps=steps, generator=generator,
+                            t_start=REFINE_FROM_T, x_start=float(alpha) * mean,
+                            callback=callback and (lambda i, n: callback(steps + i, total)))
+        return (1 - mode_share) * refined + mode_share * mode
 
     def _best_guess_steps(self) -> int:
         """Sampler steps of _best_guess (progress callbacks count them): the mode, and the refinement if any."""
         return DEFAULTS["complete"][1] * (1 if self.posterior_mean is None else 2)
+
+    def pose_from_effectors(self, joints, known=None, lengths=None, pins=None, seed=None, callback=None, rest=None):
+        """Live posing (prior/effectors.py): the body between the effectors and `pins` (body24 names, held where
+        `joints` has them); known joints exact, bones at `lengths` (23,) or (N, 23) where they reach (default: the
+        character's `rest` pose's (24, 3), whose chest shape is kept too, else what `joints` measures, else the usual
+        estimate). joints (N, 24, 3) or (24, 3), NaN = unknown; same shape back."""
+        arr = _poses(joints, "joints")
+        known_mask = effector_known(arr, known, pins)
+        out, masked, frame = self._answer(arr, known_mask, 1, seed, None, None, callback, EFFECTOR_MODE_SHARE)
+        fallback = known_bone_lengths(masked, self.space.reference_bones * frame.scale[:, None])
+        out = hold_lengths(out[:, 0], known_mask, *effector_body(lengths, rest, fallback)).joints
+        return out[0] if np.ndim(joints) == 2 else out
 
     def denoise(self, take, fps: float = 30.0, strength: float | None = None, sampler: str | None = None,
                 steps: int | None = None, temporal: bool | None = None, seed=0, callback=None) -> np.ndarray:
@@ -405,7 +427,7 @@ class Engine:
             raise ValueError("around has no known joints")
         pin = np.zeros(N_JOINTS, bool)
         if pinned is not None:
-            pin = self._pin_mask(pinned)
+            pin = pin_mask(pinned)
             missing = [JOINT_NAMES[j] for j in np.flatnonzero(pin & ~base_known)]
             if missing:
                 raise ValueError(f"pinned joint(s) {', '.join(missing)} are unknown (NaN) in around")
@@ -424,20 +446,6 @@ class Engine:
         out = np.where(pin[None, :, None], base, restore(self.space.from_model(x), frames))
         lengths = known_bone_lengths(base, self.space.reference_bones * frame.scale[:, None])
         return fit_bone_lengths(out, np.repeat(lengths, n, 0), np.repeat(pin[None], n, 0))
-
-    @staticmethod
-    def _pin_mask(pinned) -> np.ndarray:
-        if isinstance(pinned, (list, tuple)) and all(isinstance(p, str) for p in pinned):
-            bad = [p for p in pinned if p not in INDEX]
-            if bad:
-                raise ValueError(f"unknown joint name(s) {', '.join(bad)}")
-            m = np.zeros(N_JOINTS, bool)
-            m[[INDEX[p] for p in pinned]] = True
-            return m
-        m = np.asarray(pinned)
-        if m.shape != (N_JOINTS,):
-            raise ValueError(f"pinned must be joint names or a ({N_JOINTS},) bool mask")
-        return m.astype(bool)
 
     def lift(self, keypoints2d, n_hypotheses: int = 1, seed=None, sampler: str | None = None,
              steps: int | None = None, callback=None) -> np.ndarray:

@@ -59,6 +59,9 @@ ERRORS = {
                 "finite numbers; the message names which"),
 }
 GONE = {409: _error("the binding_id is not held by this engine (any more): send the armature again")}
+SUPERSEDED = {409: _error("the binding_id is not held by this engine (any more): send the armature again; or "
+                          "(detail starting with 'superseded') a newer request of the same session arrived, so this "
+                          "one was stopped or refused: only the newest request of a session is answered")}
 
 
 def document_security(app, token_required: bool):

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gfpose_core import __version__
 from gfpose_core.body.skeleton import PARENTS
 from gfpose_core.engine import DEFAULTS, MAX_HYPOTHESES
+from gfpose_core.prior.effectors import EFFECTORS
 from gfpose_core.prior.samplers import SAMPLERS
 from gfpose_core.rigs.rig_map import RIGS_DIR, RigMapError, user_rig_dir
 from gfpose_core.rigs.solve import UnknownBinding
@@ -25,6 +26,7 @@ from gfpose_core.service import limits, rig_names
 from gfpose_core.service.cancel import SHORT_WORK, DeviceLock, Gone, stopper_for
 from gfpose_core.service.guard import Guard, check_token, is_loopback
 from gfpose_core.service.limits import MAX_BODY_BYTES, MAX_FPS, MAX_POSES, MAX_STEPS
+from gfpose_core.service.live import LivePosing
 from gfpose_core.service.rig_names import NamedBindingCache, known_names, resolve_rig
 from gfpose_core.service.schema import (
     ERRORS,
@@ -33,6 +35,7 @@ from gfpose_core.service.schema import (
     Pose3,
     Poses2,
     Poses3,
+    SUPERSEDED,
     PosesResponse,
     document_security,
 )
@@ -103,6 +106,30 @@ class PoseForRigRequest(_Strict):
                                                       "{joints: (F, 24, 3) read off the rig, rotations: {bone: "
                                                       "(F, 3, 3) armature-space orientation}, keep: [bones "
                                                       "that stay exactly as they are]}")
+
+
+class EffectorsRequest(_Strict):
+    armature: Optional[dict] = Field(None, description="armature description, as /pose_for_rig; with neither it nor "
+                                                       "binding_id only the body24 joints are answered")
+    binding_id: Optional[str] = Field(None, max_length=64, description="an earlier answer's binding_id")
+    rig: RigField = Field(None, description=RIG_HELP)
+    joints: Poses3 = Field(description="(N, 24, 3) world metres: the effectors (GET /info effectors) and pins "
+                                       "placed, null = unknown (filled in)")
+    known: Optional[list[KnownRow]] = Field(None, description="(N, 24) joints held exactly; default: every "
+                                                              "effector joint, plus the pins")
+    pins: Optional[list[Annotated[str, Field(max_length=32)]]] = Field(
+        None, max_length=24, description="body24 names of joints the animator locked, held where joints has them")
+    lengths: Optional[Union[list[float], list[list[float]]]] = Field(
+        None, description="(23,) or (N, 23) bone lengths in metres (bones 1..23: the child joints of GET /info "
+                          "parents); default: the rig's own, from its rest pose")
+    root_scale: Optional[float] = Field(None, ge=1e-3, le=1000)
+    current: Optional[dict] = Field(None, description="the pose the rig has now, as /pose_for_rig takes it")
+    seed: int = Field(0, ge=0, le=2**62, description="one seed for every update: the body moves smoothly as the "
+                                                     "effectors do")
+    session: Optional[str] = Field(None, min_length=1, max_length=64,
+                                   description="latest wins: a newer sequence of this session stops older requests "
+                                               "(409 'superseded')")
+    sequence: Optional[int] = Field(None, ge=0, le=2**62, description="this request's order in its session")
 
 
 def _array(nested, name: str, width: int, bound: float = limits.MAX_METRES) -> np.ndarray:
@@ -230,7 +257,7 @@ def create_app(engine, token: str | None = None, host: str = "127.0.0.1") -> Fas
     def info():
         t = engine.config.get("training", {})
         return {"version": __version__, "device": str(engine.device), "joints": engine.joint_names,
-                "parents": [int(p) for p in PARENTS], "rig_maps": known_names(),
+                "parents": [int(p) for p in PARENTS], "rig_maps": known_names(), "effectors": EFFECTORS,
                 "user_rig_maps": str(user_rig_dir()), "shipped_rig_maps": sorted(p.stem for p in RIGS_DIR.glob("*.toml")),
                 "parameters": t.get("parameters"), "trained_on": t.get("data"), "samplers": list(SAMPLERS),
                 "motion_model": None if engine.motion is None else {
@@ -321,6 +348,18 @@ def create_app(engine, token: str | None = None, host: str = "127.0.0.1") -> Fas
         out["write"] = None if w is None else {"root": pre + w.root, "rest": [pre + b for b in w.rest],
                                                "bones": {pre + b: j for b, j in w.bones.items()}}
         return limits.finite_tree(out, "the binding")
+
+    live = LivePosing(engine, lock, bindings, rig_call)
+
+    @app.post("/pose_from_effectors", responses=SUPERSEDED)
+    def pose_from_effectors(req: EffectorsRequest, request: Request):
+        """Live posing: the body between the effectors (and pins) completed on the rig's bone lengths, known joints
+        exact; answered as /pose_for_rig answers the completed joints, plus those joints (`joints`) and, per pose,
+        the known joints out of reach of their chains (`out_of_reach`). Latest wins within a `session`."""
+        joints = _array(req.joints, "joints", 3)
+        _limit(len(joints), "joints")
+        return live.answer(req, joints, _known(req.known, joints.shape[:2]), _current(req.current, len(joints)),
+                           stopper_for(request))
 
     def _current(current, frames):
         if current is None:

@@ -1,0 +1,380 @@
+"""Completion from effectors (live posing): the animator places the pelvis, hands, feet and head, the body between
+follows. The groups of body24 joints an effector carries, and the projection that puts the network's answer on the
+rig's bone lengths while holding every known joint where it was put (numpy only: the add-on and the server read
+the groups, the engine calls the projection).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from gfpose_core.body.skeleton import BONES, INDEX, JOINT_NAMES, N_JOINTS, PARENTS
+
+# An effector is a position plus, where body24 carries it, an orientation: the hip line is the pelvis's, the hand
+# bone the hand's, the foot bone the foot's, the head bone the head's.
+EFFECTORS: dict[str, tuple[str, ...]] = {
+    "pelvis": ("pelvis", "hip_l", "hip_r"),
+    "head": ("head", "head_end"),
+    "hand_l": ("wrist_l", "hand_end_l"),
+    "hand_r": ("wrist_r", "hand_end_r"),
+    "foot_l": ("ankle_l", "toe_l"),
+    "foot_r": ("ankle_r", "toe_r"),
+}
+EFFECTOR_JOINTS: tuple[str, ...] = tuple(j for group in EFFECTORS.values() for j in group)
+
+# The engine's answer for effectors: its best single guess (posterior mean refined by the score model's mode) with
+# this share of the mode alone mixed in, then held at the bone lengths (hold_lengths). Measured on CMU validation
+# poses (subjects 8 and 14, 1,500 poses, pelvis + head + hands + feet known, the true bone lengths), the unknown
+# joints' MPJPE / PA-MPJPE mm and elbow angle error deg: share 0: 31.6 / 28.7 / 9.9; 0.5: 32.4 / 30.2 / 7.6;
+# the mode alone: 34.0 / 32.0 / 7.6. Nearest neighbour on the effectors, held: 45.5 / 38.6 / 10.7; the rest pose
+# placed on them, held: 54.4 / 50.0 / 24.2. The hedge of the mean wins distance but bends elbows too little; half
+# of each keeps most of both. (Knee angles are exact: hip, ankle and both leg bones are known.)
+EFFECTOR_MODE_SHARE = 0.5
+
+# FABRIK sweeps, only where Newton does not close a pose (a target out of reach, or a proposal far from its
+# lengths): they bring the chains near their lengths and point them at far targets; Newton then closes the rest.
+SWEEPS = 12
+NEWTON_STEPS = 50        # Gauss-Newton steps: most poses converge in a handful; a nearly straight neck in tens
+TOLERANCE = 1e-9          # metres: every known joint's incoming bone within this, the sweeps stop
+REACH_TOLERANCE = 1e-6    # metres: a bone into a known joint further off than this is reported as out of reach
+
+# On a rig the neck's base and both collars ride on one chest bone: beyond their bones from the chest joint, these
+# distances keep that shape (the collars 6 cm apart on a mannequin, not the 5 mm a free completion may give them,
+# which put the rig's shoulders, and so its hands, up to 10 cm off the effectors).
+CHEST_PAIRS = np.array([(INDEX["neck"], INDEX["collar_l"]), (INDEX["neck"], INDEX["collar_r"]),
+                        (INDEX["collar_l"], INDEX["collar_r"])])
+_CHILDREN = [np.flatnonzero(PARENTS == j) for j in range(N_JOINTS)]
+_BONE_OF = {int(c): b for b, c in enumerate(BONES[:, 0])}     # child joint -> bone index (lengths order)
+
+
+def effector_mask(groups=None, pins=None) -> np.ndarray:
+    """(24,) bool: the joints of the named effector groups (default: all of them) and the pinned joints."""
+    names = list(EFFECTORS) if groups is None else list(groups)
+    bad = [g for g in names if g not in EFFECTORS]
+    if bad:
+        raise ValueError(f"unknown effector group(s) {', '.join(map(str, bad))}; the groups are "
+                         f"{', '.join(EFFECTORS)}")
+    mask = np.zeros(N_JOINTS, bool)
+    for g in names:
+        mask[[INDEX[j] for j in EFFECTORS[g]]] = True
+    return mask | pin_mask(pins)
+
+
+def pin_mask(pins) -> np.ndarray:
+    """(24,) bool of pinned joints: body24 names, or a (24,) bool mask; None = none."""
+    if pins is None:
+        return np.zeros(N_JOINTS, bool)
+    if isinstance(pins, str):
+        pins = [pins]
+    if isinstance(pins, (list, tuple)) and all(isinstance(p, str) for p in pins):
+        bad = [p for p in pins if p not in INDEX]
+        if bad:
+            raise ValueError(f"unknown joint name(s) {', '.join(bad)} (body24 names: GET /info joints)")
+        mask = np.zeros(N_JOINTS, bool)
+        mask[[INDEX[p] for p in pins]] = True
+        return mask
+    mask = np.asarray(pins)
+    if mask.shape != (N_JOINTS,):
+        raise ValueError(f"pins must be joint names or a ({N_JOINTS},) bool mask")
+    return mask.astype(bool)
+
+
+def effector_known(joints: np.ndarray, known=None, pins=None) -> np.ndarray:
+    """(N, 24) known mask of an effector completion of `joints` (N, 24, 3): `known` (default: every effector) and
+    the pins. A joint marked known without a position is a ValueError naming it (an effector missing)."""
+    pinned = pin_mask(pins)
+    if known is None:
+        mask = np.broadcast_to(effector_mask(), joints.shape[:2]) | pinned
+    else:
+        k = np.asarray(known)
+        if k.ndim == 1:
+            k = np.broadcast_to(k, joints.shape[:2])
+        if k.shape != joints.shape[:2]:
+            raise ValueError(f"known must have shape {joints.shape[:2]}, got {np.shape(known)}")
+        if k.dtype != bool and not np.isin(k, (0, 1)).all():
+            raise ValueError("known must be booleans")
+        mask = k.astype(bool) | pinned
+    absent = mask & ~np.isfinite(joints).all(-1)
+    if absent.any():
+        names = [JOINT_NAMES[j] for j in np.flatnonzero(absent.any(0))]
+        what = "pinned joint(s)" if pinned[absent.any(0)].all() else "effector(s)"
+        poses = np.flatnonzero(absent.any(1))[:10].tolist()
+        raise ValueError(f"{what} {', '.join(names)} missing (no position) in pose(s) {poses}")
+    empty = np.flatnonzero(~mask.any(1))
+    if len(empty):
+        raise ValueError(f"pose(s) {empty[:10].tolist()} have no known joints: place at least one effector")
+    return np.array(mask)
+
+
+def effector_body(lengths, rest, fallback: np.ndarray):
+    """The bone lengths (N, 23) an effector completion holds, and the rest pose whose chest shape it keeps (or
+    None): `lengths` (23,) or (N, 23), else the character's `rest` pose's (24, 3) or (N, 24, 3), else `fallback`."""
+    if rest is None:
+        return effector_lengths(lengths, fallback), None
+    try:
+        rest = np.asarray(rest, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("rest must be a pose of numbers (24, 3)") from None
+    if rest.shape not in ((N_JOINTS, 3), fallback.shape[:1] + (N_JOINTS, 3)) or not np.isfinite(rest).all():
+        raise ValueError(f"rest must be one pose (24, 3) or one per pose, every joint known, got {rest.shape}")
+    own = np.broadcast_to(np.linalg.norm(rest[..., BONES[:, 0], :] - rest[..., BONES[:, 1], :], axis=-1),
+                          fallback.shape)
+    if not ((own > 0).all() and (chest_shape(rest) > 0).all()):
+        raise ValueError("rest has joints on top of each other (a bone or the chest of no length)")
+    return effector_lengths(lengths, own), rest
+
+
+def effector_lengths(lengths, fallback: np.ndarray) -> np.ndarray:
+    """(N, 23) bone lengths (bones 1..23, child order of PARENTS): `lengths` (23,) or (N, 23), else `fallback`."""
+    if lengths is None:
+        return fallback
+    try:
+        arr = np.asarray(lengths, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("lengths must be numbers, one per bone (23)") from None
+    if arr.shape not in ((len(BONES),), fallback.shape):
+        raise ValueError(f"lengths must have shape ({len(BONES)},) or {fallback.shape}, got {arr.shape}")
+    if not (np.isfinite(arr).all() and (arr > 0).all()):
+        raise ValueError("lengths must be finite and positive (metres)")
+    return np.broadcast_to(arr, fallback.shape).copy()
+
+
+class Held(NamedTuple):
+    joints: np.ndarray        # (N, 24, 3) known joints exactly as given, bones at their lengths where reachable
+    out_of_reach: np.ndarray  # (N, 24) bool: known joints the chain towards them could not reach at its lengths
+
+
+def hold_lengths(pose: np.ndarray, known: np.ndarray, lengths: np.ndarray, rest=None, rigid=None) -> Held:
+    """`pose` (N, 24, 3) with every known joint (N, 24) exactly where it is and every bone at `lengths` (N, 23) or
+    (23,), starting from `pose` so that the answer stays near it. `rest` (24, 3) or (N, 24, 3), optional: the
+    character's rest pose, whose distances between the joint pairs `rigid` (P, 2) are kept too (default: the
+    chest's, CHEST_PAIRS: neck and collars where a rig's chest bone carries them).
+
+    Gauss-Newton on the lengths, each step the least move of the free joints; where that does not close (a target
+    out of reach, a straight limb that cannot bend to first order), multi-end FABRIK first (each free joint pulled to
+    its bones' lengths from the joints below it, then from its parent), which points a chain straight at a target
+    out of reach. Such a target's own incoming bone is left longer than asked, and reported.
+    """
+    pose = np.asarray(pose, np.float64)
+    known = np.asarray(known, bool)
+    if pose.ndim == 2:
+        held = hold_lengths(pose[None], known.reshape(1, -1), np.asarray(lengths).reshape(1, -1),
+                            None if rest is None else np.asarray(rest).reshape(1, N_JOINTS, 3), rigid)
+        return Held(held.joints[0], held.out_of_reach[0])
+    n = len(pose)
+    lengths = np.broadcast_to(np.asarray(lengths, np.float64), (n, len(BONES)))
+    if not np.isfinite(pose).all():
+        raise ValueError("the pose to hold has unknown (NaN) or infinite joints")
+    if not (np.isfinite(lengths).all() and (lengths > 0).all()):
+        raise ValueError("bone lengths must be finite and positive")
+    pairs, spans, start = BONES, lengths, pose
+    if rest is not None:
+        rest = np.broadcast_to(np.asarray(rest, np.float64), pose.shape)
+        rigid = CHEST_PAIRS if rigid is None else np.asarray(rigid, int).reshape(-1, 2)
+        pairs = np.concatenate([BONES, rigid])
+        spans = np.concatenate([lengths, np.linalg.norm(rest[:, rigid[:, 0]] - rest[:, rigid[:, 1]], axis=-1)], 1)
+        start = _chest_like(pose, known, rest)
+    out, closed = _newton(start, known, pairs, spans)
+    if not closed.all():
+        open_ = np.flatnonzero(~closed)
+        near = _fabrik(pose[open_], known[open_], lengths[open_])
+        # The bone into the target furthest out of reach is left long and every other bone closed (a hand out of
+        # reach does not keep the head's chain open, as FABRIK's compromise at the chest does); failing that, the
+        # bones into every target FABRIK missed.
+        k, m, sp = known[open_], lengths[open_], spans[open_]
+        missed = np.zeros(sp.shape, bool)
+        missed[:, :len(BONES)] = out_of_reach(near, k, m)[:, BONES[:, 0]]
+        gap = np.where(missed, np.abs(np.linalg.norm(near[:, pairs[:, 0]] - near[:, pairs[:, 1]], axis=-1) - sp), 0)
+        worst = missed & (gap == gap.max(1, keepdims=True))
+        again, closed = _newton(near, k, pairs, sp, skip=worst)
+        rest = np.flatnonzero(~closed)
+        if len(rest):
+            again[rest], closed[rest] = _newton(near[rest], k[rest], pairs, sp[rest], skip=missed[rest])
+        out[open_] = _aim(np.where(closed[:, None, None], again, near), k, m, missed[:, :len(BONES)])
+    out = np.where(known[..., None], pose, out)
+    return Held(out, out_of_reach(out, known, lengths))
+
+
+_CHEST = np.array([INDEX[n] for n in ("chest", "neck", "collar_l", "collar_r")])
+# Points that say how the chest is turned: its own, and the shoulders (far apart, a steady left-right axis where a
+# free completion puts the collars nearly together).
+_CHEST_AIM = np.array([INDEX[n] for n in ("chest", "neck", "collar_l", "collar_r", "shoulder_l", "shoulder_r")])
+
+
+def _chest_like(pose, known, rest) -> np.ndarray:
+    """`pose` with its free neck and collars where the rest pose's chest, turned as the pose's is (Kabsch on
+    _CHEST_AIM about the chest joint), puts them: a start on the right side of every chest distance (distances
+    alone also allow the chest's mirror image)."""
+    c = INDEX["chest"]
+    a = rest[:, _CHEST_AIM] - rest[:, c:c + 1]
+    b = pose[:, _CHEST_AIM] - pose[:, c:c + 1]
+    u, _, vt = np.linalg.svd(np.einsum("npi,npj->nij", b, a))
+    flip = np.sign(np.linalg.det(u @ vt))
+    u[:, :, -1] *= flip[:, None]
+    turn = u @ vt                                                   # rest -> pose, a proper rotation
+    placed = pose[:, c:c + 1] + np.einsum("nij,npj->npi", turn, rest[:, _CHEST] - rest[:, c:c + 1])
+    out = pose.copy()
+    out[:, _CHEST] = np.where(known[:, _CHEST, None], pose[:, _CHEST], placed)
+    return out
+
+
+def chest_shape(rest: np.ndarray) -> np.ndarray:
+    """(..., 3) the distances of CHEST_PAIRS in a rest pose (..., 24, 3)."""
+    rest = np.asarray(rest, np.float64)
+    return np.linalg.norm(rest[..., CHEST_PAIRS[:, 0], :] - rest[..., CHEST_PAIRS[:, 1], :], axis=-1)
+
+
+def _newton(pose, known, pairs, spans, iterations: int = NEWTON_STEPS, skip=None):
+    """Gauss-Newton on the squared distance errors of joint `pairs` (P, 2) from `spans` (N, P), each step the
+    smallest move of the free joints that zeroes the errors to first order (so the answer stays near `pose`);
+    pairs in `skip` (N, P) are left as they come. Returns the poses and which converged."""
+    child, parent = pairs[:, 0], pairs[:, 1]
+    free = (~known).astype(np.float64)[..., None]                          # (N, 24, 1)
+    active = ~(known[:, child] & known[:, parent])                          # (N, P) pairs with a free end
+    if skip is not None:
+        active &= ~skip
+    out = pose.copy()
+    rows = np.arange(len(pairs))
+    for _ in range(iterations):
+        d = out[:, child] - out[:, parent]                                  # (N, P, 3)
+        r = np.where(active, np.einsum("nbk,nbk->nb", d, d) - spans ** 2, 0.0)
+        gap = np.abs(np.sqrt(np.maximum(r + spans ** 2, 0.0)) - spans)
+        done = (gap < TOLERANCE).all(1)
+        if done.all():
+            return out, done
+        J = np.zeros((len(out), len(pairs), N_JOINTS, 3))
+        J[:, rows, child] = 2 * d
+        J[:, rows, parent] = -2 * d
+        J *= free[:, None] * active[..., None, None]
+        JJ = np.einsum("nbjk,ncjk->nbc", J, J)
+        # damped: a rigid group of more than four joints gives more distances than it has freedoms
+        JJ += (1e-10 * JJ.trace(axis1=1, axis2=2) + 1e-15)[:, None, None] * np.eye(len(pairs))
+        step = np.einsum("nbjk,nb->njk", J, np.linalg.solve(JJ, r[..., None])[..., 0])
+        out = out - np.where(done[:, None, None], 0.0, step)
+    d = out[:, child] - out[:, parent]
+    gap = np.abs(np.linalg.norm(d, axis=-1) - spans)
+    return out, np.isfinite(out).all((1, 2)) & (np.where(active, gap, 0.0) < TOLERANCE).all(1)
+
+
+def _fabrik(pose, known, lengths):
+    below = _known_below(known)
+    out = pose.copy()
+    for _ in range(SWEEPS):
+        if _worst_gap(out, known, lengths) < TOLERANCE:
+            break
+        back = _sweep_up(out, known, below, lengths)
+        out = _sweep_down(out, back, pose, known, below, lengths, close=False)
+    return _sweep_down(out, out, pose, known, below, lengths, close=True)
+
+
+def _aim(out, known, lengths, missed) -> np.ndarray:
+    """The hinge before each target of `missed` (N, 23, by bone) put where both its bones reach it, or on the line
+    straight at it (the limb pointing at a target out of reach)."""
+    for b in np.flatnonzero(missed.any(0)):
+        c, j = BONES[b]
+        pp = PARENTS[j]
+        rows = np.flatnonzero(missed[:, b] & ~known[:, j]) if pp >= 0 else []
+        if len(rows):
+            out[rows, j] = _two_bone(out[rows, pp], out[rows, c], lengths[rows, _BONE_OF[int(j)]], lengths[rows, b],
+                                     out[rows, j])
+    return out
+
+
+def _known_below(known: np.ndarray) -> np.ndarray:
+    below = np.zeros(known.shape, bool)
+    for j in range(N_JOINTS - 1, 0, -1):
+        for c in _CHILDREN[j]:
+            below[:, j] |= known[:, c] | below[:, c]
+    for c in _CHILDREN[0]:
+        below[:, 0] |= known[:, c] | below[:, c]
+    return below
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+
+
+def _worst_gap(out, known, lengths) -> float:
+    """The largest length error of a bone whose child is known and whose parent is free (where the sweeps leave
+    their error; every other bone is exact after a sweep down)."""
+    child, parent = BONES[:, 0], BONES[:, 1]
+    sel = known[:, child] & ~known[:, parent]
+    if not sel.any():
+        return 0.0
+    err = np.abs(np.linalg.norm(out[:, child] - out[:, parent], axis=-1) - lengths)
+    return float(err[sel].max())
+
+
+def _sweep_up(out, known, below, lengths) -> np.ndarray:
+    """Leaves to root: where each free joint with a known joint below would be, at its bones' lengths from its
+    children's new places (the mean over several children)."""
+    back = out.copy()
+    for j in range(N_JOINTS - 1, -1, -1):
+        kids = _CHILDREN[j]
+        if not len(kids):
+            continue
+        free = ~known[:, j] & below[:, j]
+        if not free.any():
+            continue
+        total = np.zeros((len(out), 3))
+        count = np.zeros(len(out))
+        for c in kids:
+            use = known[:, c] | below[:, c]
+            pull = back[:, c] + _unit(out[:, j] - back[:, c]) * lengths[:, _BONE_OF[int(c)], None]
+            total += np.where(use[:, None], pull, 0.0)
+            count += use
+        back[free, j] = total[free] / count[free, None]
+    return back
+
+
+def _sweep_down(out, back, proposal, known, below, lengths, close: bool) -> np.ndarray:
+    """Root to leaves: each free joint at its bone's length from its (placed) parent, towards where the sweep up put
+    it; a free joint with nothing known below keeps the proposal's direction. With `close`, a free joint whose only
+    child is known is put where both its bones reach (nearest its current place), on the line when out of reach."""
+    new = out.copy()
+    new[:, 0] = np.where(known[:, :1], out[:, 0], back[:, 0])
+    for j in range(1, N_JOINTS):
+        p, b = PARENTS[j], _BONE_OF[j]
+        free = ~known[:, j]
+        chain = below[:, j]
+        target = np.where(chain[:, None], back[:, j], new[:, p] + (proposal[:, j] - proposal[:, p]))
+        placed = new[:, p] + _unit(target - new[:, p]) * lengths[:, b, None]
+        new[:, j] = np.where(free[:, None], placed, out[:, j])
+        kids = _CHILDREN[j]
+        if close and len(kids) == 1:
+            c = int(kids[0])
+            hinge = free & known[:, c]
+            if hinge.any():
+                new[hinge, j] = _two_bone(new[hinge, p], out[hinge, c], lengths[hinge, b],
+                                          lengths[hinge, _BONE_OF[c]], out[hinge, j])
+    return new
+
+
+def _two_bone(start, end, l1, l2, hint):
+    """The point at l1 from start and l2 from end nearest `hint` (on the start-end line when out of reach)."""
+    axis = end - start
+    d = np.maximum(np.linalg.norm(axis, axis=-1), 1e-12)
+    u = axis / d[:, None]
+    a = np.clip((l1 ** 2 - l2 ** 2 + d ** 2) / (2 * d), -l1, l1)
+    h = np.sqrt(np.maximum(l1 ** 2 - a ** 2, 0.0))
+    side = hint - start
+    side = side - np.sum(side * u, -1, keepdims=True) * u
+    # A hint on the line (a straight limb) gives no side to bend to: the one of least turn about the line's normal.
+    flat = np.linalg.norm(side, axis=-1) < 1e-9
+    if flat.any():
+        alt = np.cross(u[flat], np.where(np.abs(u[flat, 2:3]) < 0.9, [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]))
+        side[flat] = alt
+    side = _unit(side)
+    return start + u * a[:, None] + side * h[:, None]
+
+
+def out_of_reach(joints, known, lengths) -> np.ndarray:
+    """(N, 24): known joints whose incoming bone from a free parent is off its length (the chain could not reach)."""
+    out, known = np.asarray(joints, np.float64), np.asarray(known, bool)
+    lengths = np.broadcast_to(lengths, out.shape[:-2] + (len(BONES),))
+    child, parent = BONES[:, 0], BONES[:, 1]
+    err = np.abs(np.linalg.norm(out[:, child] - out[:, parent], axis=-1) - lengths)
+    missed = np.zeros(known.shape, bool)
+    missed[:, child] = known[:, child] & ~known[:, parent] & (err > REACH_TOLERANCE)
+    return missed

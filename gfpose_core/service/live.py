@@ -1,0 +1,171 @@
+"""POST /pose_from_effectors: live posing in one round trip. The animator drags effectors (pelvis, head, hands,
+feet) and pins; the engine completes the body between on the rig's own bone lengths and answers the rig's bone
+rotations, as /pose_for_rig would for the completed joints. Requests of one `session` are ordered by `sequence`,
+and only the newest is worth work (sessions.py: latest wins).
+"""
+from __future__ import annotations
+
+import numpy as np
+from fastapi import HTTPException
+from scipy.spatial.transform import Rotation
+
+from gfpose_core.body.skeleton import BONES, bone_lengths
+from gfpose_core.prior.effectors import effector_body, effector_known, hold_lengths, out_of_reach
+from gfpose_core.rigs.binding import joints_from_pose, rest_joints
+from gfpose_core.service import limits
+from gfpose_core.service.cancel import SHORT_WORK, Gone, Stopper
+from gfpose_core.service.rig_names import resolve_rig
+from gfpose_core.service.sessions import Sessions, SessionStopper, Superseded
+
+
+RIG_MISS = 0.001      # metres: an effector on the rig further than this from where it was put is worth a second pass
+RIG_REFINE = 2        # passes at most (each one rig solve, about 10 ms on this CPU)
+
+
+class LivePosing:
+    """The endpoint's work, given the server's device lock, binding cache and its rig error mapping (rig_call)."""
+
+    def __init__(self, engine, lock, bindings, rig_call, sessions: Sessions | None = None):
+        self.engine, self.lock, self.bindings, self.rig_call = engine, lock, bindings, rig_call
+        self.sessions = sessions if sessions is not None else Sessions()
+        self._pairs: dict[str, np.ndarray] = {}    # binding_id -> the rig's rigid joint pairs
+
+    def answer(self, req, joints: np.ndarray, known, current, stop: Stopper) -> dict:
+        """`req` the request model; joints (N, 24, 3) with NaN unknown, known (N, 24) or None, current as
+        /pose_for_rig takes it (or None). Superseded requests are answered 409 with a detail starting "superseded"."""
+        ticket = None
+        if req.session is not None:
+            if req.sequence is None:
+                raise HTTPException(422, "sequence is needed with session (latest wins orders a session by it)")
+            try:
+                ticket = self.sessions.enter(req.session, req.sequence)
+            except Superseded as e:
+                raise HTTPException(409, str(e)) from None
+        try:
+            return self._answer(req, joints, known, current, SessionStopper(stop, ticket))
+        except Superseded as e:
+            raise HTTPException(409, str(e)) from None
+        finally:
+            if ticket is not None:
+                self.sessions.leave(ticket)
+
+    def _answer(self, req, joints, known, current, stop: SessionStopper) -> dict:
+        try:
+            known_mask = effector_known(joints, known, req.pins)
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
+        binding_id, binding = self._binding(req)
+        rest = None if binding is None else rest_joints(binding, world=True)     # the rig's own bones and chest
+        try:
+            lengths, _ = effector_body(req.lengths, rest, np.ones((len(joints), 23)))
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
+        if req.lengths is None and rest is None:
+            lengths = None          # the engine's own estimate
+        work = limits.work(len(joints), self.engine._best_guess_steps(), "joints")
+        stop.acquire(self.lock, short=work <= SHORT_WORK)
+        try:
+            out = self.engine.pose_from_effectors(joints, known_mask, lengths, seed=req.seed, callback=stop.step,
+                                                  rest=rest)
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
+        except Gone:
+            raise HTTPException(400, "the client went away; the work was stopped") from None
+        finally:
+            self.lock.release()
+        stop.check()              # a newer request came during the last steps: this answer is already stale
+        rig = None
+        if binding is not None:
+            out, rig, lengths = self._on_rig(out, joints, known_mask, lengths, rest, req, binding_id, binding,
+                                             current)
+        reach = None if lengths is None else _names(out_of_reach(out, known_mask, lengths))
+        answer = {"joints": limits.answer(out, "the completion"), "out_of_reach": reach}
+        if rig is not None:
+            rig["rig_joints"] = rig.pop("joints")     # where body24 lands on the rig; `joints` is the completion
+            answer.update(rig)
+        return answer
+
+    def _on_rig(self, out, joints, known, lengths, rest, req, binding_id, binding, current):
+        """The completion posed on the rig; where the rig's bones leave an effector more than RIG_MISS from where
+        it was put, the body is held again at the distances the rig has in the pose it reached, and posed again (at
+        most RIG_REFINE times): a rig's spine, spanning several bones, is not of one length as it bends, and a
+        chest bone carries the neck and both collars at fixed distances (rigid_pairs). Also returns the lengths held
+        last."""
+        out = hold_lengths(out, known, lengths, rest, self._rigid(binding_id, binding)).joints
+        # root_scale 1 by default: the effectors were placed on this rig, so its root goes where the pelvis is.
+        scale = 1.0 if req.root_scale is None else req.root_scale
+        for attempt in range(RIG_REFINE + 1):
+            rig = limits.finite_tree(self.rig_call(self.bindings.pose_for_rig, out, None, None, binding_id, scale,
+                                                   current), "the rig pose")
+            landed = np.asarray(rig["joints"], np.float64)
+            if attempt == RIG_REFINE or np.linalg.norm(landed - out, axis=-1)[known].max(initial=0) <= RIG_MISS:
+                return out, rig, lengths
+            lengths = bone_lengths(landed)
+            out = hold_lengths(np.where(known[..., None], joints, landed), known, lengths, landed,
+                               self._rigid(binding_id, binding)).joints
+        return out, rig, lengths
+
+    def _rigid(self, binding_id: str, binding) -> np.ndarray:
+        pairs = self._pairs.pop(binding_id, None)
+        if pairs is None:
+            pairs = rigid_pairs(binding)
+        self._pairs[binding_id] = pairs          # newest last; as many as the binding cache holds
+        while len(self._pairs) > self.bindings.size:
+            self._pairs.pop(next(iter(self._pairs)))
+        return pairs
+
+    def _binding(self, req):
+        """(binding_id, Binding) of the armature sent, or of an earlier answer's binding_id; (None, None) without."""
+        if req.armature is not None:
+            rig = self.rig_call(resolve_rig, req.rig)
+            return self.rig_call(self.bindings.bind, req.armature, rig)
+        if req.binding_id is not None:
+            binding = self.bindings.get(req.binding_id)
+            if binding is None:
+                raise HTTPException(409, f"binding_id {req.binding_id} is not held by this engine: send the armature")
+            return req.binding_id, binding
+        if req.rig is not None or req.current is not None or req.root_scale is not None:
+            raise HTTPException(422, "rig, current and root_scale need an armature (or the binding_id of an "
+                                     "earlier answer)")
+        return None, None
+
+
+def rigid_pairs(binding, samples: int = 4, seed: int = 0) -> np.ndarray:
+    """(P, 2) body24 joint pairs, other than bones, whose distance the rig keeps in every pose: joints carried by
+    one bone (a chest's neck and collars, a pelvis's hips and lower back). Found by posing every bone at random and
+    keeping the pairs whose distances do not change, whatever the map's points are."""
+    arm = binding.armature
+    rng = np.random.default_rng(seed)
+    order = _parents_first(arm.parents)
+    poses = [arm.rest]
+    for _ in range(samples):
+        turn = Rotation.random(len(arm.bones), random_state=rng).as_matrix()
+        m = np.empty_like(arm.rest)
+        for b in order:
+            basis = np.eye(4)
+            basis[:3, :3] = turn[b]
+            p = arm.parents[b]
+            parent = np.eye(4) if p < 0 else m[p] @ np.linalg.inv(arm.rest[p])
+            m[b] = parent @ arm.rest[b] @ basis
+        poses.append(m)
+    joints = joints_from_pose(binding, np.stack(poses), world=False)          # (S, 24, 3)
+    d = np.linalg.norm(joints[:, :, None] - joints[:, None], axis=-1)           # (S, 24, 24)
+    keep = (np.ptp(d, axis=0) < 1e-6 * max(float(d.max()), 1e-9)) & (d[0] > 1e-6)
+    bones = {tuple(sorted(b)) for b in BONES.tolist()}
+    return np.array([(i, j) for i in range(24) for j in range(i + 1, 24) if keep[i, j] and (i, j) not in bones],
+                    dtype=int).reshape(-1, 2)
+
+
+def _parents_first(parents: np.ndarray) -> list[int]:
+    depth = np.zeros(len(parents), int)
+    for b in range(len(parents)):
+        p = parents[b]
+        while p >= 0:
+            depth[b] += 1
+            p = parents[p]
+    return list(np.argsort(depth, kind="stable"))
+
+
+def _names(mask: np.ndarray) -> list[list[str]]:
+    from gfpose_core.body.skeleton import JOINT_NAMES
+    return [[JOINT_NAMES[j] for j in np.flatnonzero(row)] for row in mask]
