@@ -115,8 +115,12 @@ def control_to_move(control_matrix: np.ndarray, local: np.ndarray, goal: np.ndar
     turn = np.eye(3)
     if len(now) > 1:
         a, b = now - now.mean(0), goal - goal.mean(0)
-        if len(now) == 2:           # two points: the least rotation taking one direction onto the other
-            turn = _least_rotation(a[1] - a[0], b[1] - b[0])
+        spread = np.linalg.svd(a, compute_uv=False)
+        if len(now) == 2 or spread[1] < 1e-6 * spread[0]:
+            # Points on a line (a hand's wrist and end, the pelvis between the hips): the least rotation taking
+            # the line onto the goal's; the turn about it stays as it is.
+            far = int(np.argmax(np.linalg.norm(a, axis=1)))
+            turn = _least_rotation(a[far], b[far])
         else:
             u, _, vt = np.linalg.svd(b.T @ a)
             d = np.sign(np.linalg.det(u @ vt))

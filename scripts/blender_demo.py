@@ -18,9 +18,14 @@ engine (`gfpose serve`, shipped weights) itself; then runs the four operators as
   a new action; with the real take, the filled frames are measured against it beside the rig's own linear
   interpolation of the same keys (printed, not judged: the motion model's weights may be mid-training).
 
+- Auto Pose on a second Rigify rig (limbs in IK, as generated): its torso and IK hand and foot controls dragged to
+  where two real CMU poses (generated ones without the data) put the pelvis, hands and feet, the body following
+  live; the same controls in Blender's IK alone beside it; the last pose keyed with Enter.
+
 It writes into the out folder: gfpose_demo.blend, complete_before.png / complete_after.png, hypotheses.png,
 variations.png (Workbench renders of the rig's deform bones), denoise.png (a joint's path before/after),
-inbetween.png (a joint's path: keys, linear, filled) and blender_demo.json (the numbers it prints).
+inbetween.png (a joint's path: keys, linear, filled), autopose_vs_ik.png (per pose: the real pose on the rig,
+Blender's IK, Auto Pose) and blender_demo.json (the numbers it prints).
 """
 from __future__ import annotations
 
@@ -105,7 +110,7 @@ def benchmark_complete(bpy, addon, obj, posed_bones, repeats: int = 5) -> dict:
     bpy.context.view_layer.objects.active = obj
     op_cls = addon.operators.GFPOSE_OT_complete_pose
     settings = SimpleNamespace(frames="CURRENT", known_from="SELECTED", frame_start=1, frame_end=1, n_hypotheses=1,
-                               seed=0)
+                               seed=0, move_root=False)
     spec = addon.preferences.engine_spec()
     execute, modal = [], []
     for i in range(repeats + 1):
@@ -125,6 +130,109 @@ def benchmark_complete(bpy, addon, obj, posed_bones, repeats: int = 5) -> dict:
     return {"runs": repeats, "bones": len(obj.pose.bones),
             "execute_ms": {"median": statistics.median(execute), "min": min(execute), "max": max(execute)},
             "modal_ms": {"median": statistics.median(modal), "min": min(modal), "max": max(modal)}}
+
+
+AUTO_FRAMES = (150, 420)                 # Auto Pose: the real poses (CMU 06_01 frames) the controls are dragged to
+AUTO_CONTROLS = ("torso", "hand_ik.L", "hand_ik.R", "foot_ik.L", "foot_ik.R")   # what Blender's IK is given too
+BLACK = (0.15, 0.15, 0.15, 1)
+
+
+def auto_pose_step(bpy, addon, client, out: Path, use_data: bool) -> dict:
+    """Auto Pose on a fresh Rigify rig (limbs in IK, as Rigify makes it): for each real pose, the torso and the IK
+    hand and foot controls dragged to where that pose (retargeted to the rig's proportions by the engine) puts the
+    pelvis, hands and feet, once with Blender's IK alone (the limbs in IK, the rest of the body as it was) and once
+    in Auto Pose (the body completed by the engine, live, one request per drag); Enter keys the last one. Renders
+    autopose_vs_ik.png: per pose, the real pose on this rig (black), Blender's IK (blue), Auto Pose (orange)."""
+    import blender_rigs
+    from mathutils import Matrix
+
+    from gfpose_core.body.skeleton import INDEX, JOINT_NAMES
+    auto_pose, live, posing, rig_io = addon.auto_pose, addon.live, addon.posing, addon.rig_io
+    before = set(bpy.data.objects)
+    meta = blender_rigs.metarig(bpy)
+    assert bpy.ops.pose.rigify_generate() == {"FINISHED"}
+    bpy.data.objects.remove(meta)
+    (rig,) = [o for o in bpy.data.objects if o not in before and o.type == "ARMATURE"]
+    rig.location.x = -1.5
+    bpy.context.view_layer.objects.active = rig
+    desc = rig_io.describe_armature(rig)
+    bound = client.post("/bind", {"armature": desc})
+    binding = {k: bound[k] for k in ("rig", "prefix", "bones", "points", "weights")}
+    if use_data:
+        from gfpose_core.data import load_take
+        real = load_take(CLIP_POSE).joints[list(AUTO_FRAMES)].astype(np.float64)
+        source = f"{CLIP_POSE.name} frames {', '.join(map(str, AUTO_FRAMES))}"
+    else:
+        real = np.asarray(client.post("/generate", {"n": len(AUTO_FRAMES), "seed": 5})["joints"])
+        source = "generated poses (no ../shared/data here)"
+    real[..., :2] += np.array(rig.matrix_world)[:2, 3] - real[:, :1, :2]     # stand where the rig stands
+    saved = {pb.name: posing.basis_values(pb) for pb in rig.pose.bones}
+    props = [(p["bone"], p["name"], rig.pose.bones[p["bone"]][p["name"]]) for p in bound["properties"]]
+    start = rig_io.read_body24(rig, binding)[0]
+    world = np.array(rig.matrix_world)
+    groups = live.effector_groups(None)
+    joints_of = {c: list(groups[live.RIGIFY_CONTROLS[c]]) for c in AUTO_CONTROLS}
+    local = {c: live.offsets(world @ np.array(rig.pose.bones[c].matrix), start[[INDEX[j] for j in joints_of[c]]])
+             for c in AUTO_CONTROLS}
+
+    def put_back():
+        for name, values in saved.items():
+            posing.set_basis(rig.pose.bones[name], values)
+        for bone, name, value in props:
+            rig.pose.bones[bone][name] = value
+        rig.update_tag()
+        bpy.context.view_layer.update()
+
+    def drag(goal_pose):      # each control to where the pose puts its joints, as G and R would leave it
+        for c in AUTO_CONTROLS:
+            now = world @ np.array(rig.pose.bones[c].matrix)
+            m = live.control_to_move(now, local[c], goal_pose[[INDEX[j] for j in joints_of[c]]])
+            rig.pose.bones[c].matrix = Matrix((np.linalg.inv(world) @ m).tolist())
+            bpy.context.view_layer.update()
+            yield c
+
+    deform = blender_rigs.rigify_bones(rig)
+    columns, res = [], {"poses": source, "ik_mm": [], "auto_pose_mm": [], "effector_mm": []}
+    unknown = [INDEX[n] for n in JOINT_NAMES if not any(n in joints_of[c] for c in AUTO_CONTROLS)]
+    auto_pose.set_pins(rig, AUTO_CONTROLS)     # the head free: the same effectors as Blender's IK gets
+    for k, pose in enumerate(real):
+        # The real pose on this rig (its proportions): the engine's retarget set on the FK controls (the limbs
+        # switched as the map says), where body24 lands is the truth the controls are dragged to.
+        rig_io.apply_properties(rig, bound["properties"])
+        fk = client.post("/pose_for_rig", {"armature": rig_io.describe_armature(rig), "joints": [pose.tolist()],
+                                           "rig": "rigify"})
+        truth = np.asarray(fk["joints"][0])
+        posing.set_pose_values(rig, fk)
+        cell = [(blender_rigs.stick_figure(bpy, rig_io, rig, deform, f"real{k}"), BLACK)]
+        put_back()
+        # Blender's IK alone: the same controls, the limbs in IK, the spine, neck and head as they were.
+        for _ in drag(truth):
+            pass
+        ik = rig_io.read_body24(rig, binding)[0]
+        cell.append((blender_rigs.stick_figure(bpy, rig_io, rig, deform, f"ik{k}"), BLUE))
+        put_back()
+        # Auto Pose: the mode started on the rig as it was, each control dragged in turn, the body following.
+        session = auto_pose.start(rig)
+        for _ in drag(truth):
+            session.tick()
+        session.settle()
+        done = rig_io.read_body24(rig, binding)[0]
+        cell.append((blender_rigs.stick_figure(bpy, rig_io, rig, deform, f"auto{k}"), ORANGE))
+        columns += [[], cell] if columns else [cell]      # an empty column keeps the poses apart
+        res["ik_mm"].append(float(np.linalg.norm(ik[unknown] - truth[unknown], axis=-1).mean() * 1000))
+        res["auto_pose_mm"].append(float(np.linalg.norm(done[unknown] - truth[unknown], axis=-1).mean() * 1000))
+        eff = [INDEX[j] for c in AUTO_CONTROLS for j in joints_of[c]]
+        res["effector_mm"].append(float(np.linalg.norm(done[eff] - truth[eff], axis=-1).max() * 1000))
+        res.setdefault("answers_ms", []).extend(t * 1000 for t in session.timings)
+        if k < len(real) - 1:
+            session.restore()                       # Esc: the rig exactly as it was
+            assert all(posing.basis_values(pb) == saved[pb.name] for pb in rig.pose.bones)
+        else:
+            assert bpy.ops.gfpose.auto_pose_key("EXEC_DEFAULT", True) == {"FINISHED"}     # Enter
+            res["keyed_bones"] = len({c["bone"] for c in session.shown["channels"]} | set(AUTO_CONTROLS))
+    blender_rigs.render_figures(bpy, columns, out / "autopose_vs_ik.png")
+    res["answer_ms_median"] = float(np.median(res.pop("answers_ms")))
+    return res
 
 
 def main(argv=None) -> int:
@@ -408,6 +516,16 @@ def main(argv=None) -> int:
                 marks=(at_keys, read_filled, "keys"))
     numbers["fill"]["step_s"] = time.perf_counter() - t_fill     # keying, the operator, measuring, the plot
 
+    # --- Auto Pose: drag the hand and foot controls, the body follows --------------------------------------
+    t = time.perf_counter()
+    ap = numbers["auto_pose"] = auto_pose_step(bpy, addon, client, out, use_data)
+    ap["step_s"] = time.perf_counter() - t
+    _say(f"Auto Pose on a second Rigify rig, torso and IK hand and foot controls dragged to {ap['poses']}: the "
+         f"joints no control holds are {', '.join(f'{x:.0f}' for x in ap['auto_pose_mm'])} mm from the real pose "
+         f"(Blender's IK alone with the same controls: {', '.join(f'{x:.0f}' for x in ap['ik_mm'])} mm); "
+         f"effectors within {max(ap['effector_mm']):.1f} mm; answers {ap['answer_ms_median']:.0f} ms median; the "
+         f"last pose keyed with Enter ({ap['keyed_bones']} bones); autopose_vs_ik.png ({ap['step_s']:.0f} s)")
+
     # --- save ----------------------------------------------------------------------------------------------
     bpy.context.view_layer.objects.active = rig
     scene.frame_set(1)
@@ -418,7 +536,7 @@ def main(argv=None) -> int:
     numbers["total_s"] = time.perf_counter() - t_start
     (out / "blender_demo.json").write_text(json.dumps(numbers, indent=2))
     _say(f"saved {blend.name}, complete_before.png, complete_after.png, hypotheses.png, variations.png, "
-         f"denoise.png, inbetween.png and blender_demo.json in {out} ({numbers['total_s']:.0f} s in all)")
+         f"denoise.png, inbetween.png, autopose_vs_ik.png and blender_demo.json in {out} ({numbers['total_s']:.0f} s in all)")
     return 0
 
 

@@ -168,6 +168,13 @@ def test_a_control_carries_its_joints_rigidly_and_can_be_moved_onto_a_goal():
     to = live.control_to_move(m, local, goal)
     np.testing.assert_allclose(live.carried(to, local), goal, atol=1e-9)
     assert live.moved(m, to) and not live.moved(m, m + 1e-9)
+    # Three points on a line (the pelvis between the hips): the line turned onto the goal's, no twist about it.
+    hips = np.array([[0.1, 0.0, 1.0], [0.0, 0.0, 1.0], [-0.1, 0.0, 1.0]])
+    line_goal = hips @ _rotation([0, 0, 1], 0.5).T + [0.0, 0.2, -0.1]
+    local_h = live.offsets(np.eye(4), hips)
+    to_h = live.control_to_move(np.eye(4), local_h, line_goal)
+    np.testing.assert_allclose(live.carried(to_h, local_h), line_goal, atol=1e-9)
+    np.testing.assert_allclose(to_h[:3, :3], _rotation([0, 0, 1], 0.5), atol=1e-9)     # a yaw, not a tumble
     three = np.array([[0.0, 0, 1], [0.2, 0, 1], [0.0, 0.1, 1.1]])
     goal3 = three @ _rotation([1, 1, 0], 0.4).T + 0.3
     local3 = live.offsets(m, three)
