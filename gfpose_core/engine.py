@@ -26,7 +26,8 @@ from gfpose_core.body.skeleton import (
     with_bone_lengths,
 )
 from gfpose_core.motion.prior import WEIGHTS_SUBDIR, MotionPrior
-from gfpose_core.prior.effectors import EFFECTOR_MODE_SHARE, effector_body, effector_known, hold_lengths, pin_mask
+from gfpose_core.prior.effectors import (EFFECTOR_MODE_SHARE, EFFECTOR_STEPS, effector_body, effector_known,
+                                         hold_lengths, pin_mask)
 from gfpose_core.prior.hypotheses import candidates, spread
 from gfpose_core.prior.pose_space import MODEL_JOINTS, POSE_DIM, PoseSpace
 from gfpose_core.prior.posterior_mean import WEIGHTS_SUBDIR as MEAN_SUBDIR
@@ -277,7 +278,7 @@ class Engine:
         out = out[:, 0] if H == 1 else out
         return out[0] if np.ndim(joints) == 2 else out
 
-    def _answer(self, arr, known_mask, H, seed, sampler, steps, callback, mode_share: float = 0.0):
+    def _answer(self, arr, known_mask, H, seed, sampler, steps, callback, mode_share: float = 0.0, guess_steps=None):
         """The network's completion (N, H, 24, 3), known joints pasted, bones not yet at their lengths."""
         empty = np.flatnonzero(~known_mask.any(1))
         if len(empty):
@@ -290,7 +291,7 @@ class Engine:
         guess = sampler is None and steps is None     # a named sampler or step count asks for the score model
         if H == 1:
             if guess:
-                x = self._best_guess(obs, cmask, gen, callback, mode_share)
+                x = self._best_guess(obs, cmask, gen, callback, mode_share, guess_steps)
             else:
                 sampler, steps = _sampling(sampler, steps, DEFAULTS["complete"])
                 x = self._run(obs, cmask, False, sampler=sampler, steps=steps, generator=gen, callback=callback)
@@ -310,12 +311,12 @@ class Engine:
         return out, masked, frame
 
     def _best_guess(self, obs: np.ndarray, coord_mask: np.ndarray, generator, callback=None,
-                    mode_share: float = 0.0) -> np.ndarray:
+                    mode_share: float = 0.0, steps: int | None = None) -> np.ndarray:
         """One completion per pose (model units): the posterior mean, with the score model's mode mixed into the
         legs, refined from REFINE_FROM_T, then `mode_share` of the mode mixed into it all; the mode alone where the
         weights have no posterior-mean network."""
-        sampler, steps = DEFAULTS["complete"]
-        total = self._best_guess_steps()
+        sampler, steps = DEFAULTS["complete"][0], steps or DEFAULTS["complete"][1]
+        total = steps * (1 if self.posterior_mean is None else 2)
         mode = self._run(obs, coord_mask, False, sampler=sampler, steps=steps, generator=generator,
                          callback=callback and (lambda i, n: callback(i, total)))
         if self.posterior_mean is None:
@@ -339,7 +340,8 @@ class Engine:
         estimate). joints (N, 24, 3) or (24, 3), NaN = unknown; same shape back."""
         arr = _poses(joints, "joints")
         known_mask = effector_known(arr, known, pins)
-        out, masked, frame = self._answer(arr, known_mask, 1, seed, None, None, callback, EFFECTOR_MODE_SHARE)
+        out, masked, frame = self._answer(arr, known_mask, 1, seed, None, None, callback, EFFECTOR_MODE_SHARE,
+                                          EFFECTOR_STEPS)
         fallback = known_bone_lengths(masked, self.space.reference_bones * frame.scale[:, None])
         out = hold_lengths(out[:, 0], known_mask, *effector_body(lengths, rest, fallback)).joints
         return out[0] if np.ndim(joints) == 2 else out
