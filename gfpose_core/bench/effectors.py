@@ -86,11 +86,9 @@ def effector_query(gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(known[..., None], gt, np.nan), known
 
 
-def engine_from_effectors(engine, query: np.ndarray, known: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, str]:
-    """The engine's answer and the call that gave it (posing from effectors once the engine has it)."""
-    if hasattr(engine, "pose_from_effectors"):
-        return engine.pose_from_effectors(query, known, lengths=lengths, seed=1), "pose_from_effectors"
-    return engine.complete(query, known, seed=1), "complete"
+def engine_from_effectors(engine, query: np.ndarray, known: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The engine's answer: Engine.pose_from_effectors with the body's bone lengths."""
+    return engine.pose_from_effectors(query, known, lengths=lengths, seed=1)
 
 
 def nn_on_effectors(engine, nn, query: np.ndarray, known: np.ndarray) -> np.ndarray:
@@ -183,18 +181,17 @@ def run_effectors(engine, data: BenchData, sizes: Sizes) -> dict:
         gt = ik["gt"][rows] if ik is not None else real[ds]
         query, known = effector_query(gt)
         t0 = time.perf_counter()
-        pred, call = engine_from_effectors(engine, query, known, bone_lengths(gt))
+        pred = engine_from_effectors(engine, query, known, bone_lengths(gt))
         seconds = time.perf_counter() - t0
         res = {"engine": effector_scores(pred, gt), "nn": effector_scores(nn_on_effectors(engine, nn, query, known),
                                                                           gt)}
-        res["engine"]["call"] = call
         res["engine"]["ms_per_pose_one_thread"] = _r(seconds / len(gt) * 1000, 3)
         res["engine"]["effector_err_mm"] = _mm(np.linalg.norm(pred - gt, axis=-1)[:, EFFECTOR_MASK].max())
         if ik is not None:
             # for reference, the same poses on the mocap's own bodies (no rig, no IK): what the rig's proportions cost
             q_own, k_own = effector_query(real[ds])
             res["own_body"] = {
-                "engine": effector_scores(engine_from_effectors(engine, q_own, k_own, bone_lengths(real[ds]))[0],
+                "engine": effector_scores(engine_from_effectors(engine, q_own, k_own, bone_lengths(real[ds])),
                                           real[ds]),
                 "nn": effector_scores(nn_on_effectors(engine, nn, q_own, k_own), real[ds])}
             res["blender_ik"] = effector_scores(ik["ik"][rows], gt)
@@ -202,7 +199,7 @@ def run_effectors(engine, data: BenchData, sizes: Sizes) -> dict:
             res["blender_ik"].update({"reach_median_mm": _mm(np.median(reach)), "reach_p95_mm": _mm(
                 np.percentile(reach, 95)), "unreached_share": _r(float((reach.max(1) > 0.005).mean()), 3)})
         out[ds] = res
-        _log(f"  effectors {ds}: engine {res['engine']['mpjpe_mm']:.1f} mm ({call}), nn {res['nn']['mpjpe_mm']:.1f} mm"
+        _log(f"  effectors {ds}: engine {res['engine']['mpjpe_mm']:.1f} mm, nn {res['nn']['mpjpe_mm']:.1f} mm"
              + (f", Blender IK {res['blender_ik']['mpjpe_mm']:.1f} mm" if "blender_ik" in res else ""))
     out["auto_pose"] = (auto_pose_latency() if sizes.effector_subprocesses else
                         {"skipped": "not run at these sizes (the Blender subprocesses run in quick and full runs)"})
@@ -291,8 +288,8 @@ def report(eff: dict | None, fmt, table) -> list[str]:
         L.append(f"### {DATASET_LABEL[ds]}\n")
         L.append(_scores_table(r, fmt, table) + "\n")
         e = r["engine"]
-        line = (f"Engine call: `{e['call']}`, {fmt(e['ms_per_pose_one_thread'], 3)} ms per pose in a batch (one "
-                f"thread); largest effector error {fmt(e['effector_err_mm'], 3)} mm.")
+        line = (f"Engine: `Engine.pose_from_effectors`, {fmt(e['ms_per_pose_one_thread'], 3)} ms per pose in a batch "
+                f"(one thread); largest effector error {fmt(e['effector_err_mm'], 3)} mm.")
         if "blender_ik" in r:
             b = r["blender_ik"]
             line += (f" Blender IK's wrists and ankles from their targets: median {fmt(b['reach_median_mm'], 2)} mm, "
