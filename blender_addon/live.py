@@ -7,6 +7,7 @@ No bpy here (numpy, threads and the standard library only), so this is tested wi
 """
 from __future__ import annotations
 
+import queue
 import statistics
 import threading
 import time
@@ -161,7 +162,7 @@ class _Flight:
     target: Any
     sent_at: float
     superseding: bool
-    thread: threading.Thread | None = field(default=None, repr=False)
+    done: threading.Event = field(default_factory=threading.Event, repr=False)
 
 
 def is_superseded(error: BaseException | None) -> bool:
@@ -201,7 +202,10 @@ class LatestWins:
         self._lock = threading.Lock()
         self._times: list[float] = []     # recent answer times, seconds
         self._last_sent = 0
-        self.closed = False
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._workers = 0
+        self._idle = 0                    # workers waiting for a request (threads are kept: starting one per
+        self.closed = False               # request would hold Blender's main thread ~10 ms each time)
 
     # --- main thread -----------------------------------------------------------------------------------------
 
@@ -259,9 +263,12 @@ class LatestWins:
         return not self.has_pending and self.applied == self._last_sent and self._last_sent > 0
 
     def close(self) -> None:
-        """Stop: nothing more is sent; answers still on their way are ignored."""
+        """Stop: nothing more is sent; answers still on their way are ignored; the workers end."""
         self.closed = True
         self.has_pending, self.pending = False, None
+        for _ in range(self._workers):
+            self._jobs.put(None)
+        self._workers = 0
 
     # --- worker threads ------------------------------------------------------------------------------------------
 
@@ -274,22 +281,33 @@ class LatestWins:
         flight = _Flight(seq, target, self.clock(), superseding)
         self._flights[seq] = flight
         self._last_sent = seq
+        with self._lock:
+            start = self._idle == 0
+            if not start:
+                self._idle -= 1
+        if start:
+            self._workers += 1
+            threading.Thread(target=self._work, name="gfpose-live", daemon=True).start()
+        self._jobs.put(flight)
 
-        def work():
-            answer = Answer(seq, target, sent_at=flight.sent_at)
+    def _work(self) -> None:
+        while True:
+            flight = self._jobs.get()
+            if flight is None:
+                return
+            answer = Answer(flight.sequence, flight.target, sent_at=flight.sent_at)
             try:
-                answer.reply = self.send(target, self.session, seq)
+                answer.reply = self.send(flight.target, self.session, flight.sequence)
             except BaseException as e:      # handed to the main thread, which decides whether it matters
                 answer.error = e
             answer.answered_at = self.clock()
             with self._lock:
                 self._done.append(answer)
-
-        flight.thread = threading.Thread(target=work, name=f"gfpose-live-{seq}", daemon=True)
-        flight.thread.start()
+                self._idle += 1
+            flight.done.set()
 
     def wait_any(self, timeout: float) -> None:
         """Block up to `timeout` s for a request in flight to end (scripts, Enter waiting for the newest answer)."""
         flights = list(self._flights.values())
-        if flights and flights[-1].thread is not None:
-            flights[-1].thread.join(timeout)
+        if flights:
+            flights[-1].done.wait(timeout)

@@ -329,7 +329,7 @@ def test_a_stale_answer_never_overwrites_the_newest_pose(addon, engine_url, data
         _shows_the_answer(session, newest, {"wrist_l": target})
         reply = session.reply
         handler.release.set()                             # the stale answer (the old hand place) arrives
-        session.slot._flights[1].thread.join(30)
+        assert session.slot._flights[1].done.wait(30)
         session.tick()
         assert session.slot.dropped == 1 and session.slot.applied == 2
         shown = rig_io.read_body24(obj, binding)[0]

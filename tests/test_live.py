@@ -20,6 +20,13 @@ class FakeEngine:
         self.gates = {s: threading.Event() for s in hold}
         self.fail: dict[int, BaseException] = {}
 
+    def sent(self, n, timeout=5.0):
+        """The sequences sent so far, once at least n requests reached the engine (they go out on a worker)."""
+        deadline = time.monotonic() + timeout
+        while len(self.calls) < n and time.monotonic() < deadline:
+            time.sleep(0.001)
+        return [c[2] for c in self.calls]
+
     def __call__(self, target, session, sequence):
         self.calls.append((target, session, sequence))
         if sequence in self.gates:
@@ -56,7 +63,7 @@ def test_one_in_flight_and_only_the_newest_target_waits():
     slot.offer("a")
     for t in ("b", "c", "d"):          # the animator drags on while the engine works on "a"
         slot.offer(t)
-    assert [c[2] for c in engine.calls] == [1] and slot.pending == "d" and slot.busy
+    assert engine.sent(1) == [1] and slot.pending == "d" and slot.busy
     engine.gates[1].set()
     got = _poll_until(slot, lambda g: slot.settled())
     # "a" is shown, then "d"; "b" and "c" were never sent (no queue of old poses).
@@ -71,10 +78,10 @@ def test_a_stale_answer_never_overwrites_a_newer_one():
     slot = live.LatestWins(engine, session="s2", min_patience=0.25, clock=clock)
     slot.offer("old")
     slot.offer("new")
-    assert slot.poll() is None and len(engine.calls) == 1     # not stale yet: "new" waits
+    assert slot.poll() is None and engine.sent(1) == [1]     # not stale yet: "new" waits
     clock.t += 0.3                                           # the engine is held up past patience
     slot.pump()
-    assert [c[2] for c in engine.calls] == [1, 2] and slot.superseded == 1
+    assert engine.sent(2) == [1, 2] and slot.superseded == 1
     got = _poll_until(slot, lambda g: bool(g))
     assert [a.sequence for a in got] == [2] and slot.applied == 2
     engine.gates[1].set()                                    # the stale answer arrives after the newer one
@@ -83,12 +90,8 @@ def test_a_stale_answer_never_overwrites_a_newer_one():
 
 
 def engine_threads_done(slot, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with slot._lock:
-            if not [f for f in slot._flights.values() if f.thread.is_alive()]:
-                return
-        time.sleep(0.002)
+    for f in list(slot._flights.values()):
+        assert f.done.wait(timeout)
 
 
 def test_superseded_refusals_are_dropped_and_a_superseding_request_lands():
@@ -103,7 +106,7 @@ def test_superseded_refusals_are_dropped_and_a_superseding_request_lands():
     slot.offer("c")
     clock.t += 1.0
     slot.pump()                                   # "b" itself is never superseded: "c" waits for it
-    assert [c[2] for c in engine.calls] == [1, 2] and slot.pending == "c"
+    assert engine.sent(2) == [1, 2] and slot.pending == "c"
     engine.gates[1].set()
     engine_threads_done_for(slot, 1)
     assert slot.poll() is None and slot.dropped == 1          # the engine's 409: dropped, not an error
@@ -113,8 +116,7 @@ def test_superseded_refusals_are_dropped_and_a_superseding_request_lands():
 
 
 def engine_threads_done_for(slot, seq, timeout=5.0):
-    f = slot._flights[seq]
-    f.thread.join(timeout)
+    assert slot._flights[seq].done.wait(timeout)
 
 
 def test_an_error_of_the_newest_request_is_reported():
@@ -136,12 +138,23 @@ def test_patience_follows_the_engines_usual_answer_time():
     assert slot.patience() == pytest.approx(0.15)
 
 
-def test_closed_slot_sends_nothing():
+def _workers() -> int:
+    return sum(t.name == "gfpose-live" for t in threading.enumerate())
+
+
+def test_closed_slot_sends_nothing_and_its_workers_end():
     engine = FakeEngine()
+    before = _workers()
     slot = live.LatestWins(engine)
-    slot.close()
     slot.offer("a")
-    assert engine.calls == [] and slot.poll() is None
+    _poll_until(slot, lambda g: slot.settled())
+    slot.close()                                  # its worker ends
+    slot.offer("b")
+    assert len(engine.calls) == 1 and slot.poll() is None
+    deadline = time.monotonic() + 5
+    while _workers() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _workers() == before
 
 
 # --- controls and their joints ---------------------------------------------------------------------------------
