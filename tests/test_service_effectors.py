@@ -195,3 +195,26 @@ def test_sessions_are_bounded_and_forgotten():
     first = sessions.enter("s9", 8)
     second = sessions.enter("s9", 8)            # a retry of the same sequence replaces the first
     assert first.superseded.is_set() and not second.superseded.is_set()
+
+
+def test_fuzzed_requests_are_never_a_5xx_nor_a_non_finite_answer(api, rig):
+    from hypothesis import given
+    from hypothesis import strategies as st
+    from test_service_fuzz import FUZZ, _check, _maybe, _send, absent, numbers, poses, small_counts
+
+    description = rig[0]
+    names = st.sampled_from(["elbow_l", "knee_r", "neck", "pelvis", "elbow_x", "", 3, None])
+
+    @FUZZ
+    @given(joints=poses(), pins=st.one_of(absent, st.none(), st.lists(names, max_size=3)),
+           lengths=st.one_of(absent, st.none(), st.lists(numbers, min_size=22, max_size=24)),
+           session=st.one_of(absent, st.none(), st.sampled_from(["a", "", "x" * 70]), numbers),
+           sequence=st.one_of(absent, small_counts), armature=st.sampled_from(["<absent>", description]),
+           seed=st.one_of(absent, small_counts))
+    def fuzz(joints, pins, lengths, session, sequence, armature, seed):
+        body = _maybe({"joints": joints, "pins": pins, "lengths": lengths, "session": session,
+                       "sequence": sequence, "armature": armature, "seed": seed})
+        r = _check(_send(api, "/pose_from_effectors", body))
+        if r.status_code == 200:
+            assert np.isfinite(np.array(r.json()["joints"], dtype=float)).all()
+    fuzz()

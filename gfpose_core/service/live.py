@@ -80,8 +80,11 @@ class LivePosing:
         stop.check()              # a newer request came during the last steps: this answer is already stale
         rig = None
         if binding is not None:
-            out, rig, lengths = self._on_rig(out, joints, known_mask, lengths, rest, req, binding_id, binding,
-                                             current)
+            try:
+                out, rig, lengths = self._on_rig(out, joints, known_mask, lengths, rest, req, binding_id, binding,
+                                                 current)
+            except ValueError as e:
+                raise HTTPException(422, f"the completion could not be held on this rig: {e}") from None
         reach = None if lengths is None else _names(out_of_reach(out, known_mask, lengths))
         answer = {"joints": limits.answer(out, "the completion"), "out_of_reach": reach}
         if rig is not None:
@@ -112,7 +115,7 @@ class LivePosing:
     def _rigid(self, binding_id: str, binding) -> np.ndarray:
         pairs = self._pairs.pop(binding_id, None)
         if pairs is None:
-            pairs = rigid_pairs(binding)
+            pairs = self.rig_call(rigid_pairs, binding)
         self._pairs[binding_id] = pairs          # newest last; as many as the binding cache holds
         while len(self._pairs) > self.bindings.size:
             self._pairs.pop(next(iter(self._pairs)))
