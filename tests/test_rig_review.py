@@ -26,7 +26,6 @@ from test_auto_map import (  # noqa: E402,I001
     UNNAMED_EXPECT,
     UNNAMED_TAILS,
     _sides,
-    design_spine,
     write_bvh_text,
 )
 
@@ -163,12 +162,9 @@ def test_fbx_and_bvh_through_blenders_importers_map_automatically(addon_modules,
     arm = Armature.from_dict(rig_io.describe_armature(obj))
     a = rest_joints(bind(arm, auto_rig_map(arm).rig), world=True)
     s = rest_joints(bind(arm, "mixamo"), world=True)
-    design = design_spine(a)
+    # Both maps read the training data's landmark fractions (rigs/landmarks.py): every joint agrees.
     for j, name in enumerate(JOINT_NAMES):
-        if name in design:
-            assert np.linalg.norm(a[j] - design[name]) < 0.05, name
-        else:
-            assert np.linalg.norm(a[j] - s[j]) < TOL, (name, np.linalg.norm(a[j] - s[j]))
+        assert np.linalg.norm(a[j] - s[j]) < TOL, (name, np.linalg.norm(a[j] - s[j]))
     # BVH files of lower-case Daz names without a head joint, and of CMU's ASF-converted names, through
     # Blender's BVH importer.
     for stem, rows, ends, scale in (("daz_lower", _DAZ, _DAZ_ENDS, 0.01), ("cmu_asf", _ASF, _ASF_ENDS, 0.056444)):

@@ -4,10 +4,12 @@ geometry, as a RigMap (the type shipped maps load to), so that bind, solve and l
 The pelvis is the branch where two legs leave the spine, the chest the branch where two arms and the neck leave it;
 up runs from the ankles through the pelvis to the head, front is where the feet point, left is up x front. Along each
 limb the two longest consecutive segments are the thigh and shin; an arm's shoulder is the first joint well out to
-the side with a long segment after it. Landmarks follow docs/design.md: spine and chest a third and two thirds of
-the way from the pelvis to the base of the neck (a bone head when one lies close, else a point between two),
-the head pivot a little under half way from the base of the neck to the crown, the hand end at the middle knuckle,
-the toe at the ball of the foot. End points a rig lacks come from a bone's tail or a proportional offset.
+the side with a long segment after it. Landmarks follow docs/design.md at the training data's fractions
+(rigs/landmarks.py, the same table the shipped maps are held to): spine and chest a third and two thirds of the way
+from the pelvis to the base of the neck (a bone head when one lies within landmarks.SNAP, else a point between
+two), the head pivot a third of the way from the base of the neck to the crown, the collar root
+out from the midline as far as the training bodies have it, the hand end at the middle knuckle, the toe at the ball
+of the foot. End points a rig lacks come from a bone's tail or an offset in the training data's proportions.
 Names only confirm the sides (`auto_names`); a rig of Node_0 ... maps the same way.
 """
 from __future__ import annotations
@@ -22,6 +24,7 @@ from gfpose_core.rigs.armature import Armature
 from gfpose_core.rigs.auto_body import NotHumanoidError, find_body
 from gfpose_core.rigs.auto_graph import Graph, armature_graph, bvh_graph
 from gfpose_core.rigs.auto_names import is_middle_finger, side_hint
+from gfpose_core.rigs.landmarks import CHEST_T, COLLAR_OUT, HAND_END, HEAD_T, SNAP, SPINE_T, TOE, allowed
 from gfpose_core.rigs.rig_map import (
     RigMap,
     RigMapError,
@@ -64,6 +67,7 @@ class _Mapper:
         self.confidence = 1.0
         self.fallbacks = 0
         self.front_guessed = False
+        self.collars: dict[str, tuple[int, int]] = {}
 
     # helpers
     def p(self, n: int) -> np.ndarray:
@@ -202,7 +206,10 @@ class _Mapper:
             if toe is not None:
                 self.joints[f"toe_{s}"] = g.names[toe]
             else:
-                target = self.p(ankle) + self.front * 0.075 * self.href - self.up * 0.035 * self.href
+                # Forward and down (the foot's usual pitch), as far from the ankle as the training data's ball of
+                # the foot is, in shin lengths.
+                shin = np.linalg.norm(self.p(ankle) - self.p(chain[leg["knee"]]))
+                target = self.p(ankle) + TOE * shin * _unit(self.front * 0.075 - self.up * 0.035)
                 self.joints[f"toe_{s}"] = self.offset_entry(ankle, target)
                 self.fallback(f"no toe on the {'left' if s == 'l' else 'right'} foot: ball of the foot placed "
                               "in front of the ankle")
@@ -235,17 +242,34 @@ class _Mapper:
             for key, n in (("shoulder", sh), ("elbow", el), ("wrist", wr)):
                 self.joints[f"{key}_{s}"] = g.names[n]
             col = chain[arm["collar"]] if arm["collar"] is not None else None
-            if col is None or abs(self.lateral(self.p(col))) < 0.006 * self.href:
-                # A collar that starts at the spine's centre line (or none): its inner end is a little way out.
-                base = col if col is not None else c
-                self.joints[f"collar_{s}"] = {"lerp": [g.names[base], g.names[sh]], "t": 0.15}
-            else:
-                self.joints[f"collar_{s}"] = g.names[col]
+            self.collars[s] = (col if col is not None else c, sh)      # placed once the neck is known
             self.joints[f"hand_end_{s}"] = self.knuckle(wr, el, s)
             for i, n in enumerate(chain[: arm["wrist"] + 1]):
                 pivot = (f"collar_{s}" if i < arm["shoulder"] else f"shoulder_{s}" if i < arm["elbow"] else
                          f"elbow_{s}" if i < arm["wrist"] else f"wrist_{s}")
                 keyed.setdefault(n, pivot)
+
+    def place_collars(self):
+        for s, (col, sh) in self.collars.items():
+            self.joints[f"collar_{s}"] = self.collar_root(col, sh)
+
+    def collar_root(self, col: int, sh: int):
+        """The inner end of the collar bone where the training bodies have it (landmarks.py): the bone's head if it
+        lies in their band (out from the midline over the shoulder's distance; depth), else its line continued to
+        the median (a collar on the centre line, or half way out), or a point on it moved onto the spine's depth."""
+        g, x = self.g, self.p(col)
+        lc, ls = self.lateral(x), self.lateral(self.p(sh))
+        # In front of the pelvis -> neck line (as landmarks.py measures it), over that line's length.
+        axis = self.p(g.names.index(self.joints["neck"])) - self.pelvis
+        front = _unit(self.front - (self.front @ axis) / (axis @ axis) * axis)
+        d = x - self.pelvis
+        depth = float((d - (d @ axis) / (axis @ axis) * axis) @ front)
+        lo, hi = allowed("collar_out")
+        if not allowed("collar_front")[0] <= depth / np.linalg.norm(axis) <= allowed("collar_front")[1]:
+            return self.offset_entry(col, x - front * depth + self.left * (COLLAR_OUT * ls - lc))
+        if abs(ls) > 1e-9 and lo <= lc / ls <= hi:
+            return g.names[col]
+        return {"lerp": [g.names[col], g.names[sh]], "t": float((COLLAR_OUT * ls - lc) / (ls - lc))}
 
     def knuckle(self, wrist: int, elbow: int, s: str):
         g = self.g
@@ -280,7 +304,7 @@ class _Mapper:
         elif cands:
             return g.names[cands[0][2]]
         self.fallback(f"no finger bones on the {side} hand: knuckles placed along the forearm")
-        return self.offset_entry(wrist, w + along * 0.055 * self.href)
+        return self.offset_entry(wrist, w + along * HAND_END * np.linalg.norm(w - self.p(elbow)))
 
     def map_torso(self, keyed: dict):
         g, b = self.g, self.body
@@ -299,10 +323,10 @@ class _Mapper:
         line = [("@pelvis", 0.0)] + sorted(((g.names[n], f) for n, f in frac.items() if 0.0 < f < 1.0),
                                            key=lambda x: x[1]) + [(g.names[neck], 1.0)]
         got = {}
-        for joint, target, below in (("chest", 2 / 3, 1.0), ("spine", 1 / 3, None)):
+        for joint, target, below in (("chest", CHEST_T, 1.0), ("spine", SPINE_T, None)):
             below = got.get("chest", 1.0) if below is None else below
             near = [(abs(f - target), ref, f) for ref, f in line[1:-1] if f < below - 1e-6]
-            if near and min(near)[0] <= 0.07:
+            if near and min(near)[0] <= SNAP:
                 _, ref, f = min(near)
                 self.joints[joint], got[joint] = ref, f
                 continue
@@ -313,9 +337,12 @@ class _Mapper:
                     break
             got[joint] = target
         keyed.setdefault(b.pelvis, "pelvis")
-        for n, f in frac.items():
-            keyed.setdefault(n, "pelvis" if f < got["spine"] - 0.02 else "spine" if f < got["chest"] - 0.02
-                             else "chest")
+        # A torso bone turns with the part whose segment holds the middle of the bone (head to the next bone's
+        # head): a landmark read between bones leaves each part the bones that carry most of its segment.
+        ordered = sorted(frac.items(), key=lambda x: x[1]) + [(neck, 1.0)]
+        for (n, f), (_, f_next) in zip(ordered, ordered[1:]):
+            mid = 0.5 * (f + f_next)
+            keyed.setdefault(n, "pelvis" if mid < got["spine"] else "spine" if mid < got["chest"] else "chest")
         self.map_head(head_chain, keyed)
 
     def midline(self, x: np.ndarray) -> bool:
@@ -355,16 +382,16 @@ class _Mapper:
         head = crown = None
         if len(chain) >= 2 and leaf and self.height(self.p(last)) - neck_h >= 0.1 * self.href:
             crown = g.names[last]
-            goal = neck_h + 0.45 * (self.height(self.p(last)) - neck_h)
+            goal = neck_h + HEAD_T * (self.height(self.p(last)) - neck_h)
             cands = chain[1:-1] or None
             if cands:
                 head = g.names[min(cands, key=lambda n: abs(self.height(self.p(n)) - goal))]
             else:
-                head = {"lerp": [g.names[chain[0]], crown], "t": 0.45}
+                head = {"lerp": [g.names[chain[0]], crown], "t": HEAD_T}
         elif (np.isfinite(tail[0]) and self.midline(tail) and self.height(tail) - neck_h >= 0.1 * self.href
               and self.height(tail) - self.height(self.p(last)) >= 0.08 * self.href):
             crown = g.names[last] + ":tail"
-            head = g.names[last] if last != chain[0] else {"lerp": [g.names[last], crown], "t": 0.45}
+            head = g.names[last] if last != chain[0] else {"lerp": [g.names[last], crown], "t": HEAD_T}
         else:
             head_node = last
             if last == chain[0] and g.kind == "armature" and g.names[last] + ":tail" in g.names:
@@ -372,7 +399,11 @@ class _Mapper:
             if head_node == chain[0]:
                 raise NotHumanoidError(f"'{self.name}': found a neck ('{g.names[last]}') but no head above it")
             head = g.names[head_node]
-            crown = self.offset_entry(head_node, self.p(head_node) + self.up * 0.1 * self.href)
+            # The head pivot a third of the way from the base of the neck to the crown, as in the training data
+            # (within the head sizes real characters have).
+            neck_len = np.linalg.norm(self.p(head_node) - self.p(chain[0]))
+            above = np.clip(neck_len * (1.0 / HEAD_T - 1.0), 0.07 * self.href, 0.13 * self.href)
+            crown = self.offset_entry(head_node, self.p(head_node) + self.up * above)
             self.fallback("no bone reaches the crown of the head: placed above the head joint")
         self.joints["head"], self.joints["head_end"] = head, crown
         head_h = self.height(self.p(g.names.index(head))) if isinstance(head, str) else np.inf
@@ -398,6 +429,7 @@ class _Mapper:
         self.map_legs(keyed)
         self.map_arms(keyed)
         self.map_torso(keyed)
+        self.place_collars()
         self.confidence_checks()
         raw = {"name": f"auto:{self.name}/{self.g.digest()}", "kind": self.g.kind, "up_axis": up_axis, "unit_scale": unit_scale,
                "description": f"automatic mapping of '{self.name}'",
