@@ -1,8 +1,9 @@
 """Every shipped rig map puts body24's landmarks where the training data has them (rigs/landmarks.py): each map is
 read on its rig's own rest pose (the published skeletons of test_auto_map, the CMU and Bandai BVH headers, Blender's
 metarig and a Rigify rig under bpy) and every fraction a map can set (spine and chest along pelvis -> neck, the head
-pivot on the way to the crown, the collar root out from the midline, the knuckles in forearm lengths, the ball of
-the foot in shin lengths) must lie in the training frames' 5th-95th percentile band widened by landmarks.MARGIN.
+pivot on the way to the crown, the collar root out from the midline and its depth against the spine, the knuckles
+in forearm lengths, the ball of the foot in shin lengths) must lie in the training frames' 5th-95th percentile band
+widened by landmarks.MARGIN. The maps of the CMU conventions made the training data, so they pass by construction.
 The automatic mapping uses the same table, so it lands there too.
 """
 from __future__ import annotations
