@@ -139,6 +139,8 @@ class Session:
         bones = sorted(own | above | set(self.kept))
         joints = rig_io.read_body24(obj, self.binding)
         got = posing.current_pose(obj, joints, bones)
+        # The controls the map keys stay exactly as the animator turns them (the torso's tilt about the hip line,
+        # a head's or a pinned hand's twist are not in body24).
         got["keep"] = sorted(above | set(self.kept))
         return got
 

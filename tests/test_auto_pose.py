@@ -83,7 +83,8 @@ def _shows_the_answer(session, read: np.ndarray, targets: dict | None = None) ->
     done = np.asarray(reply["joints"])[0]
     for j, p in (targets or {}).items():
         np.testing.assert_allclose(done[INDEX[j]], p, atol=1e-6, err_msg=j)
-        print(f"{j}: {np.linalg.norm(read[INDEX[j]] - p) * 1000:.2f} mm from where its control put it")
+        print(f"{j}: {np.linalg.norm(read[INDEX[j]] - p) * 1000:.2f} mm from where its control put it",
+              reply.get("out_of_reach"))
 
 
 def _old_keys_kept(before: dict, after: dict, frame: float) -> bool:
