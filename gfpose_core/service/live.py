@@ -9,7 +9,7 @@ import numpy as np
 from fastapi import HTTPException
 from scipy.spatial.transform import Rotation
 
-from gfpose_core.body.skeleton import BONES, bone_lengths
+from gfpose_core.body.skeleton import BONES, INDEX, bone_lengths
 from gfpose_core.prior.effectors import EFFECTOR_STEPS, effector_body, effector_known, hold_lengths, out_of_reach
 from gfpose_core.rigs.binding import joints_from_pose, rest_joints
 from gfpose_core.service import limits
@@ -105,7 +105,8 @@ class LivePosing:
             rig = limits.finite_tree(self.rig_call(self.bindings.pose_for_rig, out, None, None, binding_id, scale,
                                                    current), "the rig pose")
             landed = np.asarray(rig["joints"], np.float64)
-            if attempt == RIG_REFINE or np.linalg.norm(landed - out, axis=-1)[known].max(initial=0) <= RIG_MISS:
+            if (attempt == RIG_REFINE or np.linalg.norm(landed - out, axis=-1)[known].max(initial=0) <= RIG_MISS
+                    or not _limbs_as_at_rest(landed, rest)):
                 return out, rig, lengths
             lengths = bone_lengths(landed)
             out = hold_lengths(np.where(known[..., None], joints, landed), known, lengths, landed,
@@ -171,6 +172,18 @@ def _parents_first(parents: np.ndarray) -> list[int]:
             depth[b] += 1
             p = parents[p]
     return list(np.argsort(depth, kind="stable"))
+
+
+_LIMBS = np.array([INDEX[n] - 1 for n in ("elbow_l", "wrist_l", "elbow_r", "wrist_r", "knee_l", "ankle_l", "knee_r",
+                                          "ankle_r")])       # bone index = child joint - 1 (BONES order)
+
+
+def _limbs_as_at_rest(landed: np.ndarray, rest: np.ndarray) -> bool:
+    """Whether the rig pose's body24 (the solve's own forward kinematics) has the rest pose's arms and legs: where a
+    rig's IK machinery is not in that evaluation (Rigify), its wrists and ankles are off by decimetres, and holding
+    the body to it would be worse than not."""
+    now, then = bone_lengths(landed)[..., _LIMBS], bone_lengths(rest)[_LIMBS]
+    return bool((np.abs(now - then) <= 0.02 * then + 1e-4).all())
 
 
 def _names(mask: np.ndarray) -> list[list[str]]:
