@@ -341,3 +341,57 @@ def test_a_stale_answer_never_overwrites_the_newest_pose(addon, engine_url, data
     finally:
         handler.release.set()
         proxy.shutdown()
+
+
+# --- the modal operator's event routing --------------------------------------------------------------------------
+
+def test_modal_passes_events_through_keys_on_enter_restores_on_right_click(addon, rigify_blend):
+    """The operator's own modal() with Blender's events as the window would send them; the bpy module cannot invoke
+    a modal operator, so the running operator is stood in for by an object carrying the operator's methods."""
+    from types import SimpleNamespace
+    auto_pose, posing = addon.auto_pose, addon.posing
+    op_cls = auto_pose.GFPOSE_OT_auto_pose
+    obj = _rigify(addon, rigify_blend)
+    wm = bpy.context.window_manager
+    reports = []
+
+    class Running:
+        modal, _stop, _status = op_cls.modal, op_cls._stop, staticmethod(op_cls._status)
+
+        def __init__(self):
+            self._session, self._timer = auto_pose.start(obj), wm.event_timer_add(0.1)
+
+        def report(self, level, message):
+            reports.append((set(level), message))
+
+    def press(kind, **mods):
+        return SimpleNamespace(type=kind, value="PRESS", ctrl=mods.get("ctrl", False), oskey=False)
+
+    before = _state(addon, obj)
+    op = Running()
+    assert op.modal(bpy.context, press("G")) == {"PASS_THROUGH"}                  # G, R ... go to Blender
+    assert op.modal(bpy.context, press("MIDDLEMOUSE")) == {"PASS_THROUGH"}
+    assert op.modal(bpy.context, press("Z", ctrl=True)) == {"RUNNING_MODAL"}     # no undo inside the mode
+    _move(obj, "hand_ik.L", (0.05, -0.1, -0.2))
+    auto_pose._tick_all()
+    assert op.modal(bpy.context, press("RIGHTMOUSE")) == {"CANCELLED"}           # right click: put back
+    assert op._session.ended and not auto_pose._sessions
+    _assert_same_state(before, _state(addon, obj))
+    keys_before = posing.fcurve_snapshot(obj)
+    op = Running()
+    _move(obj, "hand_ik.L", (0.05, -0.1, -0.2))
+    auto_pose._tick_all()
+    assert op.modal(bpy.context, press("NUMPAD_ENTER")) == {"FINISHED"}          # Enter: keys
+    keyed = posing.fcurve_snapshot(obj)
+    assert set(keyed) > set(keys_before) and any("hand_ik.L" in k[0] for k in keyed)
+    assert reports[-1][0] == {"INFO"} and "keyed" in reports[-1][1]
+    # The frame changing under the mode ends it with the rig put back, nothing keyed.
+    op = Running()
+    shown = _state(addon, obj)
+    _move(obj, "foot_ik.L", (0.0, -0.1, 0.1))
+    auto_pose._tick_all()
+    bpy.context.scene.frame_current += 1
+    assert op.modal(bpy.context, SimpleNamespace(type="TIMER", value="NOTHING")) == {"CANCELLED"}
+    bpy.context.scene.frame_current -= 1
+    after = _state(addon, obj)
+    assert after["pose"] == shown["pose"] and posing.fcurve_snapshot(obj).keys() == keyed.keys()
