@@ -132,7 +132,8 @@ def benchmark_complete(bpy, addon, obj, posed_bones, repeats: int = 5) -> dict:
             "modal_ms": {"median": statistics.median(modal), "min": min(modal), "max": max(modal)}}
 
 
-AUTO_FRAMES = (150, 420)                 # Auto Pose: the real poses (CMU 06_01 frames) the controls are dragged to
+# Auto Pose: the real poses the controls are dragged to (CMU subject 6, unseen by the weights): a step, a bend down.
+AUTO_POSES = (("06_01.bvh.gz", 150), ("06_13.bvh.gz", 2861))
 AUTO_CONTROLS = ("torso", "hand_ik.L", "hand_ik.R", "foot_ik.L", "foot_ik.R")   # what Blender's IK is given too
 BLACK = (0.15, 0.15, 0.15, 1)
 
@@ -160,10 +161,10 @@ def auto_pose_step(bpy, addon, client, out: Path, use_data: bool) -> dict:
     binding = {k: bound[k] for k in ("rig", "prefix", "bones", "points", "weights")}
     if use_data:
         from gfpose_core.data import load_take
-        real = load_take(CLIP_POSE).joints[list(AUTO_FRAMES)].astype(np.float64)
-        source = f"{CLIP_POSE.name} frames {', '.join(map(str, AUTO_FRAMES))}"
+        real = np.stack([load_take(CLIP_POSE.parent / clip).joints[f] for clip, f in AUTO_POSES]).astype(np.float64)
+        source = ", ".join(f"{clip} frame {f}" for clip, f in AUTO_POSES)
     else:
-        real = np.asarray(client.post("/generate", {"n": len(AUTO_FRAMES), "seed": 5})["joints"])
+        real = np.asarray(client.post("/generate", {"n": len(AUTO_POSES), "seed": 5})["joints"])
         source = "generated poses (no ../shared/data here)"
     real[..., :2] += np.array(rig.matrix_world)[:2, 3] - real[:, :1, :2]     # stand where the rig stands
     saved = {pb.name: posing.basis_values(pb) for pb in rig.pose.bones}
