@@ -59,9 +59,10 @@ class Session:
     must (bones that turn with the pelvis, e.g. a BVH rig's hip joints, may shift it).
 
     What counts as the animator's move: a control whose own transform (location, rotation, scale) changed; and a
-    control the map does not key (Rigify's IK controls) whose world matrix changed with no answer shown since the
-    last tick (its parent moved, e.g. Rigify's root). A control the map keys (a pinned hand bone) stays where it was
-    put when the bones above it turn: it is pinned in the world."""
+    control whose world matrix changed with no answer shown since the last tick, carried by a bone the animator
+    moved (Rigify's root moves the whole character, its torso the head) - except a hand or foot control carried by
+    another control moved in the same tick, which stays where it was put (a BVH rig's hands and feet stay planted
+    when its hips are dragged, as Rigify's IK hands and feet do when its torso is)."""
 
     def __init__(self, obj, bound, patience: float = 0.25):
         self.obj, self.bound = obj, bound
@@ -113,6 +114,8 @@ class Session:
             bpy.context.view_layer.update()
             self.baseline = {b: self._world(b) for b in self.controls}
             self.seen = {b: posing.basis_values(pbs[b]) for b in self.controls}
+            self.carriers = {b: (posing.ancestors(obj, [b]) - {b}) & set(self.controls) for b in self.controls}
+            self.limb_ends = {b for b, js in self.controls.items() if live.LIMB_ENDS & set(js)}
             self._shown = False
             self.slot.offer(self._target())
         except Exception:
@@ -180,20 +183,19 @@ class Session:
             return True
         bpy.context.view_layer.update()         # next to nothing once Blender's redraw has evaluated the move
         pbs = self.obj.pose.bones
+        turned = {b for b in self.controls if posing.basis_values(pbs[b]) != self.seen[b]}
         changed = False
         for b in self.controls:
-            basis = posing.basis_values(pbs[b])
-            by_hand = basis != self.seen[b]
-            m = self._world(b) if by_hand or b not in self.write["bones"] else None
-            if not by_hand and m is not None and live.moved(self.baseline[b], m) and not self._shown:
-                by_hand = True                   # carried by a bone the animator moved (Rigify's root)
+            m = self._world(b)
+            carried = not self._shown and live.moved(self.baseline[b], m)
+            planted = b in self.limb_ends and turned & self.carriers[b]
+            by_hand = b in turned or (carried and not planted)
             if by_hand:
                 self.targets.update(zip(self.controls[b], live.carried(m, self.local[b])))
                 self.orient[b] = self._armature_rotation(b)
-                self.seen[b] = basis
+                self.seen[b] = posing.basis_values(pbs[b])
                 changed = True
-            if m is not None:
-                self.baseline[b] = m
+            self.baseline[b] = m
         self._shown = False
         if changed:
             self.slot.offer(self._target())

@@ -33,6 +33,7 @@ RIGIFY_CONTROLS: dict[str, str] = {
     "hand_ik.L": "hand_l", "hand_ik.R": "hand_r", "foot_ik.L": "foot_l", "foot_ik.R": "foot_r",
 }
 
+LIMB_ENDS = frozenset({"wrist_l", "wrist_r", "ankle_l", "ankle_r"})     # hand and foot controls carry these
 SUPERSEDED = "superseded"     # how the engine's 409 detail starts for a request a newer sequence replaced
 
 

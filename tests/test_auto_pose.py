@@ -182,6 +182,11 @@ def test_rigify_esc_restores_every_bone_and_switch_bit_for_bit(addon, rigify_ble
     session.tick()
     _move(obj, "head", (0, 0, 0), turn=((1, 0, 0), (0, 0.9553, -0.2955), (0, 0.2955, 0.9553)))
     session.settle()
+    binding = _binding(addon, obj)
+    posed = rig_io.read_body24(obj, binding)[0]
+    _move(obj, "root", (0.3, -0.2, 0.0))                          # Rigify's master control: the whole body goes
+    session.settle()
+    np.testing.assert_allclose(rig_io.read_body24(obj, binding)[0], posed + (0.3, -0.2, 0.0), atol=MM)
     changed = _state(addon, obj)
     assert changed["pose"] != before["pose"] and changed["props"] != before["props"]
     session.restore()                                              # Esc
@@ -214,6 +219,14 @@ def test_bvh_armature_pins_drag_the_hand_bone_and_the_arm_follows(addon, data_fi
     assert np.linalg.norm(shown[INDEX["pelvis"]] - start[INDEX["pelvis"]]) < MM     # the other pins stay put
     assert np.linalg.norm(shown[INDEX["ankle_l"]] - start[INDEX["ankle_l"]]) < HIP_JOINTS
     assert tuple(obj.pose.bones["LeftHand"].location) == loc     # back on its forearm, the arm carries it
+    # The hips dragged down: the pinned hands and feet stay planted, the knees and elbows bend to keep them.
+    _move(obj, "Hips", (0.0, 0.0, -0.08))
+    session.settle()
+    crouch = rig_io.read_body24(obj, binding)[0]
+    assert crouch[INDEX["pelvis"], 2] < shown[INDEX["pelvis"], 2] - 0.07
+    for j in ("ankle_l", "ankle_r", "wrist_l", "wrist_r"):    # carried along they would be 80 mm off; the engine
+        assert np.linalg.norm(crouch[INDEX[j]] - shown[INDEX[j]]) < 0.02, j   # lands them within 2-7 mm here
+    shown = crouch
     print("Auto Pose answers (s):", np.round(session.timings, 3).tolist())
     before = posing.fcurve_snapshot(obj)
     assert bpy.ops.gfpose.auto_pose_key("EXEC_DEFAULT", True) == {"FINISHED"}
