@@ -18,13 +18,16 @@ engine (`gfpose serve`, shipped weights) itself; then runs the four operators as
   a new action; with the real take, the filled frames are measured against it beside the rig's own linear
   interpolation of the same keys (printed, not judged: the motion model's weights may be mid-training).
 
+- a Mixamo-style character (Mixamo's bone names, hierarchy and a roll of its own on every bone) beside the rig:
+  Denoise Action of a noisy take and Fill In-betweens of a hold (one pose keyed on 1, 31, 61), scripts/demo_character.py;
 - Auto Pose on a second Rigify rig (limbs in IK, as generated): its torso and IK hand and foot controls dragged to
   where two real CMU poses (generated ones without the data) put the pelvis, hands and feet, the body following
   live; the same controls in Blender's IK alone beside it; the last pose keyed with Enter.
 
 It writes into the out folder: gfpose_demo.blend, complete_before.png / complete_after.png, hypotheses.png,
 variations.png (Workbench renders of the rig's deform bones), denoise.png (a joint's path before/after),
-inbetween.png (a joint's path: keys, linear, filled), autopose_vs_ik.png (per pose: the real pose on the rig,
+inbetween.png (a joint's path: keys, linear, filled), character.png (the Rigify rig, the character's denoised take
+and its hold) and character_paths.png, autopose_vs_ik.png (per pose: the real pose on the rig,
 Blender's IK, Auto Pose) and blender_demo.json (the numbers it prints).
 """
 from __future__ import annotations
@@ -40,7 +43,7 @@ from types import SimpleNamespace
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-for _p in (ROOT, ROOT / "tests"):
+for _p in (ROOT, ROOT / "tests", ROOT / "scripts"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
@@ -517,6 +520,11 @@ def main(argv=None) -> int:
                 marks=(at_keys, read_filled, "keys"))
     numbers["fill"]["step_s"] = time.perf_counter() - t_fill     # keying, the operator, measuring, the plot
 
+    # --- A Mixamo-style character: a denoised take and a filled hold, next to the Rigify rig ----------------
+    from demo_character import mixamo_character
+    char_take = (clean - [1.5, 0.0, 0.0]) if use_data else clean      # the clean take above, on the origin
+    numbers["character"] = mixamo_character(bpy, addon, client, rig, out, char_take[:60], _plot_joint, _say)
+
     # --- Auto Pose: drag the hand and foot controls, the body follows --------------------------------------
     t = time.perf_counter()
     ap = numbers["auto_pose"] = auto_pose_step(bpy, addon, client, out, use_data)
@@ -537,7 +545,8 @@ def main(argv=None) -> int:
     numbers["total_s"] = time.perf_counter() - t_start
     (out / "blender_demo.json").write_text(json.dumps(numbers, indent=2))
     _say(f"saved {blend.name}, complete_before.png, complete_after.png, hypotheses.png, variations.png, "
-         f"denoise.png, inbetween.png, autopose_vs_ik.png and blender_demo.json in {out} ({numbers['total_s']:.0f} s in all)")
+         f"denoise.png, inbetween.png, character.png, character_paths.png, autopose_vs_ik.png and "
+         f"blender_demo.json in {out} ({numbers['total_s']:.0f} s in all)")
     return 0
 
 
