@@ -26,8 +26,8 @@ from gfpose_core.body.skeleton import (
     with_bone_lengths,
 )
 from gfpose_core.motion.prior import WEIGHTS_SUBDIR, MotionPrior
-from gfpose_core.prior.effectors import (EFFECTOR_MODE_SHARE, EFFECTOR_STEPS, effector_body, effector_known,
-                                         hold_lengths, pin_mask)
+from gfpose_core.prior.effector_guess import effector_guess
+from gfpose_core.prior.effectors import effector_body, effector_known, on_body, pin_mask
 from gfpose_core.prior.hypotheses import candidates, spread
 from gfpose_core.prior.pose_space import MODEL_JOINTS, POSE_DIM, PoseSpace
 from gfpose_core.prior.posterior_mean import WEIGHTS_SUBDIR as MEAN_SUBDIR
@@ -340,10 +340,10 @@ class Engine:
         estimate). joints (N, 24, 3) or (24, 3), NaN = unknown; same shape back."""
         arr = _poses(joints, "joints")
         known_mask = effector_known(arr, known, pins)
-        out, masked, frame = self._answer(arr, known_mask, 1, seed, None, None, callback, EFFECTOR_MODE_SHARE,
-                                          EFFECTOR_STEPS)
+        out, masked, frame = effector_guess(self, arr, known_mask, seed, callback, REFINE_FROM_T,
+                                            DEFAULTS["complete"][0])
         fallback = known_bone_lengths(masked, self.space.reference_bones * frame.scale[:, None])
-        out = hold_lengths(out[:, 0], known_mask, *effector_body(lengths, rest, fallback)).joints
+        out = on_body(out, known_mask, *effector_body(lengths, rest, fallback)).joints
         return out[0] if np.ndim(joints) == 2 else out
 
     def denoise(self, take, fps: float = 30.0, strength: float | None = None, sampler: str | None = None,

@@ -16,7 +16,8 @@ from gfpose_core.bench.baselines import NearestNeighbourCompletion
 from gfpose_core.bench.metrics import per_sample_mpjpe, procrustes_align
 from gfpose_core.body.skeleton import INDEX, bone_lengths, restore
 from gfpose_core.data import cmu_takes
-from gfpose_core.prior.effectors import EFFECTOR_MODE_SHARE, EFFECTOR_STEPS, effector_mask, hold_lengths
+from gfpose_core.prior.effector_guess import EFFECTOR_STEPS
+from gfpose_core.prior.effectors import effector_mask, hold_lengths
 from gfpose_core.prior.train import prepare_poses
 
 ELBOWS = [("shoulder_l", "elbow_l", "wrist_l"), ("shoulder_r", "elbow_r", "wrist_r")]
@@ -58,7 +59,7 @@ def main(n: int = 1500):
     score("rest pose on the effectors, held", held(np.where(known[..., None], truth, rest)), 0.0)
     t = time.perf_counter()
     out = engine.pose_from_effectors(query, lengths=lengths, seed=1)
-    score(f"engine (steps {EFFECTOR_STEPS}, mode share {EFFECTOR_MODE_SHARE})", out, time.perf_counter() - t)
+    score(f"engine (posterior mean refined, {EFFECTOR_STEPS} steps)", out, time.perf_counter() - t)
     t = time.perf_counter()
     out = engine.pose_from_effectors(query, lengths=lengths, seed=1, rest=truth)
     score("engine, the body's chest shape known (rest=)", out, time.perf_counter() - t)

@@ -136,3 +136,49 @@ def test_real_held_out_poses_come_nearer_than_the_rest_pose(engine, data_file):
         return np.linalg.norm(p - truth, axis=-1)[~known].mean()
     assert np.array_equal(out[known], truth[known])
     assert mpjpe(out) < 0.8 * mpjpe(rest), (mpjpe(out), mpjpe(rest))
+
+
+def test_a_characters_rest_pose_gives_its_bones_and_rigid_chest(engine, bodies):
+    """With rest= (as the server gives a rig's): every bone with a free end at the rest pose's length and the neck
+    and both collars at the rest pose's distances from each other (a chest bone carries them), known joints exact,
+    on a body stretched well away from the network's reference proportions (30% taller)."""
+    from gfpose_core.body.skeleton import with_bone_lengths
+    from gfpose_core.prior.effectors import chest_shape
+    rest = engine.generate(1, seed=3)[0]
+    rest = rest + (rest - rest[INDEX["pelvis"]]) * [0.0, 0.0, 0.3]
+    poses = with_bone_lengths(bodies[0], np.broadcast_to(bone_lengths(rest), (len(bodies[0]), 23)))
+    known = np.broadcast_to(effector_mask(), poses.shape[:2])
+    out = engine.pose_from_effectors(_effectors_only(poses, known), seed=0, rest=rest)
+    assert np.array_equal(out[known], poses[known])
+    assert np.abs(bone_lengths(out) - bone_lengths(rest))[_free_bones(known)].max() < 1e-6
+    assert np.abs(chest_shape(out) - chest_shape(rest)).max() < 1e-6
+
+
+def test_weights_without_a_posterior_mean_network_still_pose(engine, bodies, monkeypatch):
+    """The score model's own best guess stands in where the weights have no posterior-mean network."""
+    poses, lengths = bodies
+    known = np.broadcast_to(effector_mask(), poses.shape[:2])
+    monkeypatch.setattr(engine, "posterior_mean", None)
+    out = engine.pose_from_effectors(_effectors_only(poses[:2], known[:2]), lengths=lengths[:2], seed=0)
+    assert np.array_equal(out[known[:2]], poses[:2][known[:2]])
+    assert np.abs(bone_lengths(out) - lengths[:2])[_free_bones(known[:2])].max() < 1e-6
+
+
+def test_arms_are_carried_by_the_answers_bone_directions(bodies):
+    """on_body puts an arm's free joints along the answer's bones, not where the answer had them: an answer with
+    the truth's arms on another body (their bones 30% shorter, pointing the same ways) comes back to the truth's
+    arms exactly (shoulders pinned, hands free), where holding alone leaves them off."""
+    from gfpose_core.body.skeleton import PARENTS
+    from gfpose_core.prior.effectors import on_body
+    poses, lengths = bodies
+    known = np.broadcast_to(effector_mask(["pelvis", "head", "foot_l", "foot_r"], pins=["shoulder_l", "shoulder_r"]),
+                            poses.shape[:2])
+    arms = [INDEX[f"{j}_{side}"] for side in "lr" for j in ("elbow", "wrist", "hand_end")]     # parents first
+    answer = poses.copy()
+    for j in arms:
+        answer[:, j] = answer[:, PARENTS[j]] + (poses[:, j] - poses[:, PARENTS[j]]) * 0.7
+    out = on_body(answer, known, lengths).joints
+    np.testing.assert_allclose(out[:, arms], poses[:, arms], atol=1e-6)
+    assert np.array_equal(out[known], poses[known])
+    held = hold_lengths(answer, known, lengths).joints
+    assert np.linalg.norm(held[:, arms] - poses[:, arms], axis=-1).max() > 1e-3

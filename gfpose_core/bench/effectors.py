@@ -3,9 +3,10 @@ and nearest-neighbour retrieval.
 
 Held-out real poses (CMU test subjects, Bandai test clips) are put on a Rigify rig's proportions by
 scripts/blender_ik_baseline.py, run once per bench in a subprocess (the engine never imports bpy). The effectors of
-each pose on that body go to (a) the engine's posing from effectors, with the body's bone lengths, (b) the rig's IK
-controls (the script's `ik`) and (c) the training pose nearest on the effectors, placed on them. All three are scored
-on the joints between the effectors (spine, chest, neck, collars, shoulders, elbows, knees).
+each pose on that body go to (a) the engine's posing from effectors, with the body's bone lengths and the rig's rest
+pose (as the server gives it), (b) the rig's IK controls (the script's `ik`) and (c) the training pose nearest on the
+effectors, placed on them. All three are scored on the joints between the effectors (spine, chest, neck, collars,
+shoulders, elbows, knees).
 
 Also the Auto Pose latency line: scripts/bench_auto_pose.py (a moved control to the updated pose on the rig, through
 the add-on and HTTP) in a subprocess, when it is there.
@@ -86,9 +87,11 @@ def effector_query(gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(known[..., None], gt, np.nan), known
 
 
-def engine_from_effectors(engine, query: np.ndarray, known: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """The engine's answer: Engine.pose_from_effectors with the body's bone lengths."""
-    return engine.pose_from_effectors(query, known, lengths=lengths, seed=1)
+def engine_from_effectors(engine, query: np.ndarray, known: np.ndarray, lengths: np.ndarray,
+                          rest: np.ndarray | None = None) -> np.ndarray:
+    """The engine's answer: Engine.pose_from_effectors with the body's bone lengths and, on a rig, the rig's rest
+    pose (as the server gives it for Auto Pose: the chest bone's shape)."""
+    return engine.pose_from_effectors(query, known, lengths=lengths, seed=1, rest=rest)
 
 
 def nn_on_effectors(engine, nn, query: np.ndarray, known: np.ndarray) -> np.ndarray:
@@ -109,7 +112,7 @@ def _tail(text: str, n: int = 400) -> str:
 
 def blender_ik(poses: np.ndarray, script: Path = IK_SCRIPT, python: str = sys.executable,
                timeout: float = SCRIPT_TIMEOUT_S) -> tuple[dict | None, str | None]:
-    """Run the Blender IK script on the poses: ({gt, ik, reach_error_m} arrays, None), or (None, why not)."""
+    """Run the Blender IK script on the poses: ({gt, ik, reach_error_m, rest} arrays, None), or (None, why not)."""
     if not Path(script).exists():
         return None, f"{script} not found"
     if python == sys.executable and importlib.util.find_spec("bpy") is None:
@@ -125,7 +128,7 @@ def blender_ik(poses: np.ndarray, script: Path = IK_SCRIPT, python: str = sys.ex
         if r.returncode != 0 or not dst.exists():
             return None, f"{Path(script).name} failed (exit {r.returncode}): {_tail(r.stderr)}"
         with np.load(dst) as z:
-            out = {k: np.asarray(z[k], np.float64) for k in ("gt", "ik", "reach_error_m")}
+            out = {k: np.asarray(z[k], np.float64) for k in ("gt", "ik", "reach_error_m", "rest") if k in z}
     if out["gt"].shape != poses.shape or out["ik"].shape != poses.shape:
         return None, f"{Path(script).name} answered shapes {out['gt'].shape}, {out['ik'].shape} for {poses.shape}"
     return out, None
@@ -181,7 +184,7 @@ def run_effectors(engine, data: BenchData, sizes: Sizes) -> dict:
         gt = ik["gt"][rows] if ik is not None else real[ds]
         query, known = effector_query(gt)
         t0 = time.perf_counter()
-        pred = engine_from_effectors(engine, query, known, bone_lengths(gt))
+        pred = engine_from_effectors(engine, query, known, bone_lengths(gt), None if ik is None else ik.get("rest"))
         seconds = time.perf_counter() - t0
         res = {"engine": effector_scores(pred, gt), "nn": effector_scores(nn_on_effectors(engine, nn, query, known),
                                                                           gt)}
@@ -284,7 +287,8 @@ def report(eff: dict | None, fmt, table) -> list[str]:
              f"Body: {eff['body']}"
              + (f" (Blender IK skipped: {eff['blender_ik_skipped']})" if eff.get("blender_ik_skipped") else "")
              + ". Held-out poses are retargeted onto the rig's FK controls and read back (the truth on that body); "
-             "the engine gets the effectors and the body's bone lengths; Blender IK gets the Rigify IK controls "
+             "the engine gets the effectors, the body's bone lengths and the rig's rest pose (as the server gives it "
+             "in Auto Pose; with no rig in the run, no rest pose); Blender IK gets the Rigify IK controls "
              "(hand_ik, foot_ik) at the true hands and feet, position and orientation, torso at the true pelvis, "
              "poles at Rigify's defaults, spine, neck and head controls at rest, IK stretch off; nearest neighbour "
              "is the CMU training pose closest on the effectors in the engine's canonical frame, effectors pasted. "

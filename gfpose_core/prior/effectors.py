@@ -23,20 +23,14 @@ EFFECTORS: dict[str, tuple[str, ...]] = {
 }
 EFFECTOR_JOINTS: tuple[str, ...] = tuple(j for group in EFFECTORS.values() for j in group)
 
-# The engine's answer for effectors: its best single guess (posterior mean refined by the score model's mode) with
-# this share of the mode alone mixed in, then held at the bone lengths (hold_lengths). Measured on CMU validation
-# poses (subjects 8 and 14, 1,500 poses, pelvis + head + hands + feet known, the true bone lengths), the unknown
-# joints' MPJPE / PA-MPJPE mm and elbow angle error deg: share 0: 31.6 / 28.7 / 9.9; 0.5: 32.4 / 30.2 / 7.6;
-# the mode alone: 34.0 / 32.0 / 7.6. Nearest neighbour on the effectors, held: 45.5 / 38.6 / 10.7; the rest pose
-# placed on them, held: 54.4 / 50.0 / 24.2. The hedge of the mean wins distance but bends elbows too little; half
-# of each keeps most of both. (Knee angles are exact: hip, ankle and both leg bones are known.) As shipped (6 steps,
-# this file's projection): 31.2 / 29.1 / 8.1, nearest neighbour held 44.0 / 37.1 / 11.4, the rest pose held 53.8 /
-# 50.2 / 23.3; with the character's chest shape held too (rest=, as the server does with a rig's): 25.7 / 25.0 / 7.5.
-EFFECTOR_MODE_SHARE = 0.5
-# Sampler steps of each of the best guess's two passes (the engine's default completion takes 10): live posing asks
-# for an answer per mouse move. Same validation poses, share 0.5, 10 / 6 / 4 steps: 32.4 / 33.1 / 55.3 mm, elbow
-# 7.6 / 7.7 / 14.9 deg; one pose on this 2-core CPU beside other work, 85 / 66 / 58 ms.
-EFFECTOR_STEPS = 6
+# The network's answer for effectors is prior/effector_guess.py's (posterior mean refined, no mode pass). Measured
+# on CMU validation poses on their own bodies (subjects 8 and 14, 1,500 poses, pelvis + head + hands + feet known,
+# the true bone lengths; scripts/effector_validation.py), the unknown joints' MPJPE / PA-MPJPE mm and elbow angle
+# error deg, before it (a mode pass mixed in): mode share 0: 31.6 / 28.7 / 9.9; 0.5: 32.4 / 30.2 / 7.6; the mode
+# alone: 34.0 / 32.0 / 7.6. Nearest neighbour on the effectors, held: 45.5 / 38.6 / 10.7; the rest pose placed on
+# them, held: 54.4 / 50.0 / 24.2. (Knee angles are exact: hip, ankle and both leg bones are known.) With the
+# character's chest shape held too (rest=, as the server does with a rig's), share 0.5: 25.7 / 25.0 / 7.5. On a
+# rig's body (Rigify, the poses retargeted onto it) the mode's share cost more than it gave: effector_guess.py.
 
 # FABRIK sweeps, only where Newton does not close a pose (a target out of reach, or a proposal far from its
 # lengths): they bring the chains near their lengths and point them at far targets; Newton then closes the rest.
@@ -200,6 +194,37 @@ def hold_lengths(pose: np.ndarray, known: np.ndarray, lengths: np.ndarray, rest=
         out[open_] = _aim(np.where(closed[:, None, None], again, near), k, m, missed[:, :len(BONES)])
     out = np.where(known[..., None], pose, out)
     return Held(out, out_of_reach(out, known, lengths))
+
+
+# The arms below the shoulders, parents first: carried by direction (on_body).
+_ARMS = np.array([INDEX[n] for n in ("elbow_l", "wrist_l", "hand_end_l", "elbow_r", "wrist_r", "hand_end_r")])
+
+
+def on_body(answer: np.ndarray, known: np.ndarray, lengths: np.ndarray, rest=None) -> Held:
+    """The network's `answer` (N, 24, 3) put on the character's body: held (hold_lengths), then each free joint of
+    an arm below the shoulder put back at its bone's length along the direction that bone has in the answer, from
+    where the holding left its parent, and held again.
+
+    Why: a character's body keeps a pose's bone directions, not its joints' places (a pose retargeted onto a Rigify
+    rig has every bone but the chest's collars and the pelvis's hips pointing as in the mocap, to the digit), and
+    the network answers on its training bodies' proportions: on a rig the collar-to-shoulder bone is near twice
+    theirs (17 vs 9 cm on Rigify), so holding moves the shoulder by centimetres, and the elbow held where the
+    answer had it points the upper arm elsewhere. Validation poses on a Rigify body (scripts/effector_rig_
+    validation.py, 300 each, rest= given), unknown joints' MPJPE mm / elbows mm / elbow angle error deg, CMU |
+    Bandai: held only 39.2 / 79.9 / 12.8 | 36.2 / 73.8 / 12.0; the arms carried 35.8 / 58.7 / 9.4 | 32.8 / 53.9 /
+    12.4. The shoulders carried too: CMU better (32.5), Bandai worse (39.7: its mocap puts the shoulders behind
+    the collars, the training data in front), so they stay held. The legs are not carried: the knee's place is set
+    by the known hip and ankle, and the training bodies' thigh is far shorter against the shin than a rig's (0.8
+    vs 1.2), so the answer's thigh direction does not fit a rig's leg (knees 16 mm held, 32 carried, CMU).
+    """
+    first = hold_lengths(answer, known, lengths, rest)
+    lengths = np.broadcast_to(np.asarray(lengths, np.float64), answer.shape[:1] + (len(BONES),))
+    out = first.joints.copy()
+    for j in _ARMS:
+        p, b = PARENTS[j], _BONE_OF[int(j)]
+        way = _unit(answer[:, j] - answer[:, p])
+        out[:, j] = np.where(known[:, j, None], out[:, j], out[:, p] + way * lengths[:, b, None])
+    return hold_lengths(out, known, lengths, rest)
 
 
 _CHEST = np.array([INDEX[n] for n in ("chest", "neck", "collar_l", "collar_r")])

@@ -10,7 +10,8 @@ from fastapi import HTTPException
 from scipy.spatial.transform import Rotation
 
 from gfpose_core.body.skeleton import BONES, INDEX, bone_lengths
-from gfpose_core.prior.effectors import EFFECTOR_STEPS, effector_body, effector_known, hold_lengths, out_of_reach
+from gfpose_core.prior.effector_guess import EFFECTOR_STEPS
+from gfpose_core.prior.effectors import effector_body, effector_known, hold_lengths, out_of_reach
 from gfpose_core.rigs.binding import joints_from_pose, rest_joints
 from gfpose_core.service import limits
 from gfpose_core.service.cancel import SHORT_WORK, Gone, Stopper
@@ -66,7 +67,7 @@ class LivePosing:
             raise HTTPException(422, str(e)) from None
         if req.lengths is None and rest is None:
             lengths = None          # the engine's own estimate
-        work = limits.work(len(joints), 2 * EFFECTOR_STEPS, "joints")
+        work = limits.work(len(joints), EFFECTOR_STEPS + 1, "joints")
         stop.acquire(self.lock, short=work <= SHORT_WORK)
         try:
             out = self.engine.pose_from_effectors(joints, known_mask, lengths, seed=req.seed, callback=stop.step,
