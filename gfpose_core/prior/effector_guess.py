@@ -4,13 +4,14 @@ for the score model's mode. The projection (effectors.hold_lengths) then puts it
 
 Why no mode pass: decided on validation poses on a Rigify rig's body (scripts/effector_rig_validation.py: CMU
 subjects 8 and 14 and the Bandai validation clips, 300 poses each, the rig's rest pose given as the server gives
-it). Unknown joints' MPJPE mm / elbow angle error deg, CMU | Bandai, held (hold_lengths): the former answer (mode
-pass and posterior mean refined, half of each, 6 + 6 steps) 41.6 / 12.1 | 36.6 / 11.9; none of the mode mixed in
-39.7 / 13.2 | 36.1 / 12.0; the mode alone 43.9 / 14.0 | 38.3 / 12.9; the posterior mean unrefined 49.8 / 15.4 |
-43.4 / 11.8; this, 3 refining steps, 39.2 / 12.8 | 36.2 / 12.0. Put on the body as shipped (effectors.on_body):
-the former answer 37.6 / 10.3 | 32.6 / 12.5; this with 2 / 3 / 5 steps 38.5 / 9.5 | 32.6 / 12.1, 35.8 / 9.4 |
-32.8 / 12.4, 36.6 / 9.5 | 32.9 / 12.3. Blender's IK on the same poses: 54.4 / 24.1 | 38.1 / 10.3. A quarter of the
-former answer's network evaluations: live posing asks for one per mouse move.
+it). Unknown joints' MPJPE mm / elbow angle error deg, CMU | Bandai. Put on the body as shipped (effectors.on_body):
+the former answer (a mode pass and the posterior mean refined, half of each, 6 + 6 steps) 30.2 / 10.8 | 27.8 /
+10.5; this with 2 / 3 / 5 refining steps 30.1 / 10.1 | 27.4 / 10.3, 28.5 / 9.7 | 28.0 / 10.6, 28.8 / 9.9 | 28.2 /
+10.5. Held only (hold_lengths): the former 35.5 / 12.3 | 31.8 / 8.9, this (3 steps) 32.8 / 12.8 | 31.5 / 9.1.
+Blender's IK on the same poses: 51.5 / 23.2 | 35.1 / 9.2. On the rig's former collar reading, held only: the former
+answer 41.6 / 12.1 | 36.6 / 11.9, none of the mode mixed in 39.7 / 13.2 | 36.1 / 12.0, the mode alone 43.9 / 14.0
+| 38.3 / 12.9, the posterior mean unrefined 49.8 / 15.4 | 43.4 / 11.8, this 39.2 / 12.8 | 36.2 / 12.0. A quarter
+of the former answer's network evaluations: one pose 29.5 -> 13.8 ms median here (2-core CPU beside other work).
 """
 from __future__ import annotations
 

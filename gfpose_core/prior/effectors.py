@@ -31,6 +31,7 @@ EFFECTOR_JOINTS: tuple[str, ...] = tuple(j for group in EFFECTORS.values() for j
 # them, held: 54.4 / 50.0 / 24.2. (Knee angles are exact: hip, ankle and both leg bones are known.) With the
 # character's chest shape held too (rest=, as the server does with a rig's), share 0.5: 25.7 / 25.0 / 7.5. On a
 # rig's body (Rigify, the poses retargeted onto it) the mode's share cost more than it gave: effector_guess.py.
+# As shipped (effector_guess.py, on_body): 27.8 / 25.0 / 7.0, with rest= 22.5 / 21.3 / 6.9.
 
 # FABRIK sweeps, only where Newton does not close a pose (a target out of reach, or a proposal far from its
 # lengths): they bring the chains near their lengths and point them at far targets; Newton then closes the rest.
@@ -211,11 +212,14 @@ def on_body(answer: np.ndarray, known: np.ndarray, lengths: np.ndarray, rest=Non
     theirs (17 vs 9 cm on Rigify), so holding moves the shoulder by centimetres, and the elbow held where the
     answer had it points the upper arm elsewhere. Validation poses on a Rigify body (scripts/effector_rig_
     validation.py, 300 each, rest= given), unknown joints' MPJPE mm / elbows mm / elbow angle error deg, CMU |
-    Bandai: held only 39.2 / 79.9 / 12.8 | 36.2 / 73.8 / 12.0; the arms carried 35.8 / 58.7 / 9.4 | 32.8 / 53.9 /
-    12.4. The shoulders carried too: CMU better (32.5), Bandai worse (39.7: its mocap puts the shoulders behind
-    the collars, the training data in front), so they stay held. The legs are not carried: the knee's place is set
-    by the known hip and ankle, and the training bodies' thigh is far shorter against the shin than a rig's (0.8
-    vs 1.2), so the answer's thigh direction does not fit a rig's leg (knees 16 mm held, 32 carried, CMU).
+    Bandai: held only 32.8 / 74.3 / 12.8 | 31.5 / 72.2 / 9.1; the arms carried 28.5 / 52.9 / 9.7 | 28.0 / 51.1 /
+    10.6 (Blender IK 51.5 / 129.4 / 23.2 | 35.1 / 81.1 / 9.2). Carried, then only the arms closed (the shoulders
+    kept where the first holding put them): 30.5 / 61.7 / 12.8 | 27.6 / 50.9 / 9.1. On the rig's former collar
+    reading (before the collar root was read on the chest bone), the shoulders carried too: CMU better (32.5 vs
+    35.8), Bandai worse (39.7 vs 32.8: its mocap puts the shoulders behind the collars, the training data in
+    front), so they stay held. The legs are not carried: the knee's place is set by the known hip and ankle, and
+    the training bodies' thigh is far shorter against the shin than a rig's (0.8 vs 1.2), so the answer's thigh
+    direction does not fit a rig's leg (knees 16 mm held, 32 carried, CMU).
     """
     first = hold_lengths(answer, known, lengths, rest)
     lengths = np.broadcast_to(np.asarray(lengths, np.float64), answer.shape[:1] + (len(BONES),))
