@@ -1,7 +1,7 @@
 """The constraint-aware plan for writing a pose: which bones turn with which body24 part, in what order."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -9,6 +9,7 @@ from gfpose_core.body.rotations import _unit, axis_angle_matrix, swing
 from gfpose_core.body.skeleton import INDEX
 from gfpose_core.rigs.armature import Armature
 from gfpose_core.rigs.binding import Binding, _points
+from gfpose_core.rigs.kinematics import _Kinematics, _Posed
 from gfpose_core.rigs.rig_map import PIVOTS, RigMapError
 
 
@@ -127,6 +128,7 @@ for _s in ("l", "r"):
 PARTS = tuple(p for p in PIVOTS)            # body24 order: parents before children
 assert set(PARTS) == set(_PARTS)
 _PART_INDEX = {p: i for i, p in enumerate(PARTS)}
+_AIM_FROM, _AIM_TO = (np.array([INDEX[_PARTS[p][k]] for p in PARTS]) for k in (0, 1))
 # How much evidence (sine of the bend angle, or of the hips/shoulders line across the aim) the twist needs: none
 # below the first value (the parent's twist is kept), full trust above the second, a smooth blend between.
 _TRUST = {"side": (0.05, 0.3), "bend": (np.sin(np.radians(3.0)), np.sin(np.radians(15.0)))}
@@ -139,7 +141,7 @@ def _evidence(joints: np.ndarray, rule: str, pts) -> np.ndarray:
         for r, l in pts:
             acc = acc + _unit(joints[..., INDEX[l], :] - joints[..., INDEX[r], :])[0]
         return acc / len(pts)
-    a, m, e = (joints[..., INDEX[n], :] for n in pts[:3])
+    a, m, e = pts if isinstance(pts[0], np.ndarray) else (joints[..., INDEX[n], :] for n in pts[:3])
     u, v = m - a, e - m
     # The bend normal, of length sin(bend angle): no evidence on a straight limb.
     return np.cross(u, v) / np.maximum(np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1), 1e-300)[..., None]
@@ -159,39 +161,80 @@ def _rest_evidence(rest: np.ndarray, rule: str, pts, aim: np.ndarray) -> np.ndar
     return _unit(ev)[0]
 
 
+def _batches() -> list[tuple[np.ndarray, np.ndarray | None, str, bool]]:
+    """PARTS in batches that part_rotations turns at once: one depth of the part tree, one twist rule each."""
+    depth, groups = {}, {}
+    for i, part in enumerate(PARTS):                    # parents first
+        _, _, rule, pts, parent = _PARTS[part]
+        depth[part] = 0 if parent is None else depth[parent] + 1
+        front = rule == "bend" and pts[3] == "front"
+        groups.setdefault((depth[part], rule, front), []).append(i)
+    return [(np.array(idx), None if d == 0 else np.array([_PART_INDEX[_PARTS[PARTS[i]][4]] for i in idx]), rule,
+             front) for (d, rule, front), idx in sorted(groups.items(), key=lambda kv: kv[0][0])]
+
+
+_BATCHES = _batches()
+_BEND = tuple(np.array([INDEX[_PARTS[p][3][k]] if _PARTS[p][2] == "bend" else 0 for p in PARTS]) for k in range(3))
+_REST: dict[bytes, tuple] = {}
+
+
+def _rest_parts(rest: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per part the rest aim (19, 3), its length (19,) and the unit twist evidence (19, 3); worked out once per rig."""
+    key = np.ascontiguousarray(rest, dtype=np.float64).tobytes()
+    if key not in _REST:
+        if len(_REST) > 64:
+            _REST.clear()
+        aim, length = _unit(rest[_AIM_TO] - rest[_AIM_FROM])
+        ev = np.zeros((len(PARTS), 3))
+        for p, part in enumerate(PARTS):
+            _, _, rule, pts, _ = _PARTS[part]
+            if rule != "inherit" and length[p] >= 1e-9:
+                ev[p] = _rest_evidence(rest, rule, pts, aim[p])
+        _REST[key] = (aim, length, ev)
+    return _REST[key]
+
+
 def part_rotations(rest: np.ndarray, joints: np.ndarray, keyed: set[str] | None = None) -> np.ndarray:
     """For each part, the rotation (F, 19, 3, 3) taking the rig's rest body (24, 3) to each pose (F, 24, 3); both in
     the same space. See the module note; parts follow PARTS order. A part without a rest direction (its two
     joints on one spot) keeps its parent's rotation, or is an error where bones turn with it (`keyed`)."""
     joints = np.asarray(joints, dtype=np.float64)
     f = joints.shape[0]
-    out = np.zeros((f, len(PARTS), 3, 3))
+    aim_r, len_r, ev_r = _rest_parts(np.asarray(rest, dtype=np.float64))
     for p, part in enumerate(PARTS):
-        a, c, rule, pts, parent = _PARTS[part]
-        base = out[:, _PART_INDEX[parent]] if parent else np.broadcast_to(np.eye(3), (f, 3, 3))
-        aim_r, len_r = _unit(rest[INDEX[c]] - rest[INDEX[a]])
-        if len_r < 1e-9 and keyed is not None and part not in keyed:
-            out[:, p] = base
-            continue
-        if len_r < 1e-9:
+        if len_r[p] < 1e-9 and (keyed is None or part in keyed):
+            a, c = _PARTS[part][:2]
             raise RigMapError(f"the rig's rest pose puts body24 joints '{a}' and '{c}' at the same place, so the "
                               f"part '{part}' has no direction: map '{c}' to a point away from '{a}'")
-        aim_t, len_t = _unit(joints[:, INDEX[c]] - joints[:, INDEX[a]])
-        carried = base @ aim_r
+    all_aim, all_len = _unit(joints[:, _AIM_TO] - joints[:, _AIM_FROM])
+    out = np.zeros((f, len(PARTS), 3, 3))
+    # One batch of parts at a time (a depth of the part tree, one twist rule): each turns from its parent's turn.
+    for idx, parents, rule, front in _BATCHES:
+        base = np.broadcast_to(np.eye(3), (f, len(idx), 3, 3)) if parents is None else out[:, parents]
+        flat = len_r[idx] < 1e-9                 # no rest direction: the parent's rotation (a part not keyed)
+        if flat.any():
+            out[:, idx[flat]] = base[:, flat]
+            idx, base = idx[~flat], base[:, ~flat]
+            if not len(idx):
+                continue
+        aim_t, len_t = all_aim[:, idx], all_len[:, idx]
+        carried = (base @ aim_r[idx][..., None])[..., 0]
         # Where the wanted direction is undefined (joints on top of each other) keep the parent's.
-        aim_t = np.where((len_t > 1e-9)[:, None], aim_t, carried)
+        aim_t = np.where((len_t > 1e-9)[..., None], aim_t, carried)
         rot = swing(carried, aim_t) @ base
         if rule != "inherit":
-            ev_r = _rest_evidence(rest, rule, pts, aim_r)
-            p_vec = rot @ ev_r
-            q_vec = _evidence(joints, rule, pts)
+            p_vec = (rot @ ev_r[idx][..., None])[..., 0]
+            if rule == "side":
+                q_vec = np.stack([_evidence(joints, rule, _PARTS[PARTS[i]][3]) for i in idx], 1)
+            else:
+                q_vec = _evidence(joints, rule, tuple(joints[:, k[idx]] for k in _BEND))
             p_perp = p_vec - np.sum(p_vec * aim_t, -1, keepdims=True) * aim_t
             q_perp = q_vec - np.sum(q_vec * aim_t, -1, keepdims=True) * aim_t
             w = np.linalg.norm(p_perp, axis=-1) * np.linalg.norm(q_perp, axis=-1)
             sin = np.sum(aim_t * np.cross(p_perp, q_perp), -1) / np.maximum(w, 1e-300)
             cos = np.sum(p_perp * q_perp, -1) / np.maximum(w, 1e-300)
             lo, hi = _TRUST[rule]
-            if rule == "bend" and pts[3] == "front":
+            if front:
                 # A knee bending backwards: hyperextension (or mocap noise), not a thigh turned half round, which
                 # hips cannot do; only a strong bend the other way may turn the thigh.
                 back = np.clip(-cos, 0.0, 1.0)
@@ -201,7 +244,7 @@ def part_rotations(rest: np.ndarray, joints: np.ndarray, keyed: set[str] | None 
             trust = x * x * (3 - 2 * x)
             phi = np.arctan2(trust * sin, trust * cos + (1.0 - trust))
             rot = axis_angle_matrix(aim_t, phi) @ rot
-        out[:, p] = rot
+        out[:, idx] = rot
     return out
 
 
@@ -222,6 +265,8 @@ class _Plan:
     corrector: dict[int, list[tuple[np.ndarray, float]]]  # part -> [(group of keyed bones, sensitivity)]
     properties: list[tuple[str, str, float]]
     warnings: list[str]
+    kin: _Kinematics | None = field(default=None, repr=False)      # `_fk` compiled, on first use
+    runs: list[list[int]] | None = field(default=None, repr=False)  # the sweeps' runs of parts (`_runs`)
 
 
 def _plan(binding: Binding) -> _Plan:
@@ -253,6 +298,14 @@ def _make_plan(binding: Binding) -> _Plan:
         if st.issues[b]:
             warnings.append(f"bone '{arm.bones[b]}' has constraint(s) {', '.join(st.issues[b])} that the retarget "
                             "does not follow; keys may not land exactly")
+    if warnings and w.properties:
+        # Rigify described with its limbs in IK: the keyed FK chain does not reach the mapped bones as described.
+        switches = ", ".join(f"{binding.resolve(b)} {k} = {v:g}" for b, vals in w.properties.items()
+                             for k, v in vals.items())
+        warnings.insert(0, f"the bones the map reads hang on constraints the retarget does not follow (below); "
+                        f"this map keys '{arm.name}' with switches set ({switches}): describe the armature after "
+                        "setting them (bind_for_rig's properties), or keys and joints are solved for the rig as it "
+                        "stood (e.g. limbs in IK), not as it shows them keyed")
     for k, b in enumerate(binding.bones):
         if st.stretched[b] and np.linalg.norm(binding.points[k]) > 1e-9:
             warnings.append(f"bone '{arm.bones[b]}' is stretched by a constraint; a point along it may drift")
@@ -290,33 +343,55 @@ def _fk(plan: _Plan, keyed_rot: dict[int, np.ndarray], n_frames: int, local: boo
     keyed_rot: armature-space orientations (F, 3, 3) of keyed bones, or with `local` their basis rotations (Blender's
     pose-bone convention). Returns heads (F, M, 3) and orientations (F, M, 3, 3) in `order`, and for keyed bones the
     orientation their basis applies to (basis = pre.T @ orientation)."""
-    arm, st = plan.binding.armature, plan.structure
-    m = len(plan.order)
-    heads = np.zeros((n_frames, m, 3))
-    rots = np.zeros((n_frames, m, 3, 3))
-    pre = {}
-    for i, b in enumerate(plan.order):
-        c = st.copy_of[b]
-        if c >= 0:
-            heads[:, i], rots[:, i] = heads[:, plan.slot[c]], rots[:, plan.slot[c]]
-            continue
-        p = st.parent[b]
-        if p >= 0:
-            k = plan.slot[p]
-            heads[:, i] = heads[:, k] + rots[:, k] @ plan.offsets[i]
-            pr = rots[:, k] @ plan.rel[i] if arm.inherit_rotation[b] else np.broadcast_to(arm.rest[b, :3, :3],
-                                                                                           (n_frames, 3, 3))
+    posed = _Posed(plan, keyed_rot, n_frames, local, root_location)
+    heads, rots = posed.full()
+    return heads, rots, {b: posed.pre[:, i] for i, b in enumerate(posed.bones)}
+
+
+def _runs(plan: _Plan) -> list[list[int]]:
+    """The corrected parts (positions in `plan.corrector`) in runs, each part's aim one that no earlier part of
+    its run turns: correcting a run at once does what correcting its parts one after the other does.
+
+    A keyed bone keeps its armature-space orientation when a bone above it turns (so do bones that do not
+    inherit rotation): it and what hangs from it only shift. An aim stays as it is under a turn where every
+    point it is read from (weights of its two joints, summing to zero) shifts alike, or stays."""
+    if plan.runs is not None:
+        return plan.runs
+    kin = plan.kin = plan.kin or _Kinematics(plan)
+    fixed = ~kin.inherit
+    fixed[[plan.slot[int(b)] for b in plan.keyed]] = True
+    paths = []
+    for x in kin.cols:                      # each point's bone and the bones above it
+        path = [int(x)]
+        while kin.par[path[-1]] >= 0:
+            path.append(int(kin.par[path[-1]]))
+        paths.append(path)
+
+    def shift(m: int) -> list[int]:
+        """Per point under a turn of slot m: -2 stays, -1 turns, else the keyed bone whose shift it takes."""
+        out = []
+        for path in paths:
+            below = [y for y in path[:path.index(m)] if fixed[y]] if m in path else None
+            out.append(-2 if below is None else below[-1] if below else -1)
+        return out
+
+    parts = list(plan.corrector)
+    movers = [{plan.slot[int(b)] for bones, _ in plan.corrector[p] for b in bones} for p in parts]
+    shifts = {m: shift(m) for ms in movers for m in ms}
+    w = plan.binding.weights[_AIM_TO] - plan.binding.weights[_AIM_FROM]          # (19, K)
+
+    def still(q: int, m: int) -> bool:
+        kinds = {k for k, u in zip(shifts[m], np.abs(w[parts[q]]) > 1e-12) if u}
+        return abs(w[parts[q]].sum()) < 1e-9 and len(kinds) == 1 and kinds != {-1}
+
+    runs: list[list[int]] = []
+    for q in range(len(parts)):
+        if runs and all(not (movers[q] & movers[p]) and all(still(q, m) for m in movers[p]) for p in runs[-1]):
+            runs[-1].append(q)
         else:
-            heads[:, i] = plan.offsets[i]
-            pr = np.broadcast_to(plan.rel[i], (n_frames, 3, 3))
-        if root_location is not None and b == plan.root:
-            heads[:, i] += np.einsum("fij,fj->fi", _location_axes(plan, b, pr, rots), root_location)
-        if b in keyed_rot:
-            pre[b] = pr
-            rots[:, i] = pr @ keyed_rot[b] if local else keyed_rot[b]
-        else:
-            rots[:, i] = pr
-    return heads, rots, pre
+            runs.append([q])
+    plan.runs = runs
+    return runs
 
 
 def _location_axes(plan: _Plan, b: int, pre: np.ndarray, rots: np.ndarray) -> np.ndarray:
@@ -332,15 +407,13 @@ def _location_axes(plan: _Plan, b: int, pre: np.ndarray, rots: np.ndarray) -> np
 
 
 def _fk_joints(plan: _Plan, heads: np.ndarray, rots: np.ndarray) -> np.ndarray:
-    cols = [plan.slot[b] for b in plan.binding.bones]
+    cols = (plan.kin or _Kinematics(plan)).cols
     return _points(plan.binding, heads[:, cols], rots[:, cols])
 
 
-def _aim_dirs(joints: np.ndarray) -> np.ndarray:
-    """(F, 24, 3) -> unit aim direction of every part (F, 19, 3) and its length."""
-    a = np.array([INDEX[_PARTS[p][0]] for p in PARTS])
-    c = np.array([INDEX[_PARTS[p][1]] for p in PARTS])
-    return _unit(joints[:, c] - joints[:, a])
+def _aim_dirs(joints: np.ndarray, parts=slice(None)) -> np.ndarray:
+    """(F, 24, 3) -> unit aim direction of every part (F, 19, 3) (or of `parts`) and its length."""
+    return _unit(joints[:, _AIM_TO[parts]] - joints[:, _AIM_FROM[parts]])
 
 
 def _correctors(plan: _Plan) -> dict[int, list[tuple[np.ndarray, float]]]:
@@ -354,21 +427,20 @@ def _correctors(plan: _Plan) -> dict[int, list[tuple[np.ndarray, float]]]:
     base_dir, base_len = _aim_dirs(_fk_joints(plan, heads, rots))
     groups = {int(p): plan.keyed[plan.parts == p] for p in np.unique(plan.parts)}
     eps = 1e-3
-    sens = {}
-    for g, bones in groups.items():
-        responses = []
+    # Every group turned alone, about two axes across its own part's aim (any axis serves to measure), each turn
+    # one frame of a single forward kinematics.
+    perturbed = {b: np.repeat(r, 2 * len(groups), 0) for b, r in rest_rot.items()}
+    for i, (g, bones) in enumerate(groups.items()):
         for axis_pick in (0, 1):
-            perturbed = dict(rest_rot)
-            # Turn the group about an axis across its own part's aim (any axis serves to measure).
             helper = np.eye(3)[np.argsort(np.abs(base_dir[0, g]))[axis_pick]]
             axis = _unit(np.cross(base_dir[0, g], helper))[0]
             turn = axis_angle_matrix(axis, np.array(eps))
             for b in bones:
-                perturbed[int(b)] = turn @ rest_rot[int(b)]
-            h, r, _ = _fk(plan, perturbed, 1)
-            d, _ = _aim_dirs(_fk_joints(plan, h, r))
-            responses.append(np.arccos(np.clip(np.sum(d[0] * base_dir[0], -1), -1, 1)) / eps)
-        sens[g] = np.maximum(*responses)
+                perturbed[int(b)][2 * i + axis_pick] = turn @ rest_rot[int(b)][0]
+    h, r, _ = _fk(plan, perturbed, 2 * len(groups))
+    d, _ = _aim_dirs(_fk_joints(plan, h, r))
+    response = np.arccos(np.clip(np.sum(d * base_dir, -1), -1, 1)) / eps                # (2G, 19)
+    sens = {g: np.maximum(response[2 * i], response[2 * i + 1]) for i, g in enumerate(groups)}
     out = {}
     for p in range(len(PARTS)):
         if base_len[0, p] < 1e-9:

@@ -36,6 +36,7 @@ from gfpose_core.body.rotations import (
 from gfpose_core.body.skeleton import INDEX, JOINT_NAMES
 from gfpose_core.rigs.armature import Armature
 from gfpose_core.rigs.binding import Binding, bind, rest_joints
+from gfpose_core.rigs.kinematics import axis_angle, cross
 from gfpose_core.rigs.plan import (
     PARTS,
     _aim_dirs,
@@ -43,6 +44,8 @@ from gfpose_core.rigs.plan import (
     _fk_joints,
     _location_axes,
     _plan,
+    _Posed,
+    _runs,
     part_rotations,
 )
 from gfpose_core.rigs.rig_map import RigMap
@@ -139,75 +142,107 @@ def solve(armature: Armature, joints, rig: RigMap | str | None = None, binding: 
     keyed_rot = {int(b): part_rot[:, p] @ arm.rest[b, :3, :3] for b, p in zip(plan.keyed, plan.parts)}
     kept: dict[int, np.ndarray] = {}      # bone -> frames on which it stays as it is
     if current is not None:
-        keyed_rot.update(edit_rotations(plan, rest, targets, current, keyed_rot))
+        keyed_rot.update(edit_rotations(plan, rest, targets, current, keyed_rot, part_rot))
         for b, (rot, mask) in kept_rotations(arm, current, f).items():
             if b not in keyed_rot:           # a bone the map does not key: as it is on every frame
                 mask = np.ones(f, bool)
             keyed_rot[b] = np.where(mask[:, None, None], rot, keyed_rot.get(b, rot))
             kept[b] = mask
     want_dir, want_len = _aim_dirs(targets)
-    # Correct aims that span several groups (a spine, chest or collar read between bones, as the rig maps do to put
-    # them at the training data's landmarks): sweeps of forward kinematics until every aim is within 1e-6 rad. One
-    # sweep ends it where every part is rigid in its bones; interpolated landmarks take 8-24 on extreme poses.
-    heads, rots, pre = _fk(plan, keyed_rot, f)
-    got_dir, _ = _aim_dirs(_fk_joints(plan, heads, rots))
-    for _ in range(sweeps):
-        worst = 0.0
-        for p in range(len(PARTS)):
-            if p not in plan.corrector:
-                continue
-            axis, s = _unit(np.cross(got_dir[:, p], want_dir[:, p]))
-            angle = np.arctan2(s, np.sum(got_dir[:, p] * want_dir[:, p], -1))
-            angle = np.where(want_len[:, p] > 1e-9, angle, 0.0)
-            if angle.max() < 1e-7:
-                continue
-            worst = max(worst, float(angle.max()))
-            # The least turning that corrects the aim to first order: group g turns by angle * k_g / sum(k^2).
-            movers = plan.corrector[p]
-            norm = sum(k * k for _, k in movers)
-            for bones, k in movers:
-                turn = axis_angle_matrix(axis, np.minimum(angle * k / norm, np.pi / 2))
-                for b in bones:
-                    still = kept.get(int(b))
-                    keyed_rot[int(b)] = (turn if still is None else
-                                         np.where(still[:, None, None], np.eye(3), turn)) @ keyed_rot[int(b)]
-            heads, rots, pre = _fk(plan, keyed_rot, f)
-            got_dir, _ = _aim_dirs(_fk_joints(plan, heads, rots))
-        if worst < 1e-6:
-            break
+    posed = _sweep(plan, keyed_rot, kept, want_dir, want_len, f, sweeps)
+    heads, rots = posed.full()
     predicted = _fk_joints(plan, heads, rots)
     # Root translation: the pelvis goes where the take puts it, scaled about the world origin by leg length.
     scale = root_scale if root_scale is not None else (
         leg_length(rest) * arm.world_scale / max(leg_length(j_world), 1e-9))
     want_root = arm.to_armature_space(j_world[:, INDEX["pelvis"]] * scale)
     delta = want_root - predicted[:, INDEX["pelvis"]]
-    axes = _location_axes(plan, plan.root, pre[plan.root], rots)
+    axes = _location_axes(plan, plan.root, posed.pre[:, posed.col[plan.root]], rots)
     location = np.einsum("fji,fj->fi", axes, delta)   # axes are orthonormal: their transpose inverts them
     predicted = predicted + delta[:, None]
     got_dir, _ = _aim_dirs(predicted)
     aim_error = np.degrees(np.arccos(np.clip(np.sum(got_dir * want_dir, -1), -1, 1)))
-    # Local rotations in each bone's own mode.
-    bones, parts, modes, values, quats = [], [], [], [], []
+    # Local rotations in each bone's own mode, all bones at once (one mode at a time for Euler keys).
+    cols = [posed.col[int(b)] for b in plan.keyed]
+    basis = np.swapaxes(posed.pre[:, cols], -1, -2) @ posed.rot[:, cols]         # (F, N, 3, 3)
+    quats = continuous_quaternions(matrix_to_quaternion(basis))
     warnings = list(plan.warnings)
-    for b, p in zip(plan.keyed, plan.parts):
-        basis = np.swapaxes(pre[int(b)], -1, -2) @ keyed_rot[int(b)]
-        q = continuous_quaternions(matrix_to_quaternion(basis))
+    modes = []
+    for b in plan.keyed:
         mode = arm.rotation_modes[b]
         if mode == "AXIS_ANGLE":
             warnings.append(f"bone '{arm.bones[b]}' uses axis-angle rotation; it is keyed as a quaternion")
             mode = "QUATERNION"
-        bones.append(arm.bones[b])
-        parts.append(PARTS[p])
         modes.append(mode)
-        values.append(q if mode == "QUATERNION" else matrix_to_blender_euler(basis, mode))
-        quats.append(q)
+    values = [quats[:, i] for i in range(len(cols))]
+    for mode in set(modes) - {"QUATERNION"}:
+        which = [i for i, m in enumerate(modes) if m == mode]
+        for i, e in zip(which, np.moveaxis(matrix_to_blender_euler(basis[:, which], mode), 1, 0)):
+            values[i] = e
+    bones, parts = [arm.bones[b] for b in plan.keyed], [PARTS[p] for p in plan.parts]
     rest_modes = ["QUATERNION" if arm.rotation_modes[b] in ("QUATERNION", "AXIS_ANGLE") else arm.rotation_modes[b]
                   for b in plan.rest_bones]
     return RigPose(bones=bones, parts=parts, rotation_modes=modes, rotations=values,
-                   quaternions=np.stack(quats, axis=1), root=arm.bones[plan.root], location=location,
+                   quaternions=quats, root=arm.bones[plan.root], location=location,
                    rest=[arm.bones[b] for b in plan.rest_bones], rest_modes=rest_modes,
                    properties=plan.properties, joints=arm.to_world(predicted), root_scale=float(scale),
                    aim_error=aim_error, warnings=warnings)
+
+
+def _sweep(plan, keyed_rot: dict[int, np.ndarray], kept: dict[int, np.ndarray], want_dir: np.ndarray,
+           want_len: np.ndarray, f: int, sweeps: int) -> _Posed:
+    """The keyed bones posed (`_Posed`: heads, orientations, the keys' own rotations in `rot`), with every aim that
+    spans several groups (a spine, chest or collar read between bones, as the rig maps do to put them at the
+    training data's landmarks) corrected by sweeps of forward kinematics until every aim is within 1e-6 rad. One
+    sweep ends it where every part is rigid in its bones; interpolated landmarks take 8-24 on extreme poses.
+
+    Each turn moves what hangs from the turned bone as forward kinematics would (`_Posed.turn`), without evaluating
+    the rig again; parts whose aims no earlier part of their run turns are corrected from one reading (`_runs`). A
+    part whose movers are all kept (on every frame where it is off) cannot turn: it is passed over, and sweeps stop
+    once one turns nothing (the ones after would repeat it). What a sweep does is what it did one part at a time
+    with the whole rig evaluated after each turn, to rounding (tests/test_solve_fast.py)."""
+    posed = _Posed(plan, keyed_rot, f)
+    parts = np.array(list(plan.corrector), dtype=int)    # PARTS order, as the sweeps go
+    movers = [[int(b) for bones, _ in m for b in bones] for m in plan.corrector.values()]
+    stuck = np.ones((len(parts), f), dtype=bool)         # frames on which no mover of a part may turn
+    for i, bones in enumerate(movers):
+        for b in bones:
+            stuck[i] &= kept[b] if b in kept else False
+    want_dir, aimed = want_dir[:, parts], want_len[:, parts] > 1e-9
+
+    def off() -> tuple[np.ndarray, np.ndarray, list[float]]:
+        """How far each part's aim is off the wanted one now: axes (F, P, 3), angles (F, P), worst per part."""
+        got_dir = _aim_dirs(posed.joints(), parts)[0]
+        axis, s = _unit(cross(got_dir, want_dir))
+        angle = np.where(aimed, np.arctan2(s, np.sum(got_dir * want_dir, -1)), 0.0)
+        return axis, angle, angle.max(0).tolist()
+
+    axis, angle, most = off()
+    groups = list(plan.corrector.values())
+    for _ in range(sweeps):
+        worst, turned = 0.0, False
+        for run in _runs(plan):
+            moved = False
+            for i in run:
+                if most[i] < 1e-7:
+                    continue
+                worst = max(worst, most[i])
+                if (stuck[i] | (angle[:, i] == 0)).all():
+                    continue
+                # The least turning that corrects the aim to first order: group g turns by angle * k_g / sum(k^2).
+                norm = sum(k * k for _, k in groups[i])
+                for bones, k in groups[i]:
+                    turn = axis_angle(axis[:, i], np.minimum(angle[:, i] * k / norm, np.pi / 2))
+                    for b in bones:
+                        still = kept.get(int(b))
+                        posed.turn(int(b), turn if still is None else np.where(still[:, None, None], np.eye(3), turn))
+                turned = moved = True
+            if moved:
+                axis, angle, most = off()
+        if worst < 1e-6 or not turned:
+            break
+    posed.update()           # the last word: every bone from its parent, as the keys will pose it
+    return posed
 
 
 # Parts whose turn body24 fixes whole (aim and twist, from the hips and shoulders lines): an edit turns them by the
@@ -217,7 +252,7 @@ _AGREE_DEG = 5.0    # a current bone whose aim is further than this from the cur
 
 
 def edit_rotations(plan, rest: np.ndarray, targets: np.ndarray, current: dict,
-                   fresh: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+                   fresh: dict[int, np.ndarray], rot_new: np.ndarray | None = None) -> dict[int, np.ndarray]:
     """Armature-space orientations (F, 3, 3) of the keyed bones given in `current`, edited rather than solved: each
     turned from its orientation now by the least rotation that takes its part's aim now (the joints read off the
     rig) onto the wanted aim (`targets`, armature space), so that the twist the animator gave it stays; pelvis,
@@ -226,7 +261,8 @@ def edit_rotations(plan, rest: np.ndarray, targets: np.ndarray, current: dict,
 
     A part is edited only where every bone of it is given, and only on frames where those bones agree with the
     joints now (their aim within _AGREE_DEG: the rig was read through the same bones, not e.g. in IK while its FK
-    controls are keyed); elsewhere the fresh solve (`fresh`) stands."""
+    controls are keyed); elsewhere the fresh solve (`fresh`) stands. rot_new: part_rotations(rest, targets) of
+    the keyed parts where the caller has them already."""
     arm = plan.binding.armature
     f = targets.shape[0]
     cur_world = check_joints(current["joints"])
@@ -249,20 +285,18 @@ def edit_rotations(plan, rest: np.ndarray, targets: np.ndarray, current: dict,
     want_dir, want_len = _aim_dirs(targets)
     want_dir = np.where((want_len > 1e-9)[..., None], want_dir, cur_dir)
     names = {PARTS[p] for _, p in keyed}
-    rot_now, rot_new = part_rotations(rest, cur, names), part_rotations(rest, targets, names)
+    rot_now = part_rotations(rest, cur, names)
+    rot_new = part_rotations(rest, targets, names) if rot_new is None else rot_new
     # Where the given bones aim each part now (the other keyed bones as the fresh solve has them).
     heads, rots, _ = _fk(plan, fresh | given, f)
     fk_dir, _ = _aim_dirs(_fk_joints(plan, heads, rots))
     agree = np.degrees(np.arccos(np.clip(np.sum(fk_dir * cur_dir, -1), -1, 1))) < _AGREE_DEG   # (F, 19)
+    turns = {p: rot_new[:, p] @ np.swapaxes(rot_now[:, p], -1, -2) if PARTS[p] in _WHOLE else
+             swing(cur_dir[:, p], want_dir[:, p]) for p in parts}
     out = {}
     for b, p in keyed:
-        if p not in parts:
-            continue
-        if PARTS[p] in _WHOLE:
-            turn = rot_new[:, p] @ np.swapaxes(rot_now[:, p], -1, -2)
-        else:
-            turn = swing(cur_dir[:, p], want_dir[:, p])
-        out[b] = np.where(agree[:, p][:, None, None], turn @ given[b], fresh[b])
+        if p in parts:
+            out[b] = np.where(agree[:, p][:, None, None], turns[p] @ given[b], fresh[b])
     return out
 
 
