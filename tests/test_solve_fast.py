@@ -19,7 +19,7 @@ from gfpose_core.body.skeleton import INDEX
 from gfpose_core.rigs.armature import Armature
 from gfpose_core.rigs.binding import bind, joints_from_pose, rest_joints
 from gfpose_core.rigs.plan import _PARTS, _TRUST, PARTS, _evidence, _fk, _plan, _rest_evidence, part_rotations
-from gfpose_core.rigs.solve import edit_rotations, kept_rotations, leg_length, solve
+from gfpose_core.rigs.solve import edit_rotations, kept_rotations, solve
 
 
 def _copy(target: str, influence: float = 1.0, space: str = "WORLD") -> dict:
@@ -47,7 +47,8 @@ _TRUNK = [
     ("spine_fk.002", "MCH-spine.002", Q, "chest", [], True),
     ("MCH-spine.003", "spine_fk.002", "chest", S, [_copy("chest", 0.5, "LOCAL")], True),
     ("spine_fk.003", "MCH-spine.003", "chest", S, [], True),
-    ("tweak_spine.003", "spine_fk.003", "chest", S, [], True), ("ORG-spine.003", "tweak_spine.003", "chest", S, [], True),
+    ("tweak_spine.003", "spine_fk.003", "chest", S, [], True),
+    ("ORG-spine.003", "tweak_spine.003", "chest", S, [], True),
     ("MCH-ROT-neck", "spine_fk.003", "neck", "head", [ROT0], True), ("neck", "MCH-ROT-neck", "neck", "head", [], True),
     ("tweak_spine.004", "neck", "neck", N, [], True), ("tweak_spine.005", "neck", N, "head", [], True),
     ("ORG-spine.004", "spine_fk.003", "neck", N,

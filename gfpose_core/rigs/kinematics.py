@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from gfpose_core.body import rotations
 from gfpose_core.rigs.binding import _points
 
 _SKEW = np.array([0, 2, 1, 2, 0, 0, 1, 0, 0])
@@ -16,11 +17,25 @@ def cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.stack([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], -1)
 
 
+def _skew(v: np.ndarray) -> np.ndarray:
+    return (v[..., _SKEW] * _SKEW_SIGN).reshape(v.shape[:-1] + (3, 3))
+
+
 def axis_angle(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
     """body.rotations.axis_angle_matrix, the same arithmetic with less overhead: (..., 3), (...) -> (..., 3, 3)."""
-    k = (axis[..., _SKEW] * _SKEW_SIGN).reshape(axis.shape[:-1] + (3, 3))
+    k = _skew(axis)
     s, c = np.sin(angle)[..., None, None], np.cos(angle)[..., None, None]
     return np.eye(3) + s * k + (1.0 - c) * (k @ k)
+
+
+def swing(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """body.rotations.swing, the same arithmetic with less overhead (opposite vectors are left to it)."""
+    a, b = np.broadcast_arrays(a, b)
+    c = np.sum(a * b, axis=-1)
+    if np.any(c < -1.0 + 1e-9):
+        return rotations.swing(a, b)
+    k = _skew(cross(a, b))
+    return np.eye(3) + k + (k @ k) / np.maximum(1.0 + c, 1e-12)[..., None, None]
 
 
 class _Level:

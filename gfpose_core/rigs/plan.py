@@ -5,11 +5,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gfpose_core.body.rotations import _unit, axis_angle_matrix, swing
+from gfpose_core.body.rotations import _unit, axis_angle_matrix
 from gfpose_core.body.skeleton import INDEX
 from gfpose_core.rigs.armature import Armature
 from gfpose_core.rigs.binding import Binding, _points
-from gfpose_core.rigs.kinematics import _Kinematics, _Posed
+from gfpose_core.rigs.kinematics import _Kinematics, _Posed, axis_angle, cross, swing
 from gfpose_core.rigs.rig_map import PIVOTS, RigMapError
 
 
@@ -144,7 +144,7 @@ def _evidence(joints: np.ndarray, rule: str, pts) -> np.ndarray:
     a, m, e = pts if isinstance(pts[0], np.ndarray) else (joints[..., INDEX[n], :] for n in pts[:3])
     u, v = m - a, e - m
     # The bend normal, of length sin(bend angle): no evidence on a straight limb.
-    return np.cross(u, v) / np.maximum(np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1), 1e-300)[..., None]
+    return cross(u, v) / np.maximum(np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1), 1e-300)[..., None]
 
 
 def _rest_evidence(rest: np.ndarray, rule: str, pts, aim: np.ndarray) -> np.ndarray:
@@ -231,7 +231,7 @@ def part_rotations(rest: np.ndarray, joints: np.ndarray, keyed: set[str] | None 
             p_perp = p_vec - np.sum(p_vec * aim_t, -1, keepdims=True) * aim_t
             q_perp = q_vec - np.sum(q_vec * aim_t, -1, keepdims=True) * aim_t
             w = np.linalg.norm(p_perp, axis=-1) * np.linalg.norm(q_perp, axis=-1)
-            sin = np.sum(aim_t * np.cross(p_perp, q_perp), -1) / np.maximum(w, 1e-300)
+            sin = np.sum(aim_t * cross(p_perp, q_perp), -1) / np.maximum(w, 1e-300)
             cos = np.sum(p_perp * q_perp, -1) / np.maximum(w, 1e-300)
             lo, hi = _TRUST[rule]
             if front:
@@ -243,7 +243,7 @@ def part_rotations(rest: np.ndarray, joints: np.ndarray, keyed: set[str] | None 
             x = np.clip((w - lo) / (hi - lo), 0.0, 1.0)
             trust = x * x * (3 - 2 * x)
             phi = np.arctan2(trust * sin, trust * cos + (1.0 - trust))
-            rot = axis_angle_matrix(aim_t, phi) @ rot
+            rot = axis_angle(aim_t, phi) @ rot
         out[:, idx] = rot
     return out
 

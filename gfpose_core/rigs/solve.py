@@ -26,17 +26,15 @@ import numpy as np
 
 from gfpose_core.body.rotations import (
     _unit,
-    axis_angle_matrix,
     continuous_quaternions,
     matrix_to_blender_euler,
     matrix_to_quaternion,
     quaternion_to_matrix,
-    swing,
 )
 from gfpose_core.body.skeleton import INDEX, JOINT_NAMES
 from gfpose_core.rigs.armature import Armature
 from gfpose_core.rigs.binding import Binding, bind, rest_joints
-from gfpose_core.rigs.kinematics import axis_angle, cross
+from gfpose_core.rigs.kinematics import axis_angle, cross, swing
 from gfpose_core.rigs.plan import (
     PARTS,
     _aim_dirs,
@@ -291,8 +289,9 @@ def edit_rotations(plan, rest: np.ndarray, targets: np.ndarray, current: dict,
     heads, rots, _ = _fk(plan, fresh | given, f)
     fk_dir, _ = _aim_dirs(_fk_joints(plan, heads, rots))
     agree = np.degrees(np.arccos(np.clip(np.sum(fk_dir * cur_dir, -1), -1, 1))) < _AGREE_DEG   # (F, 19)
-    turns = {p: rot_new[:, p] @ np.swapaxes(rot_now[:, p], -1, -2) if PARTS[p] in _WHOLE else
-             swing(cur_dir[:, p], want_dir[:, p]) for p in parts}
+    swung = sorted(p for p in parts if PARTS[p] not in _WHOLE)
+    turns = dict(zip(swung, np.moveaxis(swing(cur_dir[:, swung], want_dir[:, swung]), 1, 0)))
+    turns.update({p: rot_new[:, p] @ np.swapaxes(rot_now[:, p], -1, -2) for p in parts if PARTS[p] in _WHOLE})
     out = {}
     for b, p in keyed:
         if p in parts:
