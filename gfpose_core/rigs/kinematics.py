@@ -81,7 +81,8 @@ class _Kinematics:
         """What a turn of slot m moves (see `_Posed.turn`), given which slots keep their orientation (`fixed`): the
         slots that turn with it, the fixed ones hanging from those (the front), and all below the front with the
         front slot each shifts with."""
-        if (m, key) not in self._carried:
+        got = self._carried.get((m, key))
+        if got is None:
             kids: dict[int, list[int]] = {}
             for j in np.flatnonzero(self.real & (self.par >= 0)):
                 kids.setdefault(int(self.par[j]), []).append(int(j))
@@ -99,8 +100,8 @@ class _Kinematics:
                     below.append(j)
                     owner.append(k)
                     todo += kids.get(j, [])
-            self._carried[(m, key)] = tuple(np.array(x, dtype=int) for x in (region, front, below, owner))
-        return self._carried[(m, key)]
+            got = self._carried[(m, key)] = tuple(np.array(x, dtype=int) for x in (region, front, below, owner))
+        return got
 
     def location_axes(self, pre: np.ndarray, rots: np.ndarray) -> np.ndarray:
         """The root bone's location axes (see `_location_axes`) while its level is evaluated."""

@@ -181,17 +181,18 @@ _REST: dict[bytes, tuple] = {}
 def _rest_parts(rest: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per part the rest aim (19, 3), its length (19,) and the unit twist evidence (19, 3); worked out once per rig."""
     key = np.ascontiguousarray(rest, dtype=np.float64).tobytes()
-    if key not in _REST:
-        if len(_REST) > 64:
-            _REST.clear()
+    got = _REST.get(key)              # the server's threads share it: read once, never index it after a clear
+    if got is None:
         aim, length = _unit(rest[_AIM_TO] - rest[_AIM_FROM])
         ev = np.zeros((len(PARTS), 3))
         for p, part in enumerate(PARTS):
             _, _, rule, pts, _ = _PARTS[part]
             if rule != "inherit" and length[p] >= 1e-9:
                 ev[p] = _rest_evidence(rest, rule, pts, aim[p])
-        _REST[key] = (aim, length, ev)
-    return _REST[key]
+        if len(_REST) > 64:
+            _REST.clear()
+        got = _REST[key] = (aim, length, ev)
+    return got
 
 
 def part_rotations(rest: np.ndarray, joints: np.ndarray, keyed: set[str] | None = None) -> np.ndarray:
