@@ -35,15 +35,15 @@ def _keys(bag) -> dict:
 
 
 def _bag(addon, obj, action=None):
+    # through the add-on's own compatibility layer: slotted actions (4.4+) and legacy ones (4.2) alike
     if action is None:
         return addon.posing.channelbag(obj)
-    from bpy_extras import anim_utils
-    return anim_utils.action_get_channelbag_for_slot(action, action.slots[0])
+    return addon.anim_compat.channelbag_of(obj, action)
 
 
 def _bag_of(obj):
-    from bpy_extras import anim_utils
-    return anim_utils.animdata_get_channelbag_for_assigned_slot(obj.animation_data)
+    import sys
+    return sys.modules[test_addon.MODULE].anim_compat.channelbag(obj)
 
 
 def _hand_made_key(obj, bone: str, frame: int) -> list[str]:
