@@ -14,9 +14,9 @@ import numpy as np
 
 from . import live, plan, posing, rig_io
 from .engine_client import EngineError
-from .engine_op import _solve_ids, connect_and_bind
+from .engine_op import connect_and_bind, post_bound
 from .jobs import Job
-from .preferences import engine_info, engine_spec, set_status
+from .preferences import engine_info, engine_spec, known_effector_groups, set_status
 
 TICK_BUSY, TICK_IDLE = 0.004, 0.02     # seconds between ticks while an answer is awaited / while idle
 SETTLE_S = 30.0                        # Enter waits at most this long for the answer to the newest move
@@ -43,7 +43,8 @@ def pin_choices(obj, binding: dict) -> tuple[list[str], list[str]]:
     offered = (list(live.RIGIFY_CONTROLS) if rigify else []) + [b for b in binding["write"]["bones"]
                                                                  if b in obj.pose.bones]
     marked = pins_of(obj)
-    return offered, marked if marked is not None else live.default_pins(binding["write"], live.EFFECTORS, rigify)
+    groups = known_effector_groups()
+    return offered, marked if marked is not None else live.default_pins(binding["write"], groups, rigify)
 
 
 class Session:
@@ -158,21 +159,8 @@ class Session:
 
     def _send(self, target: dict, session: str, sequence: int) -> dict:
         """Worker thread: one /pose_from_effectors round trip (the armature sent once, its binding id after)."""
-        bound = self.bound
-        key = (bound.client.url, self.binding["rig"], plan.armature_signature(bound.desc))
         body = target | {"rig": self.binding["rig"], "session": session, "sequence": sequence}
-        bid = _solve_ids.get(key)
-        if bid is not None:
-            try:
-                return bound.client.post("/pose_from_effectors", body | {"binding_id": bid})
-            except EngineError as e:
-                if e.status != 409 or live.is_superseded(e):   # 409 otherwise: the engine forgot the binding
-                    raise
-                _solve_ids.pop(key, None)
-        reply = bound.client.post("/pose_from_effectors", body | {"armature": bound.desc})
-        if reply.get("binding_id"):
-            _solve_ids[key] = reply["binding_id"]
-        return reply
+        return post_bound(self.bound, "/pose_from_effectors", body)
 
     # --- the mode's steps -----------------------------------------------------------------------------------------
 

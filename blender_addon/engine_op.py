@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import bpy
 import numpy as np
 
-from . import plan, rig_io
+from . import live, plan, rig_io
 from .engine_client import EngineClient, EngineError
 from .jobs import Call, Cancelled, Job
 from .preferences import (
@@ -82,26 +82,29 @@ def solve_on_rig(bound: Bound, joints: np.ndarray, progress: float = 0.7, curren
     sent once per engine; later calls name the engine's cached binding (sent again if the engine forgot it).
     current: the pose the rig has now (posing.current_pose), which the engine then edits: each bone keeps its twist
     and turns only as far as its aim must (the engine is the one side that solves the rig)."""
-    key = (bound.client.url, bound.binding["rig"], plan.armature_signature(bound.desc))
     body = {"joints": joints.tolist(), "rig": bound.binding["rig"], "root_scale": 1.0}
     if current is not None:
         body["current"] = current
+    return (yield Call(post_bound, bound, "/pose_for_rig", body, progress=progress, label="Solving the rig"))
 
-    def post():
-        bid = _solve_ids.get(key)
-        if bid is not None:
-            try:
-                return bound.client.post("/pose_for_rig", body | {"binding_id": bid})
-            except EngineError as e:
-                if e.status != 409:           # 409: the engine no longer holds that binding
-                    raise
-                _solve_ids.pop(key, None)
-        reply = bound.client.post("/pose_for_rig", body | {"armature": bound.desc})
-        if reply.get("binding_id"):
-            _solve_ids[key] = reply["binding_id"]
-        return reply
 
-    return (yield Call(post, progress=progress, label="Solving the rig"))
+def post_bound(bound: Bound, path: str, body: dict) -> dict:
+    """POST to an endpoint that solves the rig (/pose_for_rig, /pose_from_effectors): the armature sent once per
+    engine, the engine's binding_id after, and the armature again when the engine forgot the binding (its 409;
+    a 409 for a superseded live request is the caller's to handle)."""
+    key = (bound.client.url, bound.binding["rig"], plan.armature_signature(bound.desc))
+    bid = _solve_ids.get(key)
+    if bid is not None:
+        try:
+            return bound.client.post(path, body | {"binding_id": bid})
+        except EngineError as e:
+            if e.status != 409 or live.is_superseded(e):
+                raise
+            _solve_ids.pop(key, None)
+    reply = bound.client.post(path, body | {"armature": bound.desc})
+    if reply.get("binding_id"):
+        _solve_ids[key] = reply["binding_id"]
+    return reply
 
 
 def described_with_switches(obj, props: list[dict], desc: dict) -> dict:

@@ -17,16 +17,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-# The engine's effector groups (its /info "effectors" says the same; used when an older engine does not).
-EFFECTORS: dict[str, tuple[str, ...]] = {
-    "pelvis": ("pelvis", "hip_l", "hip_r"),
-    "head": ("head", "head_end"),
-    "hand_l": ("wrist_l", "hand_end_l"),
-    "hand_r": ("wrist_r", "hand_end_r"),
-    "foot_l": ("ankle_l", "toe_l"),
-    "foot_r": ("ankle_r", "toe_r"),
-}
-
 # A Rigify rig's own effector controls: the IK hand and foot controls, the torso and the head.
 RIGIFY_CONTROLS: dict[str, str] = {
     "torso": "pelvis", "head": "head",
@@ -38,11 +28,11 @@ SUPERSEDED = "superseded"     # how the engine's 409 detail starts for a request
 
 
 def effector_groups(info: dict | None) -> dict[str, tuple[str, ...]]:
-    """The engine's effector groups from its /info, or this module's copy of the contract."""
+    """The engine's effector groups from its /info (the engine owns the contract; the add-on keeps no copy)."""
     got = (info or {}).get("effectors")
-    if isinstance(got, dict) and got:
-        return {g: tuple(j) for g, j in got.items()}
-    return dict(EFFECTORS)
+    if not isinstance(got, dict) or not got:
+        raise ValueError("this engine has no live posing (its /info lists no effectors): update the engine")
+    return {g: tuple(j) for g, j in got.items()}
 
 
 def is_rigify(binding: dict, bone_names) -> bool:

@@ -25,6 +25,15 @@ def known_rig_maps() -> list[str]:
     return sorted({n for info in list(_infos.values()) for n in info.get("rig_maps") or []})
 
 
+def known_effector_groups() -> dict[str, tuple[str, ...]]:
+    """The live-posing effector groups of an engine reached so far (empty before the first): for drawing the
+    panel, which must not wait on the network."""
+    for info in list(_infos.values()):
+        if isinstance(info.get("effectors"), dict):
+            return {g: tuple(j) for g, j in info["effectors"].items()}
+    return {}
+
+
 def forget_engines() -> None:
     _infos.clear()
 

@@ -174,7 +174,7 @@ def auto_pose_step(bpy, addon, client, out: Path, use_data: bool) -> dict:
     props = [(p["bone"], p["name"], rig.pose.bones[p["bone"]][p["name"]]) for p in bound["properties"]]
     start = rig_io.read_body24(rig, binding)[0]
     world = np.array(rig.matrix_world)
-    groups = live.effector_groups(None)
+    groups = live.effector_groups(addon.preferences.engine_info(client))
     joints_of = {c: list(groups[live.RIGIFY_CONTROLS[c]]) for c in AUTO_CONTROLS}
     local = {c: live.offsets(world @ np.array(rig.pose.bones[c].matrix), start[[INDEX[j] for j in joints_of[c]]])
              for c in AUTO_CONTROLS}

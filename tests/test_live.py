@@ -202,7 +202,8 @@ PARENTS = {"spine": "pelvis", "elbow_l": "shoulder_l", "wrist_l": "elbow_l", "ha
 
 
 def test_which_joints_a_control_drives():
-    g = live.EFFECTORS
+    from gfpose_core.prior.effectors import EFFECTORS
+    g = live.effector_groups({"effectors": {k: list(v) for k, v in EFFECTORS.items()}})     # as /info sends them
     assert live.control_joints("hand_ik.L", WRITE, g, PARENTS, rigify=True) == ["wrist_l", "hand_end_l"]
     assert live.control_joints("torso", WRITE, g, PARENTS, rigify=True) == ["pelvis", "hip_l", "hip_r"]
     assert live.control_joints("Hips", WRITE, g, PARENTS, rigify=False) == ["pelvis", "hip_l", "hip_r"]
@@ -214,6 +215,7 @@ def test_which_joints_a_control_drives():
     assert live.default_pins(WRITE, g, rigify=False) == ["Hips", "LeftHand", "LeftFoot", "Head"]
     assert live.default_pins(WRITE, g, rigify=True) == list(live.RIGIFY_CONTROLS)
     assert live.effector_groups({"effectors": {"hand_l": ["wrist_l"]}}) == {"hand_l": ("wrist_l",)}
-    assert live.effector_groups({}) == live.EFFECTORS
+    with pytest.raises(ValueError, match="no live posing"):
+        live.effector_groups({})          # an engine without /pose_from_effectors: said, not guessed
     rows, known = live.payload_joints({"pelvis": np.zeros(3)}, ["pelvis", "spine"])
     assert rows == [[0.0, 0.0, 0.0], [None, None, None]] and known == [True, False]
