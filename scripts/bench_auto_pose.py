@@ -70,10 +70,15 @@ def real_poses(n: int, use_data: bool) -> tuple[np.ndarray, str]:
     return Engine.load(device="cpu").generate(n, seed=1).astype(np.float64), f"{n} generated poses"
 
 
-def on_rig(client, desc: dict, poses: np.ndarray) -> np.ndarray:
+def on_rig(addon, client, obj, poses: np.ndarray) -> np.ndarray:
     """Where the rig's own bones put body24 for each pose (the engine's retarget: the rig's proportions), so that
-    every dragged target is one the rig can reach."""
+    every dragged target is one the rig can reach. The armature is described with the map's switches set (Rigify's
+    limbs in FK), as the add-on sends it: described in IK, the solve cannot follow the ORG bones."""
+    rig_io = addon.rig_io
+    bound = client.post("/bind", {"armature": rig_io.describe_armature(obj), "rig": "rigify"})
+    desc = addon.engine_op.described_with_switches(obj, bound["properties"], rig_io.describe_armature(obj))
     got = client.post("/pose_for_rig", {"armature": desc, "joints": poses.tolist(), "rig": "rigify"})
+    assert not got.get("warnings"), got.get("warnings")
     return np.asarray(got["joints"], np.float64)
 
 
@@ -114,7 +119,7 @@ def main(argv=None) -> int:
         use_data = CLIP.exists() and not args.no_data
         n_poses = -(-args.moves // len(CONTROLS))
         poses, source = real_poses(n_poses, use_data)
-        targets = on_rig(client, rig_io.describe_armature(obj), poses)
+        targets = on_rig(addon, client, obj, poses)
         session = auto_pose.start(obj)
         session.settle()
         index = {n: i for i, n in enumerate(session.joint_names)}
