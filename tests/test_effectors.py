@@ -182,3 +182,27 @@ def test_arms_are_carried_by_the_answers_bone_directions(bodies):
     assert np.array_equal(out[known], poses[known])
     held = hold_lengths(answer, known, lengths).joints
     assert np.linalg.norm(held[:, arms] - poses[:, arms], axis=-1).max() > 1e-3
+
+
+def test_sweeps_one_pose_at_a_time_as_in_a_batch(bodies):
+    """The sweeps of a hold that Newton cannot close (targets out of reach, pins) give the same poses whether a live
+    request's few poses are swept one at a time in Python floats or a batch a depth at a time (effector_sweeps.py),
+    and holding a pose out of reach gives the same alone as in a batch."""
+    from gfpose_core.prior import effector_sweeps
+    poses, lengths = bodies
+    rng = np.random.default_rng(7)
+    far = np.concatenate([poses] * 4)
+    known = np.broadcast_to(effector_mask(), far.shape[:2]).copy()
+    known[::3, INDEX["elbow_l"]] = True                       # a pin mid-limb
+    known[1::4, INDEX["pelvis"]] = False
+    for j in ("wrist_l", "head", "ankle_r"):
+        far[:, INDEX[j]] += rng.normal(0, 0.4, (len(far), 3))    # some beyond reach, some not
+    m = np.concatenate([lengths] * 4)
+    one = np.concatenate([effector_sweeps.fabrik(far[i:i + 1], known[i:i + 1], m[i:i + 1], 12, 1e-9)
+                          for i in range(len(far))])
+    batch = effector_sweeps.fabrik(far, known, m, 12, 1e-9)
+    assert len(far) > effector_sweeps.SMALL and np.abs(one - batch).max() < 1e-12
+    held = hold_lengths(far, known, m)
+    assert held.out_of_reach.any() and np.array_equal(held.joints[known], far[known])
+    alone = np.concatenate([hold_lengths(far[i:i + 1], known[i:i + 1], m[i:i + 1]).joints for i in range(len(far))])
+    assert np.abs(alone - held.joints).max() < 1e-9

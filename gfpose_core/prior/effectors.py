@@ -1,7 +1,15 @@
 """Completion from effectors (live posing): the animator places the pelvis, hands, feet and head, the body between
 follows. The groups of body24 joints an effector carries, and the projection that puts the network's answer on the
-rig's bone lengths while holding every known joint where it was put (numpy only: the add-on and the server read
-the groups, the engine calls the projection).
+rig's bone lengths while holding every known joint where it was put (numpy, and scipy's LAPACK for the
+projection's small solves: the server reads the groups, the engine calls the projection).
+
+Speed (issue 20, Auto Pose): a live request holds a pose up to four times (on_body twice, then on the rig and its
+refining pass), and dragged targets are often a little out of reach (on Rigify the head by millimetres: the rig's
+spine is longer bent than at rest), which used to cost every hold 50 Gauss-Newton steps before the sweeps, and
+each of those steps an LU solve that, on two cores beside Blender, waited on BLAS threads. Now poses certainly out of
+reach skip Newton, Newton gives up on a pose that stalls (STALL), solves by Cholesky, and the sweeps of a live
+request's one pose run in Python floats (effector_sweeps.py): the same poses to 1e-12 m, a hold 12 -> 1.3 ms on
+Auto Pose's bench requests (in-process, this CPU).
 """
 from __future__ import annotations
 
@@ -10,6 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from gfpose_core.body.skeleton import BONES, INDEX, JOINT_NAMES, N_JOINTS, PARENTS
+from gfpose_core.prior.effector_sweeps import fabrik, two_bone, unit
 
 # An effector is a position plus, where body24 carries it, an orientation: the hip line is the pelvis's, the hand
 # bone the hand's, the foot bone the foot's, the head bone the head's.
@@ -33,10 +42,16 @@ EFFECTOR_JOINTS: tuple[str, ...] = tuple(j for group in EFFECTORS.values() for j
 # rig's body (Rigify, the poses retargeted onto it) the mode's share cost more than it gave: effector_guess.py.
 # As shipped (effector_guess.py, on_body): 27.8 / 25.0 / 7.0, with rest= 22.5 / 21.3 / 6.9.
 
-# FABRIK sweeps, only where Newton does not close a pose (a target out of reach, or a proposal far from its
-# lengths): they bring the chains near their lengths and point them at far targets; Newton then closes the rest.
+# FABRIK sweeps (effector_sweeps.py), only where Newton does not close a pose (a target out of reach, or a proposal
+# far from its lengths): they bring the chains near their lengths and point them at far targets; Newton then closes
+# the rest.
 SWEEPS = 12
 NEWTON_STEPS = 50        # Gauss-Newton steps: most poses converge in a handful; a nearly straight neck in tens
+# A pose whose largest gap is not below STALL[1] of what it was STALL[2] steps before, from step STALL[0] on, has a
+# target out of reach: given up on there (it used to run all NEWTON_STEPS). Poses that close do it far faster: on the
+# validation sets' holds (7,600 poses, on Rigify's body and their own) and Auto Pose's bench requests, from step 6
+# on the gap was at most 0.5 of the one 4 steps before (largest 0.44), so none of them is cut.
+STALL = (10, 0.5, 4)
 TOLERANCE = 1e-9          # metres: every known joint's incoming bone within this, the sweeps stop
 REACH_TOLERANCE = 1e-6    # metres: a bone into a known joint further off than this is reported as out of reach
 
@@ -45,8 +60,28 @@ REACH_TOLERANCE = 1e-6    # metres: a bone into a known joint further off than t
 # which put the rig's shoulders, and so its hands, up to 10 cm off the effectors).
 CHEST_PAIRS = np.array([(INDEX["neck"], INDEX["collar_l"]), (INDEX["neck"], INDEX["collar_r"]),
                         (INDEX["collar_l"], INDEX["collar_r"])])
-_CHILDREN = [np.flatnonzero(PARENTS == j) for j in range(N_JOINTS)]
 _BONE_OF = {int(c): b for b, c in enumerate(BONES[:, 0])}     # child joint -> bone index (lengths order)
+
+
+def _paths():
+    """Between every two joints, the bones (24, 24, 23) and the joints strictly inside (24, 24, 24) of the path
+    joining them."""
+    up = [[j] for j in range(N_JOINTS)]                   # each joint's ancestors, itself first
+    for j in range(1, N_JOINTS):
+        up[j] = [j] + up[PARENTS[j]]
+    bones = np.zeros((N_JOINTS, N_JOINTS, len(BONES)))
+    inner = np.zeros((N_JOINTS, N_JOINTS, N_JOINTS))
+    for i in range(N_JOINTS):
+        for j in range(N_JOINTS):
+            meet = next(a for a in up[i] if a in up[j])
+            legs = up[i][:up[i].index(meet)] + up[j][:up[j].index(meet)]    # the joints below the meeting one
+            bones[i, j, [_BONE_OF[c] for c in legs]] = 1
+            inner[i, j, [a for a in legs + [meet] if a not in (i, j)]] = 1
+    return bones, inner
+
+
+_PATH_BONES, _PATH_INNER = _paths()
+_PATH_HAS_INNER = _PATH_INNER.any(-1)
 
 
 def effector_mask(groups=None, pins=None) -> np.ndarray:
@@ -176,10 +211,11 @@ def hold_lengths(pose: np.ndarray, known: np.ndarray, lengths: np.ndarray, rest=
         pairs = np.concatenate([BONES, rigid])
         spans = np.concatenate([lengths, np.linalg.norm(rest[:, rigid[:, 0]] - rest[:, rigid[:, 1]], axis=-1)], 1)
         start = _chest_like(pose, known, rest)
-    out, closed = _newton(start, known, pairs, spans)
+    # Poses with two known joints further apart than the bones between them reach go straight to the sweeps.
+    out, closed = _newton_within_reach(start, known, pairs, spans, lengths)
     if not closed.all():
         open_ = np.flatnonzero(~closed)
-        near = _fabrik(pose[open_], known[open_], lengths[open_])
+        near = fabrik(pose[open_], known[open_], lengths[open_], SWEEPS, TOLERANCE)
         # The bone into the target furthest out of reach is left long and every other bone closed (a hand out of
         # reach does not keep the head's chain open, as FABRIK's compromise at the chest does); failing that, the
         # bones into every target FABRIK missed.
@@ -188,7 +224,7 @@ def hold_lengths(pose: np.ndarray, known: np.ndarray, lengths: np.ndarray, rest=
         missed[:, :len(BONES)] = out_of_reach(near, k, m)[:, BONES[:, 0]]
         gap = np.where(missed, np.abs(np.linalg.norm(near[:, pairs[:, 0]] - near[:, pairs[:, 1]], axis=-1) - sp), 0)
         worst = missed & (gap == gap.max(1, keepdims=True))
-        again, closed = _newton(near, k, pairs, sp, skip=worst)
+        again, closed = _newton_within_reach(near, k, pairs, sp, m, skip=worst)
         rest = np.flatnonzero(~closed)
         if len(rest):
             again[rest], closed[rest] = _newton(near[rest], k[rest], pairs, sp[rest], skip=missed[rest])
@@ -226,7 +262,7 @@ def on_body(answer: np.ndarray, known: np.ndarray, lengths: np.ndarray, rest=Non
     out = first.joints.copy()
     for j in _ARMS:
         p, b = PARENTS[j], _BONE_OF[int(j)]
-        way = _unit(answer[:, j] - answer[:, p])
+        way = unit(answer[:, j] - answer[:, p])
         out[:, j] = np.where(known[:, j, None], out[:, j], out[:, p] + way * lengths[:, b, None])
     return hold_lengths(out, known, lengths, rest)
 
@@ -263,44 +299,83 @@ def chest_shape(rest: np.ndarray) -> np.ndarray:
 def _newton(pose, known, pairs, spans, iterations: int = NEWTON_STEPS, skip=None):
     """Gauss-Newton on the squared distance errors of joint `pairs` (P, 2) from `spans` (N, P), each step the
     smallest move of the free joints that zeroes the errors to first order (so the answer stays near `pose`);
-    pairs in `skip` (N, P) are left as they come. Returns the poses and which converged."""
+    pairs in `skip` (N, P) are left as they come. A pose stops once closed, or once it stalls (STALL). Returns the
+    poses and which converged."""
+    n, p = len(pose), len(pairs)
     child, parent = pairs[:, 0], pairs[:, 1]
-    free = (~known).astype(np.float64)[..., None]                          # (N, 24, 1)
     active = ~(known[:, child] & known[:, parent])                          # (N, P) pairs with a free end
     if skip is not None:
         active &= ~skip
-    out = pose.copy()
-    rows = np.arange(len(pairs))
-    for _ in range(iterations):
-        d = out[:, child] - out[:, parent]                                  # (N, P, 3)
-        r = np.where(active, np.einsum("nbk,nbk->nb", d, d) - spans ** 2, 0.0)
-        gap = np.abs(np.sqrt(np.maximum(r + spans ** 2, 0.0)) - spans)
-        done = (gap < TOLERANCE).all(1)
-        if done.all():
-            return out, done
-        J = np.zeros((len(out), len(pairs), N_JOINTS, 3))
-        J[:, rows, child] = 2 * d
-        J[:, rows, parent] = -2 * d
-        J *= free[:, None] * active[..., None, None]
-        JJ = np.einsum("nbjk,ncjk->nbc", J, J)
+    # The Jacobian of pair b's squared distance is 2 d_b on its child, -2 d_b on its parent (free ends only):
+    # ends (N, P, 24) those signs, so J J^T = 4 (d_b . d_c) (ends ends^T)_bc, the step 2 ends^T (d lambda).
+    ends = np.zeros((n, p, N_JOINTS))
+    rows = np.arange(p)
+    ends[:, rows, child] = ~known[:, child]
+    ends[:, rows, parent] -= ~known[:, parent]
+    ends *= active[..., None]
+    shared = np.einsum("nbj,ncj->nbc", ends, ends)
+    out, closed = pose.copy(), np.zeros(n, bool)
+    todo, x, sp, gaps = np.arange(n), out.copy(), spans, []          # x: the poses still worked on
+    damp = np.eye(p)
+    for k in range(iterations + 1):
+        d = x[:, child] - x[:, parent]                                     # (M, P, 3)
+        sq = np.einsum("nbk,nbk->nb", d, d)
+        gap = np.where(active, np.abs(np.sqrt(sq) - sp), 0.0).max(1)
+        ok = gap < TOLERANCE
+        # quadratic or fast linear convergence halves the gap every few steps; a target out of reach does not
+        go = ~ok & np.isfinite(gap)
+        if k >= STALL[0]:
+            go &= gap <= STALL[1] * gaps[k - STALL[2]]
+        gaps.append(gap)
+        closed[todo[ok]] = True
+        if k == iterations or not go.all():
+            out[todo] = x
+            if k == iterations or not go.any():
+                break
+            todo, x, d, sq, sp, active, ends, shared = (a[go] for a in (todo, x, d, sq, sp, active, ends, shared))
+            gaps = [g[go] for g in gaps]
+        r = np.where(active, sq - sp ** 2, 0.0)
+        jj = 4 * np.einsum("nbk,nck->nbc", d, d) * shared
         # damped: a rigid group of more than four joints gives more distances than it has freedoms
-        JJ += (1e-10 * JJ.trace(axis1=1, axis2=2) + 1e-15)[:, None, None] * np.eye(len(pairs))
-        step = np.einsum("nbjk,nb->njk", J, np.linalg.solve(JJ, r[..., None])[..., 0])
-        out = out - np.where(done[:, None, None], 0.0, step)
-    d = out[:, child] - out[:, parent]
-    gap = np.abs(np.linalg.norm(d, axis=-1) - spans)
-    return out, np.isfinite(out).all((1, 2)) & (np.where(active, gap, 0.0) < TOLERANCE).all(1)
+        jj += (1e-10 * jj.trace(axis1=1, axis2=2) + 1e-15)[:, None, None] * damp
+        x = x - 2 * np.einsum("nbj,nbk->njk", ends, d * _spd_solve(jj, r)[..., None])
+    return out, closed & np.isfinite(out).all((1, 2))
 
 
-def _fabrik(pose, known, lengths):
-    below = _known_below(known)
-    out = pose.copy()
-    for _ in range(SWEEPS):
-        if _worst_gap(out, known, lengths) < TOLERANCE:
-            break
-        back = _sweep_up(out, known, below, lengths)
-        out = _sweep_down(out, back, pose, known, below, lengths, close=False)
-    return _sweep_down(out, out, pose, known, below, lengths, close=True)
+def _newton_within_reach(pose, known, pairs, spans, lengths, skip=None):
+    """_newton on the poses whose known joints are each within reach of the others by the bones between them (the
+    bones of `skip` (N, P) reaching any distance); the others come back as they are, not closed."""
+    reach = np.where(skip[:, :len(BONES)], 1e9, lengths) if skip is not None else lengths
+    try_ = ~_beyond_reach(pose, known, reach)
+    if try_.all():
+        return _newton(pose, known, pairs, spans, skip=skip)
+    out, closed = pose.copy(), np.zeros(len(pose), bool)
+    if try_.any():
+        out[try_], closed[try_] = _newton(pose[try_], known[try_], pairs, spans[try_],
+                                          skip=None if skip is None else skip[try_])
+    return out, closed
+
+
+def _beyond_reach(pose, known, lengths) -> np.ndarray:
+    """(N,) bool: two known joints, joined by a path through free joints only, further apart than its bones reach
+    (no holding can close such a pose)."""
+    reach = (lengths @ _PATH_BONES.reshape(-1, len(BONES)).T).reshape(-1, N_JOINTS, N_JOINTS)
+    blocked = (known @ _PATH_INNER.reshape(-1, N_JOINTS).T).reshape(-1, N_JOINTS, N_JOINTS) > 0   # a known one inside
+    apart = np.sqrt(((pose[:, :, None] - pose[:, None]) ** 2).sum(-1))
+    pair = known[:, :, None] & known[:, None] & ~blocked & _PATH_HAS_INNER
+    return (pair & (apart > reach + N_JOINTS * TOLERANCE)).any((1, 2))
+
+
+def _spd_solve(a, b):
+    """a (N, P, P) symmetric positive definite, b (N, P): a^-1 b. LAPACK's Cholesky one matrix at a time: for these
+    small systems np.linalg.solve's LU hands work to BLAS threads, which beside Blender on two cores stall each
+    solve by up to milliseconds."""
+    from scipy.linalg import lapack
+    out = np.empty_like(b)
+    for i in range(len(a)):
+        _, x, info = lapack.dposv(a[i], b[i])
+        out[i] = x if info == 0 else np.linalg.solve(a[i], b[i])
+    return out
 
 
 def _aim(out, known, lengths, missed) -> np.ndarray:
@@ -311,97 +386,9 @@ def _aim(out, known, lengths, missed) -> np.ndarray:
         pp = PARENTS[j]
         rows = np.flatnonzero(missed[:, b] & ~known[:, j]) if pp >= 0 else []
         if len(rows):
-            out[rows, j] = _two_bone(out[rows, pp], out[rows, c], lengths[rows, _BONE_OF[int(j)]], lengths[rows, b],
+            out[rows, j] = two_bone(out[rows, pp], out[rows, c], lengths[rows, _BONE_OF[int(j)]], lengths[rows, b],
                                      out[rows, j])
     return out
-
-
-def _known_below(known: np.ndarray) -> np.ndarray:
-    below = np.zeros(known.shape, bool)
-    for j in range(N_JOINTS - 1, 0, -1):
-        for c in _CHILDREN[j]:
-            below[:, j] |= known[:, c] | below[:, c]
-    for c in _CHILDREN[0]:
-        below[:, 0] |= known[:, c] | below[:, c]
-    return below
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
-
-
-def _worst_gap(out, known, lengths) -> float:
-    """The largest length error of a bone whose child is known and whose parent is free (where the sweeps leave
-    their error; every other bone is exact after a sweep down)."""
-    child, parent = BONES[:, 0], BONES[:, 1]
-    sel = known[:, child] & ~known[:, parent]
-    if not sel.any():
-        return 0.0
-    err = np.abs(np.linalg.norm(out[:, child] - out[:, parent], axis=-1) - lengths)
-    return float(err[sel].max())
-
-
-def _sweep_up(out, known, below, lengths) -> np.ndarray:
-    """Leaves to root: where each free joint with a known joint below would be, at its bones' lengths from its
-    children's new places (the mean over several children)."""
-    back = out.copy()
-    for j in range(N_JOINTS - 1, -1, -1):
-        kids = _CHILDREN[j]
-        if not len(kids):
-            continue
-        free = ~known[:, j] & below[:, j]
-        if not free.any():
-            continue
-        total = np.zeros((len(out), 3))
-        count = np.zeros(len(out))
-        for c in kids:
-            use = known[:, c] | below[:, c]
-            pull = back[:, c] + _unit(out[:, j] - back[:, c]) * lengths[:, _BONE_OF[int(c)], None]
-            total += np.where(use[:, None], pull, 0.0)
-            count += use
-        back[free, j] = total[free] / count[free, None]
-    return back
-
-
-def _sweep_down(out, back, proposal, known, below, lengths, close: bool) -> np.ndarray:
-    """Root to leaves: each free joint at its bone's length from its (placed) parent, towards where the sweep up put
-    it; a free joint with nothing known below keeps the proposal's direction. With `close`, a free joint whose only
-    child is known is put where both its bones reach (nearest its current place), on the line when out of reach."""
-    new = out.copy()
-    new[:, 0] = np.where(known[:, :1], out[:, 0], back[:, 0])
-    for j in range(1, N_JOINTS):
-        p, b = PARENTS[j], _BONE_OF[j]
-        free = ~known[:, j]
-        chain = below[:, j]
-        target = np.where(chain[:, None], back[:, j], new[:, p] + (proposal[:, j] - proposal[:, p]))
-        placed = new[:, p] + _unit(target - new[:, p]) * lengths[:, b, None]
-        new[:, j] = np.where(free[:, None], placed, out[:, j])
-        kids = _CHILDREN[j]
-        if close and len(kids) == 1:
-            c = int(kids[0])
-            hinge = free & known[:, c]
-            if hinge.any():
-                new[hinge, j] = _two_bone(new[hinge, p], out[hinge, c], lengths[hinge, b],
-                                          lengths[hinge, _BONE_OF[c]], out[hinge, j])
-    return new
-
-
-def _two_bone(start, end, l1, l2, hint):
-    """The point at l1 from start and l2 from end nearest `hint` (on the start-end line when out of reach)."""
-    axis = end - start
-    d = np.maximum(np.linalg.norm(axis, axis=-1), 1e-12)
-    u = axis / d[:, None]
-    a = np.clip((l1 ** 2 - l2 ** 2 + d ** 2) / (2 * d), -l1, l1)
-    h = np.sqrt(np.maximum(l1 ** 2 - a ** 2, 0.0))
-    side = hint - start
-    side = side - np.sum(side * u, -1, keepdims=True) * u
-    # A hint on the line (a straight limb) gives no side to bend to: the one of least turn about the line's normal.
-    flat = np.linalg.norm(side, axis=-1) < 1e-9
-    if flat.any():
-        alt = np.cross(u[flat], np.where(np.abs(u[flat, 2:3]) < 0.9, [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]))
-        side[flat] = alt
-    side = _unit(side)
-    return start + u * a[:, None] + side * h[:, None]
 
 
 def out_of_reach(joints, known, lengths) -> np.ndarray:
