@@ -224,12 +224,12 @@ def fit_bone_lengths(proposal: np.ndarray, lengths: np.ndarray, fixed: np.ndarra
             c = kids[0]
             hinge = free & fixed[:, c]
             if hinge.any():
-                out[hinge, j] = _two_bone(out[hinge, p], out[hinge, c], lengths[hinge, b],
+                out[hinge, j] = two_bone(out[hinge, p], out[hinge, c], lengths[hinge, b],
                                           lengths[hinge, bone_of_child[c]], proposal[hinge, j])
     return out
 
 
-def _two_bone(start, end, l1, l2, hint):
+def two_bone(start, end, l1, l2, hint):
     """The point at l1 from start and l2 from end nearest `hint` (on the start-end line when out of reach)."""
     axis = end - start
     d = np.maximum(np.linalg.norm(axis, axis=-1), 1e-12)
@@ -238,5 +238,9 @@ def _two_bone(start, end, l1, l2, hint):
     h = np.sqrt(np.maximum(l1 ** 2 - a ** 2, 0.0))
     side = hint - start
     side = side - np.sum(side * u, -1, keepdims=True) * u
+    # A hint on the line (a straight limb) gives no side to bend to: the one of least turn about the line's normal.
+    flat = np.linalg.norm(side, axis=-1) < 1e-9
+    if flat.any():
+        side[flat] = np.cross(u[flat], np.where(np.abs(u[flat, 2:3]) < 0.9, [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]))
     side /= np.maximum(np.linalg.norm(side, axis=-1, keepdims=True), 1e-12)
     return start + u * a[:, None] + side * h[:, None]

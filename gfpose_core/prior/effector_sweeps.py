@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from gfpose_core.body.skeleton import BONES, N_JOINTS, PARENTS
+from gfpose_core.body.skeleton import BONES, N_JOINTS, PARENTS, two_bone
 
 SMALL = 8      # batches up to this many poses are swept one pose at a time in Python floats
 
@@ -110,24 +110,6 @@ def _sweep_down(out, back, proposal, known, below, lengths, close: bool) -> np.n
                 new[rows, j] = two_bone(new[rows, PARENTS[j]], out[rows, c], lengths[rows, j - 1],
                                         lengths[rows, c - 1], out[rows, j])
     return new
-
-
-def two_bone(start, end, l1, l2, hint):
-    """The point at l1 from start and l2 from end nearest `hint` (on the start-end line when out of reach)."""
-    axis = end - start
-    d = np.maximum(np.linalg.norm(axis, axis=-1), 1e-12)
-    u = axis / d[:, None]
-    a = np.clip((l1 ** 2 - l2 ** 2 + d ** 2) / (2 * d), -l1, l1)
-    h = np.sqrt(np.maximum(l1 ** 2 - a ** 2, 0.0))
-    side = hint - start
-    side = side - np.sum(side * u, -1, keepdims=True) * u
-    # A hint on the line (a straight limb) gives no side to bend to: the one of least turn about the line's normal.
-    flat = np.linalg.norm(side, axis=-1) < 1e-9
-    if flat.any():
-        alt = np.cross(u[flat], np.where(np.abs(u[flat, 2:3]) < 0.9, [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]))
-        side[flat] = alt
-    side = unit(side)
-    return start + u * a[:, None] + side * h[:, None]
 
 
 # --- one pose in Python floats: the same sweeps, joint by joint (a parent's index is below its children's) ---------

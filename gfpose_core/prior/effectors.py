@@ -17,8 +17,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from gfpose_core.body.skeleton import BONES, INDEX, JOINT_NAMES, N_JOINTS, PARENTS
-from gfpose_core.prior.effector_sweeps import fabrik, two_bone, unit
+from gfpose_core.body.skeleton import BONES, INDEX, JOINT_NAMES, N_JOINTS, PARENTS, two_bone
+from gfpose_core.prior.effector_sweeps import fabrik, unit
 
 # An effector is a position plus, where body24 carries it, an orientation: the hip line is the pelvis's, the hand
 # bone the hand's, the foot bone the foot's, the head bone the head's.
