@@ -9,7 +9,7 @@ import numpy as np
 from fastapi import HTTPException
 from scipy.spatial.transform import Rotation
 
-from gfpose_core.body.skeleton import BONES, INDEX, bone_lengths
+from gfpose_core.body.skeleton import BONES, INDEX, bone_lengths, two_bone
 from gfpose_core.prior.effector_guess import EFFECTOR_STEPS
 from gfpose_core.prior.effectors import effector_body, effector_known, hold_lengths, out_of_reach
 from gfpose_core.rigs.binding import joints_from_pose, rest_joints
@@ -112,6 +112,7 @@ class LivePosing:
             lengths = bone_lengths(landed)
             out = hold_lengths(np.where(known[..., None], joints, landed), known, lengths, landed,
                                self._rigid(binding_id, binding)).joints
+            out = _limbs_to_targets(out, landed, known, lengths)
         return out, rig, lengths
 
     def _rigid(self, binding_id: str, binding) -> np.ndarray:
@@ -177,6 +178,26 @@ def _parents_first(parents: np.ndarray) -> list[int]:
 
 _LIMBS = np.array([INDEX[n] - 1 for n in ("elbow_l", "wrist_l", "elbow_r", "wrist_r", "knee_l", "ankle_l", "knee_r",
                                           "ankle_r")])       # bone index = child joint - 1 (BONES order)
+
+
+_LIMB_CHAINS = [tuple(INDEX[f"{n}_{s}"] for n in names) for s in ("l", "r")
+                for names in (("shoulder", "elbow", "wrist", "hand_end"), ("hip", "knee", "ankle", "toe"))]
+
+
+def _limbs_to_targets(out: np.ndarray, landed: np.ndarray, known: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Each arm and leg whose end the animator placed, bent to reach it from where the rig put its shoulder or hip
+    (two bones, the held elbow or knee as the side to bend to): the rig's spine and chest differ a little from the
+    held body's, and the limb's root moves with them, so a limb held to the body's shoulder misses by that much."""
+    out = out.copy()
+    for root, mid, end, tip in _LIMB_CHAINS:
+        rows = known[:, end] & ~known[:, mid] & ~known[:, root]      # a placed hip stays where it was placed
+        if not rows.any():
+            continue
+        start = landed[rows, root]
+        out[rows, root] = start
+        out[rows, mid] = two_bone(start, out[rows, end], lengths[rows, mid - 1], lengths[rows, end - 1],
+                                  out[rows, mid])
+    return out
 
 
 def _limbs_as_at_rest(landed: np.ndarray, rest: np.ndarray) -> bool:
