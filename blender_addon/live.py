@@ -17,6 +17,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import plan
+
 # A Rigify rig's own effector controls: the IK hand and foot controls, the torso and the head.
 RIGIFY_CONTROLS: dict[str, str] = {
     "torso": "pelvis", "head": "head",
@@ -89,12 +91,9 @@ def moved(before: np.ndarray, now: np.ndarray, tol: float = 1e-6) -> bool:
 
 def payload_joints(targets: dict[str, np.ndarray], names) -> tuple[list, list[bool]]:
     """One pose as the engine's JSON (null = unknown) and its known flags, from {joint: position}."""
-    rows, known = [], []
-    for n in names:
-        p = targets.get(n)
-        rows.append([float(x) for x in p] if p is not None else [None, None, None])
-        known.append(p is not None)
-    return rows, known
+    known = [targets.get(n) is not None for n in names]
+    pose = [targets[n] if k else (0.0, 0.0, 0.0) for n, k in zip(names, known)]
+    return plan.joints_payload([pose], [known])[0], known
 
 
 def control_to_move(control_matrix: np.ndarray, local: np.ndarray, goal: np.ndarray) -> np.ndarray:

@@ -13,20 +13,14 @@ import numpy as np
 
 from gfpose_core import Engine
 from gfpose_core.bench.baselines import NearestNeighbourCompletion
-from gfpose_core.bench.metrics import per_sample_mpjpe, procrustes_align
-from gfpose_core.body.skeleton import INDEX, bone_lengths, restore
+from gfpose_core.bench.metrics import joint_angle_deg, per_sample_mpjpe, procrustes_align
+from gfpose_core.body.skeleton import bone_lengths, restore
 from gfpose_core.data import cmu_takes
 from gfpose_core.prior.effector_guess import EFFECTOR_STEPS
 from gfpose_core.prior.effectors import effector_mask, hold_lengths
 from gfpose_core.prior.train import prepare_poses
 
 ELBOWS = [("shoulder_l", "elbow_l", "wrist_l"), ("shoulder_r", "elbow_r", "wrist_r")]
-
-
-def angle(p, a, b, c):
-    u, v = p[:, INDEX[a]] - p[:, INDEX[b]], p[:, INDEX[c]] - p[:, INDEX[b]]
-    cos = (u * v).sum(-1) / np.linalg.norm(u, axis=-1) / np.linalg.norm(v, axis=-1)
-    return np.degrees(np.arccos(np.clip(cos, -1, 1)))
 
 
 def main(n: int = 1500):
@@ -42,7 +36,7 @@ def main(n: int = 1500):
     def score(name, pred, seconds):
         err = per_sample_mpjpe(pred[:, None], truth[:, None], unknown[:, None])[:, 0].mean()
         pa = per_sample_mpjpe(procrustes_align(pred, truth, unknown)[:, None], truth[:, None], unknown[:, None])
-        elbow = np.mean([np.abs(angle(pred, *t) - angle(truth, *t)).mean() for t in ELBOWS])
+        elbow = np.mean([np.abs(joint_angle_deg(pred, *t) - joint_angle_deg(truth, *t)).mean() for t in ELBOWS])
         print(f"{name:44s} MPJPE {1000 * err:5.1f} mm  PA {1000 * pa.mean():5.1f} mm  elbow {elbow:4.1f} deg  "
               f"{1000 * seconds / n:4.1f} ms/pose", flush=True)
 

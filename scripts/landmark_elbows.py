@@ -27,6 +27,7 @@ from test_auto_map import ARMATURES  # noqa: E402
 from gfpose_core.body.skeleton import BODY_PARTS, INDEX  # noqa: E402
 from gfpose_core.body.rotations import quaternion_to_matrix  # noqa: E402
 from gfpose_core.data import CMU_VAL_SUBJECTS, cmu_subject, cmu_takes  # noqa: E402
+from gfpose_core.bench.metrics import joint_angle_deg  # noqa: E402
 from gfpose_core.rigs.binding import bind, joints_from_pose, rest_joints  # noqa: E402
 from gfpose_core.rigs.rig_map import load_rig_map  # noqa: E402
 from gfpose_core.rigs.solve import solve  # noqa: E402
@@ -34,16 +35,8 @@ from gfpose_core.rigs.solve import solve  # noqa: E402
 RIGS = ("mixamo", "ue4_mannequin", "ue5_mannequin")
 
 
-def angle(a, b, c) -> np.ndarray:
-    """The angle at b (degrees) between b->a and b->c; 180 is a straight limb."""
-    u, v = a - b, c - b
-    cos = np.sum(u * v, -1) / (np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1))
-    return np.degrees(np.arccos(np.clip(cos, -1, 1)))
-
-
 def elbows(j) -> np.ndarray:
-    return np.stack([angle(j[..., INDEX[f"shoulder_{s}"], :], j[..., INDEX[f"elbow_{s}"], :],
-                           j[..., INDEX[f"wrist_{s}"], :]) for s in "lr"], -1)
+    return np.stack([joint_angle_deg(j, f"shoulder_{s}", f"elbow_{s}", f"wrist_{s}") for s in "lr"], -1)
 
 
 def hanging_poses(n: int) -> np.ndarray:
@@ -53,8 +46,7 @@ def hanging_poses(n: int) -> np.ndarray:
     j = takes["joints"].astype(np.float64)
     up = j[:, INDEX["neck"]] - j[:, INDEX["pelvis"]]
     upright = up[:, 2] / np.linalg.norm(up, axis=-1) > np.cos(np.radians(10))
-    knees = np.stack([angle(j[:, INDEX[f"hip_{s}"]], j[:, INDEX[f"knee_{s}"]], j[:, INDEX[f"ankle_{s}"]])
-                      for s in "lr"], -1)
+    knees = np.stack([joint_angle_deg(j, f"hip_{s}", f"knee_{s}", f"ankle_{s}") for s in "lr"], -1)
     hang = np.all(elbows(j) > 140, -1) & np.all(
         j[:, [INDEX["shoulder_l"], INDEX["shoulder_r"]], 2] - j[:, [INDEX["wrist_l"], INDEX["wrist_r"]], 2] > 0.3, -1)
     pick = np.flatnonzero(np.isin(subject, list(CMU_VAL_SUBJECTS)) & upright & np.all(knees > 150, -1) & hang)

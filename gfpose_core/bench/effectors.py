@@ -49,19 +49,11 @@ SCRIPT_TIMEOUT_S = 1800
 
 # ------------------------------------------------------------------------------------------------- scoring
 
-def joint_angles(joints: np.ndarray, triple) -> np.ndarray:
-    """(N,) inner angle in degrees at the middle joint of (a, b, c) (180 = straight limb)."""
-    a, b, c = (joints[:, INDEX[j]] for j in triple)
-    u, v = a - b, c - b
-    cos = (u * v).sum(-1) / np.maximum(np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1), 1e-12)
-    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
-
-
 def effector_scores(pred: np.ndarray, gt: np.ndarray, unknown: np.ndarray = ~EFFECTOR_MASK) -> dict:
     """Scores of one method's poses (N, 24, 3) against the truth on the unknown joints (24,) bool: MPJPE and
     PA-MPJPE (the similarity fitted on those joints), MPJPE per body part, elbow and knee angle error (degrees, mean
     over both sides), bone-length error over bones with an unknown end (mm)."""
-    from gfpose_core.bench.metrics import per_sample_mpjpe, procrustes_align
+    from gfpose_core.bench.metrics import joint_angle_deg, per_sample_mpjpe, procrustes_align
     pred, gt = np.asarray(pred, np.float64), np.asarray(gt, np.float64)
     mask = np.broadcast_to(np.asarray(unknown, bool), gt.shape[:2])
     err = per_sample_mpjpe(pred, gt, mask)
@@ -72,7 +64,7 @@ def effector_scores(pred: np.ndarray, gt: np.ndarray, unknown: np.ndarray = ~EFF
         out[f"{part}_mm"] = _mm(per_sample_mpjpe(pred, gt, np.broadcast_to(sel, mask.shape)).mean()) \
             if sel.any() else None
     for name, triples in ANGLES.items():
-        d = [np.abs(joint_angles(pred, t) - joint_angles(gt, t)) for t in triples]
+        d = [np.abs(joint_angle_deg(pred, *t) - joint_angle_deg(gt, *t)) for t in triples]
         out[f"{name}_angle_deg"] = _r(np.mean(d), 2)
     with_unknown = mask[:, BONES[:, 0]] | mask[:, BONES[:, 1]]
     out["bone_err_mm"] = _mm(np.abs(bone_lengths(pred) - bone_lengths(gt))[with_unknown].mean())

@@ -12,14 +12,25 @@ import numpy as np
 import scipy.linalg
 from scipy.spatial import cKDTree
 
-from gfpose_core.body.skeleton import BONES, INDEX, JOINT_NAMES, MIRROR
+from gfpose_core.body.skeleton import BONE_OF_CHILD, BONES, INDEX, JOINT_NAMES, MIRROR
 
 FOOT_JOINTS = np.array([INDEX["ankle_l"], INDEX["toe_l"], INDEX["ankle_r"], INDEX["toe_r"]])
 
 # Mirrored limb bones: each left bone (indexed into BONES by its child joint) paired with its right twin.
-_BONE_OF_CHILD = {int(c): k for k, (c, _) in enumerate(BONES)}
 _LEFT_BONES = np.array([k for k, (c, _) in enumerate(BONES) if JOINT_NAMES[c].endswith("_l")])
-_RIGHT_BONES = np.array([_BONE_OF_CHILD[int(MIRROR[BONES[k, 0]])] for k in _LEFT_BONES])
+_RIGHT_BONES = np.array([BONE_OF_CHILD[int(MIRROR[BONES[k, 0]])] for k in _LEFT_BONES])
+
+
+def angle_deg(u, v) -> np.ndarray:
+    """Degrees between vectors (..., 3)."""
+    cos = (u * v).sum(-1) / np.maximum(np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1), 1e-12)
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def joint_angle_deg(joints, a: str, b: str, c: str) -> np.ndarray:
+    """The inner angle at joint b of poses (..., 24, 3), degrees (180 = a straight limb)."""
+    at = joints[..., INDEX[b], :]
+    return angle_deg(joints[..., INDEX[a], :] - at, joints[..., INDEX[c], :] - at)
 
 
 def _f64(x) -> np.ndarray:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from gfpose_core.bench.metrics import angle_deg
 from gfpose_core.body.skeleton import (
     BODY_PARTS,
     BONES,
@@ -58,12 +59,7 @@ def elbow_angles(joints: np.ndarray, side: np.ndarray) -> np.ndarray:
     """(N,) inner angle at the elbow in degrees (180 = straight) of the arm on `side` ('l' or 'r' per pose)."""
     idx = {s: [INDEX[f"{n}_{s}"] for n in ("shoulder", "elbow", "wrist")] for s in ("l", "r")}
     sh, el, wr = (np.stack([joints[i, idx[s][k]] for i, s in enumerate(side)]) for k in range(3))
-    return _angle_deg(sh - el, wr - el)
-
-
-def _angle_deg(a, b) -> np.ndarray:
-    cos = (a * b).sum(-1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12)
-    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+    return angle_deg(sh - el, wr - el)
 
 
 def arm_direction_error(a: np.ndarray, b: np.ndarray, side: np.ndarray) -> np.ndarray:
@@ -74,7 +70,7 @@ def arm_direction_error(a: np.ndarray, b: np.ndarray, side: np.ndarray) -> np.nd
         bones = np.flatnonzero(np.isin(BONES[:, 0], BODY_PARTS[f"arm_{s}"]))
         da = a[rows][:, BONES[bones, 0]] - a[rows][:, BONES[bones, 1]]
         db = b[rows][:, BONES[bones, 0]] - b[rows][:, BONES[bones, 1]]
-        out[rows] = _angle_deg(da, db).mean(1)
+        out[rows] = angle_deg(da, db).mean(1)
     return out
 
 

@@ -154,7 +154,8 @@ def with_bone_lengths(joints: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return from_bone_directions(bone_directions(joints), lengths, joints[..., 0, :])
 
 
-_CHILDREN = [np.flatnonzero(PARENTS == j) for j in range(N_JOINTS)]
+CHILDREN = [np.flatnonzero(PARENTS == j) for j in range(N_JOINTS)]      # each joint's children
+BONE_OF_CHILD = {int(c): b for b, c in enumerate(BONES[:, 0])}          # child joint -> its bone's index
 BONE_MIRROR = np.array([list(BONES[:, 0]).index(MIRROR[c]) for c in BONES[:, 0]])
 
 
@@ -209,23 +210,22 @@ def fit_bone_lengths(proposal: np.ndarray, lengths: np.ndarray, fixed: np.ndarra
     out = proposal.copy()
     fixed_below = np.zeros(fixed.shape, bool)
     for j in range(N_JOINTS - 1, -1, -1):
-        for c in _CHILDREN[j]:
+        for c in CHILDREN[j]:
             fixed_below[:, j] |= fixed[:, c] | fixed_below[:, c]
-    bone_of_child = {c: b for b, c in enumerate(BONES[:, 0])}
     for j in range(1, N_JOINTS):
-        p, b = PARENTS[j], bone_of_child[j]
+        p, b = PARENTS[j], BONE_OF_CHILD[j]
         free = ~fixed[:, j]
         direction = proposal[:, j] - proposal[:, p]
         direction /= np.maximum(np.linalg.norm(direction, axis=-1, keepdims=True), 1e-12)
         chain = free & ~fixed_below[:, j]
         out[chain, j] = out[chain, p] + direction[chain] * lengths[chain, b, None]
-        kids = _CHILDREN[j]
+        kids = CHILDREN[j]
         if len(kids) == 1:
             c = kids[0]
             hinge = free & fixed[:, c]
             if hinge.any():
                 out[hinge, j] = two_bone(out[hinge, p], out[hinge, c], lengths[hinge, b],
-                                          lengths[hinge, bone_of_child[c]], proposal[hinge, j])
+                                          lengths[hinge, BONE_OF_CHILD[c]], proposal[hinge, j])
     return out
 
 

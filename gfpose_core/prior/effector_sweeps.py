@@ -12,13 +12,12 @@ import math
 
 import numpy as np
 
-from gfpose_core.body.skeleton import BONES, N_JOINTS, PARENTS, two_bone
+from gfpose_core.body.skeleton import BONES, CHILDREN, N_JOINTS, PARENTS, two_bone
 
 SMALL = 8      # batches up to this many poses are swept one pose at a time in Python floats
 
-_CHILDREN = [np.flatnonzero(PARENTS == j) for j in range(N_JOINTS)]
-_KIDS = [[int(c) for c in k] for k in _CHILDREN]
-_ONLY_CHILD = np.array([int(k[0]) if len(k) == 1 else -1 for k in _CHILDREN])
+_KIDS = [[int(c) for c in k] for k in CHILDREN]
+_ONLY_CHILD = np.array([int(k[0]) if len(k) == 1 else -1 for k in CHILDREN])
 _PARENT = [int(p) for p in PARENTS]
 
 

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from gfpose_core.body.skeleton import BONES, INDEX, JOINT_NAMES, N_JOINTS, PARENTS, two_bone
+from gfpose_core.body.skeleton import BONE_OF_CHILD, BONES, INDEX, JOINT_NAMES, N_JOINTS, PARENTS, two_bone
 from gfpose_core.prior.effector_sweeps import fabrik, unit
 
 # An effector is a position plus, where body24 carries it, an orientation: the hip line is the pelvis's, the hand
@@ -60,7 +60,6 @@ REACH_TOLERANCE = 1e-6    # metres: a bone into a known joint further off than t
 # which put the rig's shoulders, and so its hands, up to 10 cm off the effectors).
 CHEST_PAIRS = np.array([(INDEX["neck"], INDEX["collar_l"]), (INDEX["neck"], INDEX["collar_r"]),
                         (INDEX["collar_l"], INDEX["collar_r"])])
-_BONE_OF = {int(c): b for b, c in enumerate(BONES[:, 0])}     # child joint -> bone index (lengths order)
 
 
 def _paths():
@@ -75,7 +74,7 @@ def _paths():
         for j in range(N_JOINTS):
             meet = next(a for a in up[i] if a in up[j])
             legs = up[i][:up[i].index(meet)] + up[j][:up[j].index(meet)]    # the joints below the meeting one
-            bones[i, j, [_BONE_OF[c] for c in legs]] = 1
+            bones[i, j, [BONE_OF_CHILD[c] for c in legs]] = 1
             inner[i, j, [a for a in legs + [meet] if a not in (i, j)]] = 1
     return bones, inner
 
@@ -261,7 +260,7 @@ def on_body(answer: np.ndarray, known: np.ndarray, lengths: np.ndarray, rest=Non
     lengths = np.broadcast_to(np.asarray(lengths, np.float64), answer.shape[:1] + (len(BONES),))
     out = first.joints.copy()
     for j in _ARMS:
-        p, b = PARENTS[j], _BONE_OF[int(j)]
+        p, b = PARENTS[j], BONE_OF_CHILD[int(j)]
         way = unit(answer[:, j] - answer[:, p])
         out[:, j] = np.where(known[:, j, None], out[:, j], out[:, p] + way * lengths[:, b, None])
     return hold_lengths(out, known, lengths, rest)
@@ -386,7 +385,7 @@ def _aim(out, known, lengths, missed) -> np.ndarray:
         pp = PARENTS[j]
         rows = np.flatnonzero(missed[:, b] & ~known[:, j]) if pp >= 0 else []
         if len(rows):
-            out[rows, j] = two_bone(out[rows, pp], out[rows, c], lengths[rows, _BONE_OF[int(j)]], lengths[rows, b],
+            out[rows, j] = two_bone(out[rows, pp], out[rows, c], lengths[rows, BONE_OF_CHILD[int(j)]], lengths[rows, b],
                                      out[rows, j])
     return out
 

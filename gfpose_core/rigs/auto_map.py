@@ -21,7 +21,7 @@ import numpy as np
 from gfpose_core.body.skeleton import JOINT_NAMES
 from gfpose_core.formats.bvh import BvhClip
 from gfpose_core.rigs.armature import Armature
-from gfpose_core.rigs.auto_body import NotHumanoidError, find_body
+from gfpose_core.rigs.auto_body import NotHumanoidError, find_body, unit
 from gfpose_core.rigs.auto_graph import Graph, armature_graph, bvh_graph
 from gfpose_core.rigs.auto_names import is_middle_finger, side_hint
 from gfpose_core.rigs.landmarks import CHEST_T, COLLAR_OUT, HAND_END, HEAD_T, SNAP, SPINE_T, TOE, allowed
@@ -49,11 +49,6 @@ class AutoMap:
         """Each body24 joint's main bone (or joint), for review."""
         return {j: bone_of(self.rig.joints[j].refs[0]) if not self.rig.joints[j].refs[0].startswith("@")
                 else bone_of(self.rig.joints[j].refs[1]) for j in JOINT_NAMES}
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(v)
-    return v / n if n > 1e-12 else v * 0.0
 
 
 # --- the mapping ------------------------------------------------------------------------------------------------
@@ -120,16 +115,16 @@ class _Mapper:
         self.href = _STATURE_PER_LEG * float(np.mean([leg["length"] for leg in self.legs]))
         hips = np.mean([self.p(leg["chain"][leg["hip"]]) for leg in self.legs], axis=0)
         ankles = np.mean([self.p(leg["chain"][leg["ankle"]]) for leg in self.legs], axis=0)
-        self.up = _unit(_unit(hips - ankles) + _unit(self.p(b.chest) - hips))
+        self.up = unit(unit(hips - ankles) + unit(self.p(b.chest) - hips))
         for leg in self.legs:
             leg["toe"] = self.toe_point(leg)
         fwd = sum(t - self.p(leg["chain"][leg["ankle"]]) for leg, t in
                   ((leg, leg["toe"][1]) for leg in self.legs) if leg["toe"][0] is not None)
         fwd = fwd - (fwd @ self.up) * self.up if not isinstance(fwd, int) else np.zeros(3)
-        fwd = _unit(fwd) if np.linalg.norm(fwd) > 0.02 * self.href else np.zeros(3)
+        fwd = unit(fwd) if np.linalg.norm(fwd) > 0.02 * self.href else np.zeros(3)
         if not np.any(fwd):
             default = np.array([0.0, -1.0, 0.0]) if g.kind == "armature" else np.array([0.0, 0.0, 1.0])
-            fwd = _unit(default - (default @ self.up) * self.up)
+            fwd = unit(default - (default @ self.up) * self.up)
             self.confidence *= 0.6
             self.front_guessed = True
             self.notes.append("no toes to tell the front by: assumed the usual facing (bone names, where they "
@@ -192,7 +187,7 @@ class _Mapper:
         if self.front_guessed:
             # The sides came from the names: left and front follow them (a rig facing +X with no toes).
             across = self.p(ordered[0]["chain"][ordered[0]["hip"]]) - self.p(ordered[1]["chain"][ordered[1]["hip"]])
-            self.left = _unit(across - (across @ self.up) * self.up)
+            self.left = unit(across - (across @ self.up) * self.up)
             self.front = np.cross(self.left, self.up)
         for s, leg in zip("lr", ordered):
             chain = leg["chain"]
@@ -209,7 +204,7 @@ class _Mapper:
                 # Forward and down (the foot's usual pitch), as far from the ankle as the training data's ball of
                 # the foot is, in shin lengths.
                 shin = np.linalg.norm(self.p(ankle) - self.p(chain[leg["knee"]]))
-                target = self.p(ankle) + TOE * shin * _unit(self.front * 0.075 - self.up * 0.035)
+                target = self.p(ankle) + TOE * shin * unit(self.front * 0.075 - self.up * 0.035)
                 self.joints[f"toe_{s}"] = self.offset_entry(ankle, target)
                 self.fallback(f"no toe on the {'left' if s == 'l' else 'right'} foot: ball of the foot placed "
                               "in front of the ankle")
@@ -261,7 +256,7 @@ class _Mapper:
         lc, ls = self.lateral(x), self.lateral(self.p(sh))
         # In front of the pelvis -> neck line (as landmarks.py measures it), over that line's length.
         axis = self.p(g.names.index(self.joints["neck"])) - self.pelvis
-        front = _unit(self.front - (self.front @ axis) / (axis @ axis) * axis)
+        front = unit(self.front - (self.front @ axis) / (axis @ axis) * axis)
         d = x - self.pelvis
         depth = float((d - (d @ axis) / (axis @ axis) * axis) @ front)
         lo, hi = allowed("collar_out")
@@ -274,14 +269,14 @@ class _Mapper:
     def knuckle(self, wrist: int, elbow: int, s: str):
         g = self.g
         w = self.p(wrist)
-        along = _unit(w - self.p(elbow))
+        along = unit(w - self.p(elbow))
         cands = []
         for k in g.children[wrist]:
             for n in g.chain(k):
                 d = self.p(n) - w
                 if np.linalg.norm(d) >= 0.035 * self.href:
                     if not g.virtual[n] or g.names[n].startswith(g.names[wrist]):
-                        cands.append((any(is_middle_finger(g.names[m]) for m in g.chain(k)), float(_unit(d) @ along),
+                        cands.append((any(is_middle_finger(g.names[m]) for m in g.chain(k)), float(unit(d) @ along),
                                       n))
                     break
         fingers = [x for x in cands if not g.names[x[2]].startswith(g.names[wrist] + ":")]
@@ -298,7 +293,7 @@ class _Mapper:
         if g.kind == "armature":
             t = g.tail[wrist]
             length = np.linalg.norm(t - w)
-            if 0.025 * self.href <= length <= 0.08 * self.href and _unit(t - w) @ along > 0.5:
+            if 0.025 * self.href <= length <= 0.08 * self.href and unit(t - w) @ along > 0.5:
                 self.fallback(f"no finger bones on the {side} hand: the hand bone's tail is the knuckles")
                 return tail if tail in g.names else {"lerp": [g.names[wrist], tail], "t": 1.0}
         elif cands:
