@@ -201,9 +201,9 @@ def _limbs_to_targets(out: np.ndarray, landed: np.ndarray, known: np.ndarray, le
 
 
 def _limbs_as_at_rest(landed: np.ndarray, rest: np.ndarray) -> bool:
-    """Whether the rig pose's body24 (the solve's own forward kinematics) has the rest pose's arms and legs: where a
-    rig's IK machinery is not in that evaluation (Rigify), its wrists and ankles are off by decimetres, and holding
-    the body to it would be worse than not."""
+    """Whether the rig pose's body24 (the solve's own forward kinematics) has the rest pose's arms and legs. It has
+    not when the armature was described with the map's switches unset (Rigify's limbs in IK, which the solve then
+    warns about): its wrists and ankles are off by decimetres, and holding the body to them would be worse than not."""
     now, then = bone_lengths(landed)[..., _LIMBS], bone_lengths(rest)[_LIMBS]
     return bool((np.abs(now - then) <= 0.02 * then + 1e-4).all())
 
