@@ -26,12 +26,12 @@ from gfpose_core.body.skeleton import (
     with_bone_lengths,
 )
 from gfpose_core.motion.prior import WEIGHTS_SUBDIR, MotionPrior
-from gfpose_core.prior.effector_guess import effector_guess
-from gfpose_core.prior.effectors import effector_body, effector_known, on_body, pin_mask
+from gfpose_core.prior.effector_guess import effector_pose
+from gfpose_core.prior.effector_net import WEIGHTS_SUBDIR as EFFECTOR_SUBDIR, EffectorMean
+from gfpose_core.prior.effectors import effector_known, pin_mask
 from gfpose_core.prior.hypotheses import candidates, spread
 from gfpose_core.prior.pose_space import MODEL_JOINTS, POSE_DIM, PoseSpace
-from gfpose_core.prior.posterior_mean import WEIGHTS_SUBDIR as MEAN_SUBDIR
-from gfpose_core.prior.posterior_mean import PosteriorMean
+from gfpose_core.prior.posterior_mean import WEIGHTS_SUBDIR as MEAN_SUBDIR, PosteriorMean
 from gfpose_core.prior.samplers import sample_known
 from gfpose_core.prior.score_net import ScoreNet, ScoreNetConfig, condition
 from gfpose_core.prior.sde import SubVPSDE
@@ -187,18 +187,19 @@ def _count(n, name: str, limit: int) -> int:
 
 class Engine:
     def __init__(self, net: ScoreNet, space: PoseSpace, config: dict, device: torch.device, motion=None,
-                 posterior_mean=None):
+                 posterior_mean=None, effector_mean=None):
         self.net, self.space, self.config, self.device = net, space, config, device
         self.motion = motion  # MotionPrior for takes, or None where the weights have no motion/ folder
         self.posterior_mean = posterior_mean  # PosteriorMean for single completions, or None (mode seeking only)
+        self.effector_mean = effector_mean    # EffectorMean for posing from effectors, or None (posterior mean)
         self.sde = SubVPSDE(config["sde"]["beta_min"], config["sde"]["beta_max"])
         self.joint_names = list(JOINT_NAMES)
         self.mean_pose = space.from_model(np.zeros(POSE_DIM))
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str = "auto") -> "Engine":
-        """Weights from a folder holding model.safetensors + config.json (default: the shipped ones), the motion
-        model from its motion/ subfolder and the posterior-mean network from posterior_mean/ where they are."""
+        """Weights from a folder holding model.safetensors + config.json (default: the shipped ones); its motion/,
+        posterior_mean/ and effector_mean/ (posing from effectors) subfolders' networks where they are."""
         folder = Path(path) if path is not None else WEIGHTS_DIR
         if folder.is_file():
             folder = folder.parent
@@ -217,7 +218,9 @@ class Engine:
         mean_net = None
         if (folder / MEAN_SUBDIR).is_dir():
             mean_net = PosteriorMean.load(folder / MEAN_SUBDIR, dev, space)
-        return cls(net, space, config, dev, motion, mean_net)
+        eff = folder / EFFECTOR_SUBDIR
+        effector_net = EffectorMean.load(eff, dev, space) if eff.is_dir() else None
+        return cls(net, space, config, dev, motion, mean_net, effector_net)
 
     # -- shared machinery ------------------------------------------------------------------------------------
     def _generator(self, seed):
@@ -339,11 +342,8 @@ class Engine:
         character's `rest` pose's (24, 3), whose chest shape is kept too, else what `joints` measures, else the usual
         estimate). joints (N, 24, 3) or (24, 3), NaN = unknown; same shape back."""
         arr = _poses(joints, "joints")
-        known_mask = effector_known(arr, known, pins)
-        out, masked, frame = effector_guess(self, arr, known_mask, seed, callback, REFINE_FROM_T,
-                                            DEFAULTS["complete"][0])
-        fallback = known_bone_lengths(masked, self.space.reference_bones * frame.scale[:, None])
-        out = on_body(out, known_mask, *effector_body(lengths, rest, fallback)).joints
+        out = effector_pose(self, arr, effector_known(arr, known, pins), lengths, rest, seed, callback,
+                            REFINE_FROM_T, DEFAULTS["complete"][0])
         return out[0] if np.ndim(joints) == 2 else out
 
     def denoise(self, take, fps: float = 30.0, strength: float | None = None, sampler: str | None = None,

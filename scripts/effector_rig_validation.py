@@ -4,6 +4,10 @@ retargeted onto the rig by scripts/blender_ik_baseline.py, Blender's IK, nearest
 scored per part. The numbers behind prior/effectors.py's rig-body settings.
 
     PYTHONPATH=. .venv/bin/python scripts/effector_rig_validation.py [--n 300] [--cache /tmp/effval]
+        [--effector-run RUN_DIR ...] [--refine 0 0.5] [--no-mirror]
+
+Rows: the engine without its effector network (the posterior mean refined), the shipped engine, and each trained
+effector network given with --effector-run (several: also their average, as a weights folder of members holds).
 
 The rig pass (bpy, about a minute) is cached in --cache (outside the repository: Bandai poses never leave /tmp).
 """
@@ -20,6 +24,8 @@ from gfpose_core.bench.baselines import NearestNeighbourCompletion
 from gfpose_core.bench.effectors import (PARTS, blender_ik, effector_query, effector_scores, nn_on_effectors)
 from gfpose_core.body.skeleton import bone_lengths
 from gfpose_core.data import bandai_takes, cmu_takes
+from gfpose_core.prior import effector_guess
+from gfpose_core.prior.effector_net import EffectorMean
 from gfpose_core.prior.train import prepare_poses
 
 COLUMNS = ("mpjpe_mm", "pa_mpjpe_mm", *(f"{p}_mm" for p in PARTS), "elbow_angle_deg", "bone_err_mm")
@@ -65,8 +71,26 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=300, help="poses per dataset")
     ap.add_argument("--cache", default="/tmp/effval")
     ap.add_argument("--no-rest", action="store_true", help="also the engine without the rig's rest pose")
+    ap.add_argument("--effector-run", action="append", default=[], metavar="RUN_DIR",
+                    help="also the engine with this trained effector network (a `gfpose train --effectors` run)")
+    ap.add_argument("--refine", type=float, nargs="*", default=[0.0],
+                    help="with --effector-run: the share of its answer refined by the score model mixed in (each "
+                         "in turn)")
+    ap.add_argument("--no-mirror", action="store_true", help="with --effector-run: also without the mirror average")
     args = ap.parse_args(argv)
     engine = Engine.load(device="cpu")
+    candidates = [("posterior mean (no effector network)", None, None)]
+    if engine.effector_mean is not None:
+        candidates.append(("shipped", engine.effector_mean, effector_guess.NET_REFINE_SHARE))
+    if len(args.effector_run) > 1:      # the runs as one ensemble, as a weights folder of several holds them
+        nets = [EffectorMean.load(run, engine.device, engine.space) for run in args.effector_run]
+        ensemble = EffectorMean([n for m in nets for n in m.nets], engine.device, engine.space)
+        candidates += [(f"ensemble r{k}", ensemble, k) for k in args.refine]
+    for run in args.effector_run:
+        net = EffectorMean.load(run, engine.device, engine.space)
+        candidates += [(f"{Path(run).name} r{k}", net, k) for k in args.refine]
+        if args.no_mirror:
+            candidates += [(f"{Path(run).name} r{k} no mirror", net, -k - 1) for k in args.refine]
     rig = on_rig(validation_poses(args.n), Path(args.cache))
     cmu = cmu_takes()
     nn = NearestNeighbourCompletion(prepare_poses(cmu["joints"][cmu["split"] == "train"].astype(np.float64),
@@ -83,10 +107,15 @@ def main(argv=None):
             pred = engine.pose_from_effectors(query, known, lengths=lengths, seed=1)
             print(row(f"engine, no rest ({1000 * (time.perf_counter() - t) / len(gt):.0f} ms/p)",
                       effector_scores(pred, gt)))
-        t = time.perf_counter()
-        pred = engine.pose_from_effectors(query, known, lengths=lengths, seed=1, rest=r["rest"])
-        print(row(f"engine, rest= ({1000 * (time.perf_counter() - t) / len(gt):.0f} ms/p)",
-                  effector_scores(pred, gt)), flush=True)
+        for name, net, refine in candidates:
+            engine.effector_mean = net
+            if refine is not None:
+                effector_guess.NET_REFINE_SHARE = max(refine, -refine - 1)
+                EffectorMean.MIRROR_AVERAGE = refine >= 0
+            t = time.perf_counter()
+            pred = engine.pose_from_effectors(query, known, lengths=lengths, seed=1, rest=r["rest"])
+            print(row(f"{name} ({1000 * (time.perf_counter() - t) / len(gt):.0f} ms/p)",
+                      effector_scores(pred, gt)), flush=True)
 
 
 if __name__ == "__main__":

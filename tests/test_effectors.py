@@ -155,10 +155,12 @@ def test_a_characters_rest_pose_gives_its_bones_and_rigid_chest(engine, bodies):
 
 
 def test_weights_without_a_posterior_mean_network_still_pose(engine, bodies, monkeypatch):
-    """The score model's own best guess stands in where the weights have no posterior-mean network."""
+    """The score model's own best guess stands in where the weights have neither the effector network nor the
+    posterior-mean network."""
     poses, lengths = bodies
     known = np.broadcast_to(effector_mask(), poses.shape[:2])
     monkeypatch.setattr(engine, "posterior_mean", None)
+    monkeypatch.setattr(engine, "effector_mean", None)
     out = engine.pose_from_effectors(_effectors_only(poses[:2], known[:2]), lengths=lengths[:2], seed=0)
     assert np.array_equal(out[known[:2]], poses[:2][known[:2]])
     assert np.abs(bone_lengths(out) - lengths[:2])[_free_bones(known[:2])].max() < 1e-6

@@ -144,7 +144,7 @@ def test_posterior_mean_from_another_pose_space_is_refused(tmp_path):
         Engine.load(tmp_path / "w", device="cpu")
     cfg["kind"] = "score"
     cfg_path.write_text(json.dumps(cfg))
-    with pytest.raises(ValueError, match="not a posterior mean"):
+    with pytest.raises(ValueError, match="not a posterior_mean network"):
         Engine.load(tmp_path / "w", device="cpu")
 
 

@@ -51,12 +51,8 @@ class PosteriorMean:
 
     @classmethod
     def load(cls, folder: str | Path, device: torch.device, space: PoseSpace) -> "PosteriorMean":
-        folder = Path(folder)
-        members = [folder] if (folder / "config.json").exists() else sorted(
-            p for p in folder.iterdir() if (p / "config.json").exists())
-        if not members:
-            raise ValueError(f"{folder} holds no posterior-mean network (config.json + model.safetensors)")
-        return cls([_load_net(m, device, space) for m in members], device)
+        return cls(load_members(folder, KIND, lambda model: ScoreNet(ScoreNetConfig(**model)), device, space),
+                   device)
 
     def __call__(self, observation: np.ndarray, coord_mask: np.ndarray) -> np.ndarray:
         obs = torch.as_tensor(observation, dtype=torch.float32, device=self.device)
@@ -66,20 +62,32 @@ class PosteriorMean:
         return x.cpu().numpy().astype(np.float64)
 
 
-def _load_net(folder: Path, device: torch.device, space: PoseSpace) -> ScoreNet:
-    config = json.loads((folder / "config.json").read_text())
-    if config.get("kind") != KIND:
-        raise ValueError(f"{folder} holds a {config.get('kind', 'score')!r} network, not a posterior mean")
-    own = PoseSpace.from_dict(config["space"])
-    if not (np.allclose(own.mean, space.mean) and np.isclose(own.std, space.std)):
-        raise ValueError(f"{folder} was trained in another pose space than the score model beside it")
-    net = ScoreNet(ScoreNetConfig(**config["model"]))
-    net.load_state_dict(load_file(str(folder / "model.safetensors")))   # half-precision files load as float32
-    return net.to(device).eval()
+def load_members(folder: str | Path, kind: str, make_net, device: torch.device, space: PoseSpace) -> list:
+    """The networks of a folder beside a score model: the folder itself (config.json + model.safetensors, as
+    training writes a run) or each subfolder holding one; each checked to be of `kind` and trained in `space`.
+    make_net(config["model"]) builds one."""
+    folder = Path(folder)
+    members = [folder] if (folder / "config.json").exists() else sorted(
+        p for p in folder.iterdir() if (p / "config.json").exists())
+    if not members:
+        raise ValueError(f"{folder} holds no {kind} network (config.json + model.safetensors)")
+    nets = []
+    for m in members:
+        config = json.loads((m / "config.json").read_text())
+        if config.get("kind") != kind:
+            raise ValueError(f"{m} holds a {config.get('kind', 'score')!r} network, not a {kind} network")
+        own = PoseSpace.from_dict(config["space"])
+        if not (np.allclose(own.mean, space.mean) and np.isclose(own.std, space.std)):
+            raise ValueError(f"{m} was trained in another pose space than the score model beside it")
+        net = make_net(config["model"])
+        net.load_state_dict(load_file(str(m / "model.safetensors")))   # half-precision files load as float32
+        nets.append(net.to(device).eval())
+    return nets
 
 
 def ship(run: str | Path, dest: str | Path):
-    """Copy a training run's network into a weights folder in half precision: half the size (8.3 MB, not 16.6),
+    """Copy a training run's network (a posterior mean's or the effector network's) into a weights folder in half
+    precision: half the size (8.3 MB, not 16.6),
     answers within half a millimetre (0.02 mm on average) of the full-precision network's on validation poses."""
     run, dest = Path(run), Path(dest)
     missing = [f for f in ("config.json", "model.safetensors") if not (run / f).exists()]
@@ -94,7 +102,8 @@ def ship(run: str | Path, dest: str | Path):
 if __name__ == "__main__":
     import sys
     if len(sys.argv) != 3:
-        sys.exit("usage: python -m gfpose_core.prior.posterior_mean RUN_DIR WEIGHTS/posterior_mean/NAME")
+        sys.exit("usage: python -m gfpose_core.prior.posterior_mean RUN_DIR WEIGHTS/posterior_mean/NAME "
+                 "(or WEIGHTS/effector_mean)")
     try:
         ship(sys.argv[1], sys.argv[2])
     except FileNotFoundError as e:

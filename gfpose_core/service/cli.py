@@ -19,6 +19,8 @@ def _cmd_train(args):
     sets = []
     if args.data and args.no_share_alike:
         raise CliError("--no-share-alike chooses among the default sets; with --data you name the files yourself")
+    if args.effectors and (args.motion or args.posterior_mean):
+        raise CliError("--effectors trains a network of its own: not with --motion or --posterior-mean")
     if args.known_noise and not args.posterior_mean:
         raise CliError("--known-noise is for --posterior-mean training (the score model conditions on noised poses "
                        "already)")
@@ -32,6 +34,8 @@ def _cmd_train(args):
         cfg = TrainConfig(steps=args.steps, batch=args.batch or 512, lr=args.lr, seed=args.seed,
                           max_minutes=args.minutes)
         cfg.model.hidden, cfg.model.embed, cfg.model.blocks = args.hidden or 768, args.embed, args.blocks or 2
+        if args.effectors:
+            cfg.model.hidden, cfg.model.blocks = args.hidden or 1024, args.blocks or 3
         cfg.known_noise = args.known_noise
         cfg.proportions = args.proportions
     if args.data:
@@ -72,6 +76,10 @@ def _cmd_train(args):
         space = None
         if args.posterior_mean:
             from gfpose_core.prior.train_mean import PosteriorMeanTrainer as Trainer
+            space = _score_space(args.space_of)
+        elif args.effectors:
+            from gfpose_core.prior.effector_net import trainer_class
+            Trainer = trainer_class()
             space = _score_space(args.space_of)
         trainer = Trainer(cfg, train, val, args.out, data_note=note, device=device, space=space)
         what = f"{len(train)} poses (x2 mirrored), validating on {len(val)}"
@@ -356,10 +364,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train the motion model (windows of frames) instead of the per-frame pose model")
     t.add_argument("--posterior-mean", action="store_true",
                    help="train the posterior-mean network (single completions) instead of the score model")
+    t.add_argument("--effectors", action="store_true",
+                   help="train the network for posing from effectors (live posing: the body between the pelvis, "
+                        "hands, feet and head, told the character's bone lengths) instead of the score model")
     t.add_argument("--known-noise", type=float, default=0.0,
                    help="--posterior-mean: metres of Gaussian noise on the known joints the network is given")
     t.add_argument("--space-of", metavar="WEIGHTS_DIR",
-                   help="--posterior-mean: the score model's weights folder whose pose space the network is trained "
+                   help="--posterior-mean, --effectors: the score model's weights folder whose pose space the network is trained "
                         "in, so that it fits beside it (default: the shipped weights)")
     t.add_argument("--proportions", type=float, default=0.0,
                    help="train on bodies of other proportions too (1: torso +-20%%, arms, legs, shoulders, hips, "
