@@ -1,7 +1,6 @@
 """The network for posing from effectors (prior/effector_net.py): trained on the masks Auto Pose sends and on bodies
 far from the reference one, told the character's body, and with the shipped weights nearer the truth on such a body
-than the posterior-mean network it replaces there."""
-import json
+than the posterior-mean network it replaces there (its training: tests/test_train.py)."""
 
 import numpy as np
 import pytest
@@ -13,11 +12,9 @@ from gfpose_core.prior.effector_net import (
     BODY_RANGE,
     EFFECTOR_GROUPS,
     EffectorMaskConfig,
-    EffectorMean,
     body_code,
     body_factors,
     effector_training_mask,
-    trainer_class,
 )
 from gfpose_core.prior.effectors import effector_mask
 
@@ -52,32 +49,6 @@ def test_training_bodies_draw_one_factor_per_bone_pair_within_range():
     # independent parts: the shoulder's factor says nothing of the thigh's
     s, t = f[:, list(BONES[:, 0]).index(INDEX["shoulder_l"])], f[:, list(BONES[:, 0]).index(INDEX["knee_l"])]
     assert abs(np.corrcoef(s, t)[0, 1]) < 0.05
-
-
-def _poses():
-    from gfpose_core.data import DATA_DIR, load_take
-    clip = DATA_DIR / "cmu" / "bvh" / "01_01.bvh.gz"
-    if not clip.exists():
-        pytest.skip(f"{clip} not present")
-    j = load_take(clip).joints[1::8]
-    return j[:250], j[250:300]
-
-
-def test_tiny_effector_training_lowers_the_loss_and_ships(tmp_path):
-    from gfpose_core.prior.posterior_mean import ship
-    from gfpose_core.prior.score_net import ScoreNetConfig
-    from gfpose_core.prior.train import TrainConfig
-    cfg = TrainConfig(steps=150, batch=64, warmup=10, val_every=150, ckpt_every=150, lr=2e-3, ema=0.9)
-    cfg.model = ScoreNetConfig(hidden=64, blocks=1)
-    train, val = _poses()
-    trainer = trainer_class()(cfg, train, val, tmp_path)
-    before = trainer.validate()
-    assert trainer.train()["best_val"] < 0.8 * before
-    config = json.loads((tmp_path / "config.json").read_text())
-    assert config["kind"] == "effector_mean" and config["model"]["hidden"] == 64
-    ship(tmp_path, tmp_path / "shipped")
-    net = EffectorMean.load(tmp_path / "shipped", torch.device("cpu"), trainer.space)
-    assert net(np.zeros((2, 69)), np.ones((2, 69)), np.zeros((2, 23))).shape == (2, 69)
 
 
 @pytest.fixture(scope="module")

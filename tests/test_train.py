@@ -62,6 +62,23 @@ def test_tiny_posterior_mean_training_lowers_the_loss(tmp_path):
     assert 0 < diff.max() < 1e-3
 
 
+def test_tiny_effector_training_lowers_the_loss_and_ships(tmp_path):
+    """The network for posing from effectors (prior/effector_net.py) trains and ships as the posterior mean does."""
+    from gfpose_core.prior.effector_net import EffectorMean, trainer_class
+    from gfpose_core.prior.posterior_mean import ship
+    cfg = _small(150)
+    cfg.model = ScoreNetConfig(hidden=64, blocks=1)
+    train, val = _poses()
+    trainer = trainer_class()(cfg, train, val, tmp_path)
+    before = trainer.validate()
+    assert trainer.train()["best_val"] < 0.8 * before
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["kind"] == "effector_mean" and config["model"]["hidden"] == 64
+    ship(tmp_path, tmp_path / "shipped")
+    net = EffectorMean.load(tmp_path / "shipped", torch.device("cpu"), trainer.space)
+    assert net(np.zeros((2, 69)), np.ones((2, 69)), np.zeros((2, 23))).shape == (2, 69)
+
+
 def test_known_noise_trains_on_noisy_known_joints_and_validates_on_clean_ones(tmp_path):
     """--known-noise perturbs what the network is given while training; validation (and the engine) see the truth."""
     from gfpose_core.prior.train_mean import PosteriorMeanTrainer
