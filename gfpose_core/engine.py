@@ -26,8 +26,10 @@ from gfpose_core.body.skeleton import (
     with_bone_lengths,
 )
 from gfpose_core.motion.prior import WEIGHTS_SUBDIR, MotionPrior
+from gfpose_core.prior.body_mean import WEIGHTS_SUBDIR as BODY_SUBDIR, BodyMean
+from gfpose_core.prior.denoise import within_noise
 from gfpose_core.prior.effector_guess import effector_pose
-from gfpose_core.prior.effector_net import WEIGHTS_SUBDIR as EFFECTOR_SUBDIR, EffectorMean
+from gfpose_core.prior.effector_net import WEIGHTS_SUBDIR as EFFECTOR_SUBDIR, EffectorMean, body_code
 from gfpose_core.prior.effectors import effector_known, pin_mask
 from gfpose_core.prior.hypotheses import candidates, spread
 from gfpose_core.prior.pose_space import MODEL_JOINTS, POSE_DIM, PoseSpace
@@ -68,65 +70,6 @@ DEFAULTS = {
     "inbetween": ("tweedie", 1),
     "denoise_motion": ("tweedie", 1),
 }
-
-
-CLEAN_RADIUS = 2.5    # times the take's own jitter: how far auto-strength denoising may move a measured joint
-# The jitter a clean take at mocap rates shows anyway (its motion's own second differences, measured 0.85 mm on a
-# clean CMU take at 30 fps): not noise, so not room to move a joint in.
-MOTION_JITTER = 0.0009
-CLEAN_JITTER = 0.003  # metres: a take with less jitter is clean (its own bone lengths are the body's)
-
-
-def within_noise(take: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """`out` with every measured joint (finite, not a spike) kept within CLEAN_RADIUS times the take's jitter of
-    where the take has it: denoising removes noise, it does not restyle motion, so a clean take (jitter about a
-    millimetre, most of it the motion's own) comes back as it was, while a noisy take's joints may move as far as
-    its noise reaches."""
-    from gfpose_core.body.filters import fill_gaps
-    from gfpose_core.prior.denoise import estimate_jitter, find_spikes
-    finite = np.isfinite(take).all(-1)
-    if len(take) < 3 or not finite.any():
-        return out
-    filled = fill_gaps(np.where(finite[..., None], take, np.nan))
-    jitter = estimate_jitter(filled)
-    measured = finite & ~find_spikes(filled, jitter=jitter)
-    delta = out - np.where(measured[..., None], take, out)
-    size = np.linalg.norm(delta, axis=-1, keepdims=True)
-    radius = CLEAN_RADIUS * max(jitter - MOTION_JITTER, 0.0)
-    shrink = np.where(size > radius, radius / np.maximum(size, 1e-12), 1.0)
-    if (shrink >= 1.0).all():
-        return out
-    kept = np.where(measured[..., None], take + delta * shrink, out)
-    if jitter < CLEAN_JITTER:
-        return kept     # near a clean take's joints, its bones keep the take's own lengths
-    # On a noisy take, joints held back one by one would give the bones the noise's lengths again: the body is put
-    # back on the answer's (debiased) lengths.
-    lengths = np.broadcast_to(np.median(bone_lengths(out), 0), (len(out), N_JOINTS - 1))
-    return fit_bone_lengths(kept, lengths, np.zeros(kept.shape[:2], bool))
-
-
-HOLD_SPAN = 0.05      # metres: keys whose joints differ by less are a hold, or nearly one
-
-
-def held(take: np.ndarray, known: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """In-betweens with holds held: between two whole keys (every joint known) whose poses differ by d (the
-    furthest a joint moves from one to the other), the frames are the straight blend of the keys plus d / HOLD_SPAN
-    of the engine's own motion about it (all of it from HOLD_SPAN on). Identical keys give the key pose on every
-    frame; keys a few millimetres apart, motion of a few millimetres."""
-    whole = np.flatnonzero(known.all(-1))
-    out = out.copy()
-    for a, b in zip(whole[:-1], whole[1:]):
-        if b - a < 2:
-            continue
-        d = float(np.linalg.norm(take[b] - take[a], axis=-1).max())
-        w = min(d / HOLD_SPAN, 1.0)
-        if w >= 1.0:
-            continue
-        s = (np.arange(a + 1, b) - a)[:, None, None] / (b - a)
-        straight = (1 - s) * take[a] + s * take[b]
-        gap = slice(a + 1, b)
-        out[gap] = np.where(known[gap][..., None], out[gap], straight + w * (out[gap] - straight))
-    return out
 
 
 def _device(device: str) -> torch.device:
@@ -187,11 +130,12 @@ def _count(n, name: str, limit: int) -> int:
 
 class Engine:
     def __init__(self, net: ScoreNet, space: PoseSpace, config: dict, device: torch.device, motion=None,
-                 posterior_mean=None, effector_mean=None):
+                 posterior_mean=None, effector_mean=None, body_mean=None):
         self.net, self.space, self.config, self.device = net, space, config, device
         self.motion = motion  # MotionPrior for takes, or None where the weights have no motion/ folder
         self.posterior_mean = posterior_mean  # PosteriorMean for single completions, or None (mode seeking only)
         self.effector_mean = effector_mean    # EffectorMean for posing from effectors, or None (posterior mean)
+        self.body_mean = body_mean            # BodyMean: the posterior mean told the body, used where present
         self.sde = SubVPSDE(config["sde"]["beta_min"], config["sde"]["beta_max"])
         self.joint_names = list(JOINT_NAMES)
         self.mean_pose = space.from_model(np.zeros(POSE_DIM))
@@ -199,7 +143,7 @@ class Engine:
     @classmethod
     def load(cls, path: str | Path | None = None, device: str = "auto") -> "Engine":
         """Weights from a folder holding model.safetensors + config.json (default: the shipped ones); its motion/,
-        posterior_mean/ and effector_mean/ (posing from effectors) subfolders' networks where they are."""
+        posterior_mean/, body_mean/ and effector_mean/ (posing from effectors) subfolders' networks where they are."""
         folder = Path(path) if path is not None else WEIGHTS_DIR
         if folder.is_file():
             folder = folder.parent
@@ -220,7 +164,9 @@ class Engine:
             mean_net = PosteriorMean.load(folder / MEAN_SUBDIR, dev, space)
         eff = folder / EFFECTOR_SUBDIR
         effector_net = EffectorMean.load(eff, dev, space) if eff.is_dir() else None
-        return cls(net, space, config, dev, motion, mean_net, effector_net)
+        told = folder / BODY_SUBDIR
+        body_net = BodyMean.load(told, dev, space) if told.is_dir() else None
+        return cls(net, space, config, dev, motion, mean_net, effector_net, body_net)
 
     # -- shared machinery ------------------------------------------------------------------------------------
     def _generator(self, seed):
@@ -294,7 +240,7 @@ class Engine:
         guess = sampler is None and steps is None     # a named sampler or step count asks for the score model
         if H == 1:
             if guess:
-                x = self._best_guess(obs, cmask, gen, callback, mode_share, guess_steps)
+                x = self._best_guess(obs, cmask, gen, callback, mode_share, guess_steps, self._told(masked, frame))
             else:
                 sampler, steps = _sampling(sampler, steps, DEFAULTS["complete"])
                 x = self._run(obs, cmask, False, sampler=sampler, steps=steps, generator=gen, callback=callback)
@@ -303,7 +249,8 @@ class Engine:
             first_steps = self._best_guess_steps()
             sampler, steps = _sampling(sampler, steps, DEFAULTS["hypotheses"])
             total = first_steps + steps
-            first = self._best_guess(obs, cmask, gen, callback and (lambda i, n: callback(i, total)))
+            first = self._best_guess(obs, cmask, gen, callback and (lambda i, n: callback(i, total)),
+                                     body=self._told(masked, frame))
             M = candidates(H - 1)
             many = self._run(np.repeat(obs, M, 0), np.repeat(cmask, M, 0), False, sampler=sampler, steps=steps,
                              generator=gen, callback=callback and (lambda i, n: callback(first_steps + i, total)))
@@ -314,10 +261,10 @@ class Engine:
         return out, masked, frame
 
     def _best_guess(self, obs: np.ndarray, coord_mask: np.ndarray, generator, callback=None,
-                    mode_share: float = 0.0, steps: int | None = None) -> np.ndarray:
-        """One completion per pose (model units): the posterior mean, with the score model's mode mixed into the
-        legs, refined from REFINE_FROM_T, then `mode_share` of the mode mixed into it all; the mode alone where the
-        weights have no posterior-mean network."""
+                    mode_share: float = 0.0, steps: int | None = None, body=None) -> np.ndarray:
+        """One completion per pose (model units): the posterior mean (told the `body` where the weights have the
+        network for it), with the score model's mode mixed into the legs, refined from REFINE_FROM_T, then
+        `mode_share` of the mode mixed into it all; the mode alone where the weights have no posterior-mean network."""
         sampler, steps = DEFAULTS["complete"][0], steps or DEFAULTS["complete"][1]
         total = steps * (1 if self.posterior_mean is None else 2)
         mode = self._run(obs, coord_mask, False, sampler=sampler, steps=steps, generator=generator,
@@ -325,12 +272,22 @@ class Engine:
         if self.posterior_mean is None:
             return mode
         with threads_for(len(obs), self.device):     # one pose on two threads beside Blender stalls (threads.py)
-            mean = (1 - LEG_MODE_SHARE) * self.posterior_mean(obs, coord_mask) + LEG_MODE_SHARE * mode
+            told = self.body_mean is not None and body is not None
+            mean = self.body_mean(obs, coord_mask, body) if told else self.posterior_mean(obs, coord_mask)
+            mean = (1 - LEG_MODE_SHARE) * mean + LEG_MODE_SHARE * mode
         alpha, _ = self.sde.alpha_sigma(REFINE_FROM_T)
         refined = self._run(obs, coord_mask, False, sampler=sampler, steps=steps, generator=generator,
                             t_start=REFINE_FROM_T, x_start=float(alpha) * mean,
                             callback=callback and (lambda i, n: callback(steps + i, total)))
         return (1 - mode_share) * refined + mode_share * mode
+
+    def _told(self, masked: np.ndarray, frame) -> np.ndarray | None:
+        """The body code (prior/body_mean.py) of poses with their unknown joints NaN, where the weights use one."""
+        if self.body_mean is None:
+            return None
+        scale = frame.scale[:, None]
+        return body_code(known_bone_lengths(masked, self.space.reference_bones * scale), self.space.reference_bones,
+                         frame.scale)
 
     def _best_guess_steps(self) -> int:
         """Sampler steps of _best_guess (progress callbacks count them): the mode, and the refinement if any."""
@@ -385,7 +342,7 @@ class Engine:
         if not known_mask.any():
             raise ValueError("take has no known joints: use generate() for free poses")
         self._temporal(True)
-        from gfpose_core.motion.takes import inbetween_take
+        from gfpose_core.motion.takes import held, inbetween_take
         sampler, steps = _sampling(sampler, steps, DEFAULTS["inbetween"])
         steps = _count(steps, "steps", MAX_STEPS)
         with torch.inference_mode():

@@ -246,8 +246,10 @@ def test_bad_input_names_the_problem(engine, real_poses, call, message):
 
 def test_a_hidden_arm_that_hangs_straight_is_not_completed_folded(engine, DATA):
     """The single completion's arm is a plausible arm, not the folded average of possible arms: of the real elbows
-    straighter than 140 degrees (CMU validation subject 8, one arm hidden per pose), under 2% come back bent under
-    110 degrees (measured 0.6%; keeping the posterior mean's short shoulder-to-wrist span folded 4%)."""
+    straighter than 140 degrees (CMU validation subject 8, one arm hidden per pose), under 5% (issue 16's bound) come
+    back bent under 110 degrees. Measured 2.9% with the posterior mean told the body (body_mean.py), 0.6% with the
+    posterior-mean networks before it (on 600 poses of subjects 8 and 14 both 6-11%); keeping the posterior mean's
+    short shoulder-to-wrist span folded 4%."""
     from gfpose_core.bench.proportions import elbow_angles
     from gfpose_core.data import load_take
     files = sorted((DATA / "cmu" / "bvh").glob("08_*.bvh.gz"))
@@ -262,4 +264,4 @@ def test_a_hidden_arm_that_hangs_straight_is_not_completed_folded(engine, DATA):
     real, got = elbow_angles(poses, side), elbow_angles(out, side)
     straight = real > 140
     assert straight.sum() > 100
-    assert np.mean(got[straight] < 110) < 0.02, np.mean(got[straight] < 110)
+    assert np.mean(got[straight] < 110) < 0.05, np.mean(got[straight] < 110)

@@ -79,6 +79,24 @@ def test_tiny_effector_training_lowers_the_loss_and_ships(tmp_path):
     assert net(np.zeros((2, 69)), np.ones((2, 69)), np.zeros((2, 23))).shape == (2, 69)
 
 
+def test_tiny_body_mean_training_lowers_the_loss_and_tells_only_what_the_known_joints_say(tmp_path):
+    """The posterior mean told the body (prior/body_mean.py) trains on hierarchical masks, and is told a bone's
+    length only where the known joints say it (both ends, or the mirror bone's), as the engine estimates it."""
+    from gfpose_core.prior.body_mean import trainer_class
+    cfg = _small(150)
+    cfg.model = ScoreNetConfig(hidden=64, blocks=1)
+    train, val = _poses()
+    trainer = trainer_class()(cfg, train, val, tmp_path)
+    before = trainer.validate()
+    assert trainer.train()["best_val"] < 0.8 * before
+    assert json.loads((tmp_path / "config.json").read_text())["kind"] == "body_mean"
+    x0, cmask, body = trainer.make_batch(trainer.train_rel[:256], torch.Generator().manual_seed(0))
+    known = np.concatenate([np.ones((256, 1), bool), cmask.numpy().reshape(256, 23, 3)[..., 0] > 0], 1)
+    from gfpose_core.prior.body_mean import told_bones
+    told = told_bones(known)
+    assert (body.numpy()[~told] == 0).all() and (body.numpy()[told] != 0).mean() > 0.99
+
+
 def test_known_noise_trains_on_noisy_known_joints_and_validates_on_clean_ones(tmp_path):
     """--known-noise perturbs what the network is given while training; validation (and the engine) see the truth."""
     from gfpose_core.prior.train_mean import PosteriorMeanTrainer

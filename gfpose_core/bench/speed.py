@@ -73,11 +73,15 @@ def _evals(sampler: str, steps: int) -> int:
 
 
 def _best_guess_evals(engine) -> int:
-    """Network evaluations of one default completion: the sampler's steps, and the posterior-mean networks' passes."""
+    """Network evaluations of one default completion: the sampler's steps, and the passes of the mean's networks
+    (the body-told one's count twice, mirrored, and each is about 1.6x the score network's FLOPs)."""
     from gfpose_core.engine import DEFAULTS
     steps = engine._best_guess_steps()
-    return EVALS_PER_STEP[DEFAULTS["complete"][0]] * steps + (0 if engine.posterior_mean is None
-                                                               else len(engine.posterior_mean.nets))
+    if engine.body_mean is not None:
+        passes = len(engine.body_mean.nets) * (2 if engine.body_mean.MIRROR_AVERAGE else 1)
+    else:
+        passes = 0 if engine.posterior_mean is None else len(engine.posterior_mean.nets)
+    return EVALS_PER_STEP[DEFAULTS["complete"][0]] * steps + passes
 
 
 def _latency(fn, repeats: int) -> float:

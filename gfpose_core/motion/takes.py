@@ -357,3 +357,27 @@ def denoise_motion(engine, take: np.ndarray, fps: float, strength, *, sampler: s
     if lock:
         out = lock_feet(out, find_contacts(out, fps))
     return out
+
+
+HOLD_SPAN = 0.05      # metres: keys whose joints differ by less are a hold, or nearly one
+
+
+def held(take: np.ndarray, known: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """In-betweens with holds held: between two whole keys (every joint known) whose poses differ by d (the
+    furthest a joint moves from one to the other), the frames are the straight blend of the keys plus d / HOLD_SPAN
+    of the engine's own motion about it (all of it from HOLD_SPAN on). Identical keys give the key pose on every
+    frame; keys a few millimetres apart, motion of a few millimetres."""
+    whole = np.flatnonzero(known.all(-1))
+    out = out.copy()
+    for a, b in zip(whole[:-1], whole[1:]):
+        if b - a < 2:
+            continue
+        d = float(np.linalg.norm(take[b] - take[a], axis=-1).max())
+        w = min(d / HOLD_SPAN, 1.0)
+        if w >= 1.0:
+            continue
+        s = (np.arange(a + 1, b) - a)[:, None, None] / (b - a)
+        straight = (1 - s) * take[a] + s * take[b]
+        gap = slice(a + 1, b)
+        out[gap] = np.where(known[gap][..., None], out[gap], straight + w * (out[gap] - straight))
+    return out

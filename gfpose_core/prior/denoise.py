@@ -7,7 +7,7 @@ import numpy as np
 from scipy.ndimage import median_filter
 
 from gfpose_core.body.filters import butterworth, fill_gaps
-from gfpose_core.body.skeleton import restore
+from gfpose_core.body.skeleton import N_JOINTS, bone_lengths, fit_bone_lengths, restore
 
 SPIKE_METRES = 0.10      # a joint this far from its running median is a spike, not jitter
 SPIKE_SIGMAS = 4.0       # ... nor this many times the jitter: a 3D jitter vector is longer than 3.4 sigma 1% of the time
@@ -66,3 +66,36 @@ def denoise_take(engine, take: np.ndarray, fps: float, strength, sampler: str, s
     if smooth:
         out = butterworth(out, fps, CUTOFF_HZ)
     return out
+
+
+CLEAN_RADIUS = 2.5    # times the take's own jitter: how far auto-strength denoising may move a measured joint
+# The jitter a clean take at mocap rates shows anyway (its motion's own second differences, measured 0.85 mm on a
+# clean CMU take at 30 fps): not noise, so not room to move a joint in.
+MOTION_JITTER = 0.0009
+CLEAN_JITTER = 0.003  # metres: a take with less jitter is clean (its own bone lengths are the body's)
+
+
+def within_noise(take: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """`out` with every measured joint (finite, not a spike) kept within CLEAN_RADIUS times the take's jitter of
+    where the take has it: denoising removes noise, it does not restyle motion, so a clean take (jitter about a
+    millimetre, most of it the motion's own) comes back as it was, while a noisy take's joints may move as far as
+    its noise reaches."""
+    finite = np.isfinite(take).all(-1)
+    if len(take) < 3 or not finite.any():
+        return out
+    filled = fill_gaps(np.where(finite[..., None], take, np.nan))
+    jitter = estimate_jitter(filled)
+    measured = finite & ~find_spikes(filled, jitter=jitter)
+    delta = out - np.where(measured[..., None], take, out)
+    size = np.linalg.norm(delta, axis=-1, keepdims=True)
+    radius = CLEAN_RADIUS * max(jitter - MOTION_JITTER, 0.0)
+    shrink = np.where(size > radius, radius / np.maximum(size, 1e-12), 1.0)
+    if (shrink >= 1.0).all():
+        return out
+    kept = np.where(measured[..., None], take + delta * shrink, out)
+    if jitter < CLEAN_JITTER:
+        return kept     # near a clean take's joints, its bones keep the take's own lengths
+    # On a noisy take, joints held back one by one would give the bones the noise's lengths again: the body is put
+    # back on the answer's (debiased) lengths.
+    lengths = np.broadcast_to(np.median(bone_lengths(out), 0), (len(out), N_JOINTS - 1))
+    return fit_bone_lengths(kept, lengths, np.zeros(kept.shape[:2], bool))

@@ -114,6 +114,7 @@ class EffectorMean:
     Each network's answer is averaged with the mirror image of its answer to the mirrored question
     (MIRROR_AVERAGE): trained on mirrored poses too, it answers one question twice with errors that differ."""
     MIRROR_AVERAGE = True
+    KIND = KIND
 
     def __init__(self, nets: list[EffectorNet], device: torch.device, space: PoseSpace):
         self.nets, self.device, self.space = nets, device, space
@@ -121,7 +122,7 @@ class EffectorMean:
     @classmethod
     def load(cls, folder: str | Path, device: torch.device, space: PoseSpace) -> "EffectorMean":
         from gfpose_core.prior.posterior_mean import load_members
-        return cls(load_members(folder, KIND, lambda model: EffectorNet(EffectorNetConfig(**model)), device, space),
+        return cls(load_members(folder, cls.KIND, lambda m: EffectorNet(EffectorNetConfig(**m)), device, space),
                    device, space)
 
     def __call__(self, observation: np.ndarray, coord_mask: np.ndarray, body: np.ndarray) -> np.ndarray:
@@ -145,10 +146,10 @@ class EffectorMean:
 
 # -- training ----------------------------------------------------------------------------------------------------
 
-def body_factors(b: int, gen: torch.Generator, jitter: float) -> torch.Tensor:
-    """(b, 23) bone length factors of training bodies: each bone pair log-uniform in BODY_RANGE, times a per-bone
+def body_factors(b: int, gen: torch.Generator, jitter: float, span=BODY_RANGE) -> torch.Tensor:
+    """(b, 23) bone length factors of training bodies: each bone pair log-uniform in `span`, times a per-bone
     jitter of a few percent (left and right may differ that much)."""
-    lo, hi = math.log(BODY_RANGE[0]), math.log(BODY_RANGE[1])
+    lo, hi = math.log(span[0]), math.log(span[1])
     pair = torch.exp(lo + torch.rand(b, len(BONES), generator=gen) * (hi - lo))
     pair = pair[:, torch.from_numpy(np.minimum(np.arange(len(BONES)), BONE_MIRROR))]   # one draw per pair
     wobble = 1 + (torch.rand(b, len(BONES), generator=gen) * 2 - 1) * jitter
@@ -164,6 +165,7 @@ def trainer_class():
         """Trains EffectorNet: poses of every shippable set on bodies of BODY_RANGE, effector masks, the squared
         error on the unknown joints in the frame the engine finds from the known ones."""
         KIND = KIND
+        BODY_RANGE = BODY_RANGE
 
         def __init__(self, cfg, *args, **kwargs):
             self.net_cfg = EffectorNetConfig(hidden=cfg.model.hidden, blocks=cfg.model.blocks)
@@ -173,20 +175,29 @@ def trainer_class():
         def _setup_model(self, make_net):
             super()._setup_model(lambda: EffectorNet(self.net_cfg))
 
+        def draw_mask(self, b: int, gen: torch.Generator) -> torch.Tensor:
+            """(b, 24) bool, True = known."""
+            return effector_training_mask(b, self.mask_cfg, gen)
+
+        def told(self, body: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+            """What the network is told of the body (b, 23) given the known joints: all of it (a character's rig)."""
+            return body
+
         def make_batch(self, rel: torch.Tensor, gen: torch.Generator, augment: bool = True):
             b = rel.shape[0]
-            rel = self._on_body(rel, body_factors(b, gen, self.cfg.bone_jitter))
+            rel = self._on_body(rel, body_factors(b, gen, self.cfg.bone_jitter, self.BODY_RANGE))
             if augment:
                 from gfpose_core.prior.train import rotation_z
                 yaw = (torch.rand(b, generator=gen) * 2 - 1) * math.radians(self.cfg.yaw_jitter_deg)
                 rel = torch.einsum("bij,bkj->bki", rotation_z(yaw), rel)
             x0 = (rel.reshape(b, -1) - self.mean_t) / self.space.std
-            known = effector_training_mask(b, self.mask_cfg, gen)
+            known = self.draw_mask(b, gen)
             cmask = known[:, 1:, None].expand(b, MODEL_JOINTS, 3).reshape(b, -1).float()
             x0 = self._in_partial_frame(x0, cmask)
             full = self.space.from_model(x0.double().numpy())
             lengths = bone_lengths(full)
             body = torch.as_tensor(np.log(lengths / self.space.reference_bones), dtype=torch.float32)
+            body = self.told(body, known)
             return x0.to(self.device), cmask.to(self.device), body.to(self.device)
 
         def _on_body(self, rel: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
@@ -209,7 +220,7 @@ def trainer_class():
             d = super().config_dict()
             d["model"] = self.net_cfg.to_dict()
             d["training"]["effector_masks"] = self.mask_cfg.to_dict()
-            d["training"]["body_range"] = list(BODY_RANGE)
+            d["training"]["body_range"] = list(self.BODY_RANGE)
             return d
 
     return EffectorMeanTrainer

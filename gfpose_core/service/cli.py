@@ -19,8 +19,9 @@ def _cmd_train(args):
     sets = []
     if args.data and args.no_share_alike:
         raise CliError("--no-share-alike chooses among the default sets; with --data you name the files yourself")
-    if args.effectors and (args.motion or args.posterior_mean):
-        raise CliError("--effectors trains a network of its own: not with --motion or --posterior-mean")
+    if sum(map(bool, (args.effectors, args.body_mean, args.motion, args.posterior_mean))) > 1:
+        raise CliError("--effectors, --body-mean, --motion and --posterior-mean each train a network of their own: "
+                       "name one")
     if args.known_noise and not args.posterior_mean:
         raise CliError("--known-noise is for --posterior-mean training (the score model conditions on noised poses "
                        "already)")
@@ -34,8 +35,9 @@ def _cmd_train(args):
         cfg = TrainConfig(steps=args.steps, batch=args.batch or 512, lr=args.lr, seed=args.seed,
                           max_minutes=args.minutes)
         cfg.model.hidden, cfg.model.embed, cfg.model.blocks = args.hidden or 768, args.embed, args.blocks or 2
-        if args.effectors:
+        if args.effectors or args.body_mean:
             cfg.model.hidden, cfg.model.blocks = args.hidden or 1024, args.blocks or 3
+            cfg.masking.p_3d = 1.0
         cfg.known_noise = args.known_noise
         cfg.proportions = args.proportions
     if args.data:
@@ -77,8 +79,11 @@ def _cmd_train(args):
         if args.posterior_mean:
             from gfpose_core.prior.train_mean import PosteriorMeanTrainer as Trainer
             space = _score_space(args.space_of)
-        elif args.effectors:
-            from gfpose_core.prior.effector_net import trainer_class
+        elif args.effectors or args.body_mean:
+            if args.effectors:
+                from gfpose_core.prior.effector_net import trainer_class
+            else:
+                from gfpose_core.prior.body_mean import trainer_class
             Trainer = trainer_class()
             space = _score_space(args.space_of)
         trainer = Trainer(cfg, train, val, args.out, data_note=note, device=device, space=space)
@@ -367,6 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--effectors", action="store_true",
                    help="train the network for posing from effectors (live posing: the body between the pelvis, "
                         "hands, feet and head, told the character's bone lengths) instead of the score model")
+    t.add_argument("--body-mean", action="store_true",
+                   help="train the posterior mean told the body (single completions on characters of other "
+                        "proportions: each bone's length where the known joints say it) instead of the score model")
     t.add_argument("--known-noise", type=float, default=0.0,
                    help="--posterior-mean: metres of Gaussian noise on the known joints the network is given")
     t.add_argument("--space-of", metavar="WEIGHTS_DIR",
