@@ -62,16 +62,22 @@ def test_tiny_posterior_mean_training_lowers_the_loss(tmp_path):
     assert 0 < diff.max() < 1e-3
 
 
+def _tiny_mlp_run(trainer_cls, out):
+    """A tiny run of a network told the body (effector_net.py, body_mean.py), its loss checked to fall."""
+    cfg = _small(150)
+    cfg.model = ScoreNetConfig(hidden=64, blocks=1)
+    train, val = _poses()
+    trainer = trainer_cls(cfg, train, val, out)
+    before = trainer.validate()
+    assert trainer.train()["best_val"] < 0.8 * before
+    return trainer
+
+
 def test_tiny_effector_training_lowers_the_loss_and_ships(tmp_path):
     """The network for posing from effectors (prior/effector_net.py) trains and ships as the posterior mean does."""
     from gfpose_core.prior.effector_net import EffectorMean, trainer_class
     from gfpose_core.prior.posterior_mean import ship
-    cfg = _small(150)
-    cfg.model = ScoreNetConfig(hidden=64, blocks=1)
-    train, val = _poses()
-    trainer = trainer_class()(cfg, train, val, tmp_path)
-    before = trainer.validate()
-    assert trainer.train()["best_val"] < 0.8 * before
+    trainer = _tiny_mlp_run(trainer_class(), tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["kind"] == "effector_mean" and config["model"]["hidden"] == 64
     ship(tmp_path, tmp_path / "shipped")
@@ -83,12 +89,7 @@ def test_tiny_body_mean_training_lowers_the_loss_and_tells_only_what_the_known_j
     """The posterior mean told the body (prior/body_mean.py) trains on hierarchical masks, and is told a bone's
     length only where the known joints say it (both ends, or the mirror bone's), as the engine estimates it."""
     from gfpose_core.prior.body_mean import trainer_class
-    cfg = _small(150)
-    cfg.model = ScoreNetConfig(hidden=64, blocks=1)
-    train, val = _poses()
-    trainer = trainer_class()(cfg, train, val, tmp_path)
-    before = trainer.validate()
-    assert trainer.train()["best_val"] < 0.8 * before
+    trainer = _tiny_mlp_run(trainer_class(), tmp_path)
     assert json.loads((tmp_path / "config.json").read_text())["kind"] == "body_mean"
     x0, cmask, body = trainer.make_batch(trainer.train_rel[:256], torch.Generator().manual_seed(0))
     known = np.concatenate([np.ones((256, 1), bool), cmask.numpy().reshape(256, 23, 3)[..., 0] > 0], 1)
