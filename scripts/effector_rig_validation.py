@@ -79,18 +79,18 @@ def main(argv=None):
     ap.add_argument("--no-mirror", action="store_true", help="with --effector-run: also without the mirror average")
     args = ap.parse_args(argv)
     engine = Engine.load(device="cpu")
-    candidates = [("posterior mean (no effector network)", None, None)]
+    # (row name, effector network or None, share of its answer refined, mirror average)
+    candidates = [("posterior mean (no effector network)", None, 0.0, True)]
     if engine.effector_mean is not None:
-        candidates.append(("shipped", engine.effector_mean, effector_guess.NET_REFINE_SHARE))
-    if len(args.effector_run) > 1:      # the runs as one ensemble, as a weights folder of several holds them
-        nets = [EffectorMean.load(run, engine.device, engine.space) for run in args.effector_run]
-        ensemble = EffectorMean([n for m in nets for n in m.nets], engine.device, engine.space)
-        candidates += [(f"ensemble r{k}", ensemble, k) for k in args.refine]
-    for run in args.effector_run:
-        net = EffectorMean.load(run, engine.device, engine.space)
-        candidates += [(f"{Path(run).name} r{k}", net, k) for k in args.refine]
-        if args.no_mirror:
-            candidates += [(f"{Path(run).name} r{k} no mirror", net, -k - 1) for k in args.refine]
+        candidates.append(("shipped", engine.effector_mean, effector_guess.NET_REFINE_SHARE, True))
+    nets = {Path(run).name: EffectorMean.load(run, engine.device, engine.space) for run in args.effector_run}
+    if len(nets) > 1:      # the runs as one ensemble, as a weights folder of several holds them
+        nets = {"ensemble": EffectorMean([n for m in nets.values() for n in m.nets], engine.device, engine.space),
+                **nets}
+    for name, net in nets.items():
+        candidates += [(f"{name} r{k}", net, k, True) for k in args.refine]
+        if args.no_mirror and name != "ensemble":
+            candidates += [(f"{name} r{k} no mirror", net, k, False) for k in args.refine]
     rig = on_rig(validation_poses(args.n), Path(args.cache))
     cmu = cmu_takes()
     nn = NearestNeighbourCompletion(prepare_poses(cmu["joints"][cmu["split"] == "train"].astype(np.float64),
@@ -107,11 +107,9 @@ def main(argv=None):
             pred = engine.pose_from_effectors(query, known, lengths=lengths, seed=1)
             print(row(f"engine, no rest ({1000 * (time.perf_counter() - t) / len(gt):.0f} ms/p)",
                       effector_scores(pred, gt)))
-        for name, net, refine in candidates:
+        for name, net, share, mirrored in candidates:
             engine.effector_mean = net
-            if refine is not None:
-                effector_guess.NET_REFINE_SHARE = max(refine, -refine - 1)
-                EffectorMean.MIRROR_AVERAGE = refine >= 0
+            effector_guess.NET_REFINE_SHARE, EffectorMean.MIRROR_AVERAGE = share, mirrored
             t = time.perf_counter()
             pred = engine.pose_from_effectors(query, known, lengths=lengths, seed=1, rest=r["rest"])
             print(row(f"{name} ({1000 * (time.perf_counter() - t) / len(gt):.0f} ms/p)",

@@ -37,25 +37,24 @@ def effector_pose(engine, arr: np.ndarray, known: np.ndarray, lengths, rest, see
     (`lengths`, else the `rest` pose's, else what the known joints measure and the reference body at their scale):
     effector_guess's answer put on it (effectors.on_body)."""
     masked = np.where(known[..., None], arr, np.nan)
-    _, frame = engine._canonical(masked)
-    fallback = known_bone_lengths(masked, engine.space.reference_bones * frame.scale[:, None])
+    canonical = engine._canonical(masked)
+    fallback = known_bone_lengths(masked, engine.space.reference_bones * canonical[1].scale[:, None])
     lengths, rest = effector_body(lengths, rest, fallback)
-    out = effector_guess(engine, arr, known, lengths, seed, callback, refine_from, sampler)
+    out = effector_guess(engine, arr, known, lengths, seed, callback, refine_from, sampler, canonical)
     return on_body(out, known, lengths, rest).joints
 
 
 def effector_guess(engine, arr: np.ndarray, known: np.ndarray, lengths: np.ndarray, seed, callback,
-                   refine_from: float, sampler: str) -> np.ndarray:
+                   refine_from: float, sampler: str, canonical=None) -> np.ndarray:
     """The answer (N, 24, 3), known joints pasted, for poses `arr` (N, 24, 3) with the joints `known` (N, 24) given,
     on a body of bone `lengths` (N, 23): the effector network's where the weights have one, else the posterior mean
     noised to time `refine_from` and sampled back with `sampler` (the engine's REFINE_FROM_T and completion
-    sampler), else engine.complete's best guess."""
+    sampler), else engine.complete's best guess. `canonical`: engine._canonical of the known joints, if found."""
     from gfpose_core.threads import threads_for
-    masked = np.where(known[..., None], arr, np.nan)
     if engine.posterior_mean is None and engine.effector_mean is None:
         out, _, _ = engine._answer(arr, known, 1, seed, None, None, callback, 0.0, EFFECTOR_STEPS)
         return out[:, 0]
-    canon, frame = engine._canonical(masked)
+    canon, frame = canonical or engine._canonical(np.where(known[..., None], arr, np.nan))
     obs = np.nan_to_num(engine.space.to_model(canon))
     cmask = engine._coord_mask(known)
     share = 1.0

@@ -16,7 +16,6 @@ rather than the reference one, on CMU validation poses on a Rigify-like body: te
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -158,7 +157,7 @@ def body_factors(b: int, gen: torch.Generator, jitter: float, span=BODY_RANGE) -
 
 def trainer_class():
     """EffectorMeanTrainer, built on the posterior-mean trainer (imported late: training only)."""
-    from gfpose_core.prior.train import TrainConfig  # noqa: F401  (the config it takes)
+    from gfpose_core.prior.train import rescaled, rotation_z
     from gfpose_core.prior.train_mean import PosteriorMeanTrainer
 
     class EffectorMeanTrainer(PosteriorMeanTrainer):
@@ -185,9 +184,8 @@ def trainer_class():
 
         def make_batch(self, rel: torch.Tensor, gen: torch.Generator, augment: bool = True):
             b = rel.shape[0]
-            rel = self._on_body(rel, body_factors(b, gen, self.cfg.bone_jitter, self.BODY_RANGE))
+            rel = rescaled(rel, body_factors(b, gen, self.cfg.bone_jitter, self.BODY_RANGE))
             if augment:
-                from gfpose_core.prior.train import rotation_z
                 yaw = (torch.rand(b, generator=gen) * 2 - 1) * math.radians(self.cfg.yaw_jitter_deg)
                 rel = torch.einsum("bij,bkj->bki", rotation_z(yaw), rel)
             x0 = (rel.reshape(b, -1) - self.mean_t) / self.space.std
@@ -199,16 +197,6 @@ def trainer_class():
             body = torch.as_tensor(np.log(lengths / self.space.reference_bones), dtype=torch.float32)
             body = self.told(body, known)
             return x0.to(self.device), cmask.to(self.device), body.to(self.device)
-
-        def _on_body(self, rel: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
-            b = rel.shape[0]
-            full = torch.cat([torch.zeros(b, 1, 3), rel], 1)
-            child, parent = torch.from_numpy(BONES[:, 0]), torch.from_numpy(BONES[:, 1])
-            vec = (full[:, child] - full[:, parent]) * factors[..., None]
-            out = [torch.zeros(b, 3)] * N_JOINTS
-            for k, (c, p) in enumerate(BONES):
-                out[c] = out[p] + vec[:, k]
-            return torch.stack(out[1:], 1)
 
         def loss(self, model, batch) -> torch.Tensor:
             x0, cmask, body = batch

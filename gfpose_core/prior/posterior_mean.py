@@ -86,9 +86,9 @@ def load_members(folder: str | Path, kind: str, make_net, device: torch.device, 
 
 
 def ship(run: str | Path, dest: str | Path):
-    """Copy a training run's network (a posterior mean's or the effector network's) into a weights folder in half
-    precision: half the size (8.3 MB, not 16.6),
-    answers within half a millimetre (0.02 mm on average) of the full-precision network's on validation poses."""
+    """Copy a training run's network (a posterior mean, the body-told one or the effector network) into a weights
+    folder in half precision: half the size (8.3 MB, not 16.6, for a posterior mean), answers within half a
+    millimetre (0.02 mm on average) of the full-precision network's on validation poses."""
     run, dest = Path(run), Path(dest)
     missing = [f for f in ("config.json", "model.safetensors") if not (run / f).exists()]
     if missing:
@@ -103,7 +103,7 @@ if __name__ == "__main__":
     import sys
     if len(sys.argv) != 3:
         sys.exit("usage: python -m gfpose_core.prior.posterior_mean RUN_DIR WEIGHTS/posterior_mean/NAME "
-                 "(or WEIGHTS/effector_mean)")
+                 "(or WEIGHTS/body_mean, WEIGHTS/effector_mean)")
     try:
         ship(sys.argv[1], sys.argv[2])
     except FileNotFoundError as e:

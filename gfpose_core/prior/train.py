@@ -103,6 +103,17 @@ def proportion_factors(b: int, gen: torch.Generator, amount: float = 1.0) -> tor
     return factors
 
 
+def rescaled(rel: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """Pelvis-relative poses (b, 23, 3) with each bone's length times `factors` (b, 23), its direction kept."""
+    b = rel.shape[0]
+    full = torch.cat([torch.zeros(b, 1, 3), rel], 1)
+    vec = (full[:, torch.from_numpy(BONES[:, 0])] - full[:, torch.from_numpy(BONES[:, 1])]) * factors[..., None]
+    out = [torch.zeros(b, 3)] * len(PARENTS)
+    for k, (c, p) in enumerate(BONES):
+        out[c] = out[p] + vec[:, k]
+    return torch.stack(out[1:], 1)
+
+
 def rotation_z(angle: torch.Tensor) -> torch.Tensor:
     c, s, z, o = torch.cos(angle), torch.sin(angle), torch.zeros_like(angle), torch.ones_like(angle)
     return torch.stack([torch.stack([c, -s, z], -1), torch.stack([s, c, z], -1), torch.stack([z, z, o], -1)], -2)
@@ -207,18 +218,11 @@ class Trainer:
     def _rebone(self, rel: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """Vary each bone's length (the same on both sides) by a few percent, keeping its direction."""
         b = rel.shape[0]
-        full = torch.cat([torch.zeros(b, 1, 3), rel], 1)
-        child, parent = torch.from_numpy(BONES[:, 0]), torch.from_numpy(BONES[:, 1])
-        vec = full[:, child] - full[:, parent]
         jitter = 1 + (torch.rand(b, len(BONES), generator=gen) * 2 - 1) * self.cfg.bone_jitter
         jitter = 0.5 * (jitter + jitter[:, torch.from_numpy(BONE_MIRROR)])
         if self.cfg.proportions > 0:
             jitter = jitter * proportion_factors(b, gen, self.cfg.proportions)
-        vec = vec * jitter[..., None]
-        out = [torch.zeros(b, 3)] * len(PARENTS)
-        for k, (c, p) in enumerate(BONES):
-            out[c] = out[p] + vec[:, k]
-        return torch.stack(out[1:], 1)
+        return rescaled(rel, jitter)
 
     def loss(self, model, batch) -> torch.Tensor:
         x_t, t, cond, z = batch

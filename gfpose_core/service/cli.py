@@ -37,7 +37,6 @@ def _cmd_train(args):
         cfg.model.hidden, cfg.model.embed, cfg.model.blocks = args.hidden or 768, args.embed, args.blocks or 2
         if args.effectors or args.body_mean:
             cfg.model.hidden, cfg.model.blocks = args.hidden or 1024, args.blocks or 3
-            cfg.masking.p_3d = 1.0
         cfg.known_noise = args.known_noise
         cfg.proportions = args.proportions
     if args.data:
@@ -378,8 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--known-noise", type=float, default=0.0,
                    help="--posterior-mean: metres of Gaussian noise on the known joints the network is given")
     t.add_argument("--space-of", metavar="WEIGHTS_DIR",
-                   help="--posterior-mean, --effectors: the score model's weights folder whose pose space the network is trained "
-                        "in, so that it fits beside it (default: the shipped weights)")
+                   help="--posterior-mean, --body-mean, --effectors: the score model's weights folder whose pose space "
+                        "the network is trained in, so that it fits beside it (default: the shipped weights)")
     t.add_argument("--proportions", type=float, default=0.0,
                    help="train on bodies of other proportions too (1: torso +-20%%, arms, legs, shoulders, hips, "
                         "head +-15%%; 0: off)")
