@@ -142,9 +142,9 @@ BLACK = (0.15, 0.15, 0.15, 1)
 
 
 def auto_pose_step(bpy, addon, client, out: Path, use_data: bool) -> dict:
-    """Auto Pose on a fresh Rigify rig (limbs in IK, as Rigify makes it): for each real pose, the torso and the IK
-    hand and foot controls dragged to where that pose (retargeted to the rig's proportions by the engine) puts the
-    pelvis, hands and feet, once with Blender's IK alone (the limbs in IK, the rest of the body as it was) and once
+    """Auto Pose on a fresh Rigify rig (limbs in IK, as Rigify makes it): for each real pose (retargeted to the rig's
+    proportions by the engine), the torso control turned and moved as that pose has it, the IK hand and foot
+    controls dragged to where it puts the hands and feet, once with Blender's IK alone (the limbs in IK, the rest of the body as it was) and once
     in Auto Pose (the body completed by the engine, live, one request per drag); Enter keys the last one. Renders
     autopose_vs_ik.png: per pose, the real pose on this rig (black), Blender's IK (blue), Auto Pose (orange)."""
     import blender_rigs
@@ -187,10 +187,13 @@ def auto_pose_step(bpy, addon, client, out: Path, use_data: bool) -> dict:
         rig.update_tag()
         bpy.context.view_layer.update()
 
-    def drag(goal_pose):      # each control to where the pose puts its joints, as G and R would leave it
+    def drag(goal_pose, torso):
+        """Each control to where the pose puts its joints, as G and R would leave it; the torso as the real pose has
+        it (where and how its pelvis leans, which the hip joints alone do not say), as the bench gives Blender IK."""
         for c in AUTO_CONTROLS:
             now = world @ np.array(rig.pose.bones[c].matrix)
-            m = live.control_to_move(now, local[c], goal_pose[[INDEX[j] for j in joints_of[c]]])
+            m = torso if c == "torso" else live.control_to_move(now, local[c],
+                                                               goal_pose[[INDEX[j] for j in joints_of[c]]])
             rig.pose.bones[c].matrix = Matrix((np.linalg.inv(world) @ m).tolist())
             bpy.context.view_layer.update()
             yield c
@@ -207,17 +210,19 @@ def auto_pose_step(bpy, addon, client, out: Path, use_data: bool) -> dict:
                                            "rig": "rigify"})
         truth = np.asarray(fk["joints"][0])
         posing.set_pose_values(rig, fk)
+        bpy.context.view_layer.update()
+        torso = world @ np.array(rig.pose.bones["torso"].matrix)
         cell = [(blender_rigs.stick_figure(bpy, rig_io, rig, deform, f"real{k}"), BLACK)]
         put_back()
         # Blender's IK alone: the same controls, the limbs in IK, the spine, neck and head as they were.
-        for _ in drag(truth):
+        for _ in drag(truth, torso):
             pass
         ik = rig_io.read_body24(rig, binding)[0]
         cell.append((blender_rigs.stick_figure(bpy, rig_io, rig, deform, f"ik{k}"), BLUE))
         put_back()
         # Auto Pose: the mode started on the rig as it was, each control dragged in turn, the body following.
         session = auto_pose.start(rig)
-        for _ in drag(truth):
+        for _ in drag(truth, torso):
             session.tick()
         session.settle()
         done = rig_io.read_body24(rig, binding)[0]

@@ -19,7 +19,7 @@ from gfpose_core.body.skeleton import INDEX
 from gfpose_core.rigs.armature import Armature
 from gfpose_core.rigs.binding import bind, joints_from_pose, rest_joints
 from gfpose_core.rigs.plan import _PARTS, _TRUST, PARTS, _evidence, _fk, _plan, _rest_evidence, part_rotations
-from gfpose_core.rigs.solve import edit_rotations, kept_rotations, solve
+from gfpose_core.rigs.solve import edit_rotations, held_by_kept, kept_rotations, solve
 
 
 def _copy(target: str, influence: float = 1.0, space: str = "WORLD") -> dict:
@@ -318,3 +318,16 @@ def test_editing_with_kept_bones_keys_what_the_plain_sweeps_key(rig):
     kept_poses, _ = reference_fk(arm, {arm.index[b]: r for b, r in got.items()}, 4, local=True, root=plan.root,
                                  root_location=pose.location)
     np.testing.assert_allclose(kept_poses[torso][[0, 2, 3], :3, :3], rotations["torso"][[0, 2, 3]], atol=1e-12)
+
+
+def test_held_by_kept_finds_the_joints_a_kept_control_carries(rig):
+    """Rigify's torso kept (as Auto Pose keeps a control the animator dragged): the lower spine point rides on it,
+    the map keying the hips and lower spine FK at rest, so no solve can move it off the pelvis; the chest can. With
+    nothing kept the solve may turn every part, so only each joint with itself is held."""
+    _, binding = rig
+    held = held_by_kept(binding, ["torso"])
+    for a, b in (("spine", "pelvis"), ("spine", "hip_l"), ("hip_r", "pelvis")):
+        assert held[INDEX[a], INDEX[b]] and held[INDEX[b], INDEX[a]], (a, b)
+    for a in ("chest", "neck", "collar_l", "shoulder_l", "wrist_l", "knee_l"):
+        assert not held[INDEX[a], INDEX["pelvis"]], a
+    assert np.array_equal(held_by_kept(binding, []), np.eye(24, dtype=bool))

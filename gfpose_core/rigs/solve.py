@@ -408,3 +408,43 @@ class BindingCache:
         out = solve(binding.armature, joints, binding=binding, root_scale=root_scale, current=current).to_dict()
         out["binding_id"] = binding_id
         return out
+
+
+def held_by_kept(binding: Binding, keep) -> np.ndarray:
+    """(24, 24) bool: joint pairs (j, k) the bones `keep` (names) hold at one offset from each other, j - k the same
+    whatever the solve does while those bones stay as they are: joints the kept bones carry with nothing the map keys
+    in between (Rigify's lower spine and hips on its kept torso, with the map's hips and lower spine FK keyed at
+    rest; a BVH rig's neck under its kept head bones). Found by turning every other keyed bone and seeing which
+    offsets stay, so it holds whatever the rig's map points and constraints are."""
+    plan = _plan(binding)
+    arm = binding.armature
+    kept = {arm.index[b] for b in keep if b in arm.index}
+    given = {int(b): arm.rest[b, :3, :3][None] for b in [*plan.keyed.tolist(), *kept]}
+    posed = _Posed(plan, given, 1)
+    before = posed.joints()[0]
+    for b, turn in zip(plan.keyed.tolist(), _random_turns(len(plan.keyed))):
+        if b not in kept and b in posed.col:
+            posed.turn(int(b), turn[None])
+    posed.update()
+    after = posed.joints()[0]
+    offsets = lambda j: j[:, None] - j[None]         # noqa: E731
+    moved = np.linalg.norm(offsets(after) - offsets(before), axis=-1)
+    return moved < 1e-9 * max(1.0, float(np.abs(before).max()))
+
+
+def kept_pose(binding: Binding, current: dict, f: int) -> np.ndarray:
+    """(F, 24, 3) world: body24 on the rig with the bones `current` keeps as they are and every other keyed bone at
+    rest. Its offsets between the joint pairs `held_by_kept` finds are the ones any solve under those bones gives."""
+    plan = _plan(binding)
+    arm = binding.armature
+    given = {int(b): np.repeat(arm.rest[b, :3, :3][None], f, 0) for b in plan.keyed}
+    for b, (rot, mask) in kept_rotations(arm, current, f).items():
+        given[b] = np.where(mask[:, None, None], rot, given.get(b, rot))
+    return arm.to_world(_Posed(plan, given, f).joints())
+
+
+def _random_turns(n: int, seed: int = 7) -> np.ndarray:
+    """n rotations of about a radian about random axes (fixed seed: the same answer every call)."""
+    rng = np.random.default_rng(seed)
+    axes = rng.normal(size=(n, 3))
+    return axis_angle(axes / np.linalg.norm(axes, axis=-1, keepdims=True), rng.uniform(0.5, 1.5, n))

@@ -13,6 +13,7 @@ from gfpose_core.body.skeleton import BONES, INDEX, bone_lengths, two_bone
 from gfpose_core.prior.effector_guess import EFFECTOR_STEPS
 from gfpose_core.prior.effectors import effector_body, effector_known, hold_lengths, out_of_reach
 from gfpose_core.rigs.binding import joints_from_pose, rest_joints
+from gfpose_core.rigs.solve import held_by_kept, kept_pose
 from gfpose_core.service import limits
 from gfpose_core.service.cancel import SHORT_WORK, Gone, Stopper
 from gfpose_core.service.rig_names import resolve_rig
@@ -34,6 +35,7 @@ class LivePosing:
         self.engine, self.lock, self.bindings, self.rig_call = engine, lock, bindings, rig_call
         self.sessions = sessions if sessions is not None else Sessions()
         self._pairs: dict[str, np.ndarray] = {}    # binding_id -> the rig's rigid joint pairs
+        self._held_cache: dict[tuple, np.ndarray] = {}     # (binding_id, kept bones) -> held_by_kept
 
     def answer(self, req, joints: np.ndarray, known, current, stop: Stopper) -> dict:
         """`req` the request model; joints (N, 24, 3) with NaN unknown, known (N, 24) or None, current as
@@ -67,6 +69,18 @@ class LivePosing:
             raise HTTPException(422, str(e)) from None
         if req.lengths is None and rest is None:
             lengths = None          # the engine's own estimate
+        elif req.lengths is None and current is not None:
+            # A segment that spans several of the rig's bones (a spine read between bones) is not of its rest length
+            # once the rig bends: the rig as it stands now says what the pins about it can reach.
+            now = bone_lengths(current["joints"])
+            lengths = np.where(np.isfinite(now) & (now > 0), now, lengths)
+        if binding is not None and current is not None:
+            # Joints the animator's kept controls carry (Rigify's lower spine on its torso) go where the rig has
+            # them: no solve could put them anywhere else, and a body built on them is one the rig can take.
+            held, at = _carried(self._held(binding_id, binding, current), known_mask, joints,
+                                self.rig_call(kept_pose, binding, current, len(joints)))
+            joints = np.where(held[..., None], at, joints)
+            known_mask = known_mask | held
         work = limits.work(len(joints), EFFECTOR_STEPS + 1, "joints")
         stop.acquire(self.lock, short=work <= SHORT_WORK)
         try:
@@ -99,21 +113,33 @@ class LivePosing:
         most RIG_REFINE times): a rig's spine, spanning several bones, is not of one length as it bends, and a
         chest bone carries the neck and both collars at fixed distances (rigid_pairs). Also returns the lengths held
         last."""
-        out = hold_lengths(out, known, lengths, rest, self._rigid(binding_id, binding)).joints
+        rigid = self._rigid(binding_id, binding)
+        out = hold_lengths(out, known, lengths, rest, rigid).joints
         # root_scale 1 by default: the effectors were placed on this rig, so its root goes where the pelvis is.
         scale = 1.0 if req.root_scale is None else req.root_scale
         for attempt in range(RIG_REFINE + 1):
             rig = limits.finite_tree(self.rig_call(self.bindings.pose_for_rig, out, None, None, binding_id, scale,
                                                    current), "the rig pose")
             landed = np.asarray(rig["joints"], np.float64)
-            if (attempt == RIG_REFINE or np.linalg.norm(landed - out, axis=-1)[known].max(initial=0) <= RIG_MISS
-                    or not _limbs_as_at_rest(landed, rest)):
+            if attempt == RIG_REFINE or not _missed(landed, out, known) or not _limbs_as_at_rest(landed, rest):
                 return out, rig, lengths
             lengths = bone_lengths(landed)
-            out = hold_lengths(np.where(known[..., None], joints, landed), known, lengths, landed,
-                               self._rigid(binding_id, binding)).joints
+            out = hold_lengths(np.where(known[..., None], joints, landed), known, lengths, landed, rigid).joints
             out = _limbs_to_targets(out, landed, known, lengths)
         return out, rig, lengths
+
+    def _held(self, binding_id: str, binding, current) -> np.ndarray:
+        """held_by_kept for the bones `current` keeps (the animator's controls the map keys), cached per binding."""
+        keep = (current or {}).get("keep") or []
+        keep = tuple(sorted(keep if isinstance(keep, (list, tuple)) else
+                            (b for b, flags in keep.items() if all(flags))))
+        key = (binding_id, keep)
+        held = self._held_cache.get(key)
+        if held is None:
+            held = self._held_cache[key] = self.rig_call(held_by_kept, binding, keep)
+            while len(self._held_cache) > 4 * self.bindings.size:
+                self._held_cache.pop(next(iter(self._held_cache)))
+        return held
 
     def _rigid(self, binding_id: str, binding) -> np.ndarray:
         pairs = self._pairs.pop(binding_id, None)
@@ -198,6 +224,26 @@ def _limbs_to_targets(out: np.ndarray, landed: np.ndarray, known: np.ndarray, le
         out[rows, mid] = two_bone(start, out[rows, end], lengths[rows, mid - 1], lengths[rows, end - 1],
                                   out[rows, mid])
     return out
+
+
+def _carried(pairs: np.ndarray, known: np.ndarray, joints: np.ndarray, landed: np.ndarray):
+    """The unknown joints the kept bones hold at a fixed offset from a known one (`pairs`, held_by_kept), and where
+    that puts them: (N, 24) bool, (N, 24, 3) the known joint plus the offset `landed` (the rig) has."""
+    held = np.zeros(known.shape, bool)
+    at = np.array(landed, np.float64)
+    others = pairs & ~np.eye(len(pairs), dtype=bool)
+    for j in np.flatnonzero(others.any(1)):
+        for k in np.flatnonzero(others[j]):
+            rows = known[:, k] & ~known[:, j] & ~held[:, j]
+            at[rows, j] = joints[rows, k] + landed[rows, j] - landed[rows, k]
+            held[rows, j] = True
+    return held, at
+
+
+def _missed(landed: np.ndarray, out: np.ndarray, which: np.ndarray) -> bool:
+    """Whether the rig put any of the joints `which` further than RIG_MISS from where the body has them."""
+    far = np.linalg.norm(landed - out, axis=-1) > RIG_MISS
+    return bool((far & which).any())
 
 
 def _limbs_as_at_rest(landed: np.ndarray, rest: np.ndarray) -> bool:
