@@ -14,7 +14,6 @@ from safetensors.torch import load_file
 
 from gfpose_core.body.skeleton import (
     bone_lengths,
-    BODY_PARTS,
     INDEX,
     JOINT_NAMES,
     N_JOINTS,
@@ -32,7 +31,7 @@ from gfpose_core.prior.effector_guess import effector_pose
 from gfpose_core.prior.effector_net import WEIGHTS_SUBDIR as EFFECTOR_SUBDIR, EffectorMean, body_code
 from gfpose_core.prior.effectors import effector_known, pin_mask
 from gfpose_core.prior.hypotheses import candidates, spread
-from gfpose_core.prior.pose_space import MODEL_JOINTS, POSE_DIM, PoseSpace
+from gfpose_core.prior.pose_space import POSE_DIM, PoseSpace
 from gfpose_core.prior.posterior_mean import WEIGHTS_SUBDIR as MEAN_SUBDIR, PosteriorMean
 from gfpose_core.prior.samplers import sample_known
 from gfpose_core.prior.score_net import ScoreNet, ScoreNetConfig, condition
@@ -43,23 +42,18 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MAX_POSES = 200_000          # poses (N x H) per call; more is a mistake or a job for batches
 MAX_HYPOTHESES = 1000
 MAX_STEPS = 5000
-# Share of the score model's mode in a single completion's legs (the rest: the posterior mean). An arm's posterior
-# is broad and the mode's commitment to one arm costs; a leg's is narrower (it stands) and the mode adds detail the
-# mean network lacks. Validation poses, MPJPE mm, mode / mean / mean with a quarter mode in the legs: CMU one leg
-# 87.1 / 73.9 / 72.9, both legs 109.6 / 115.4 / 107.9; Bandai one leg 74.6 / 74.6 / 70.9, both legs 119.4 / 123.4 /
-# 117.9 (arms: mode 179.8 / mean 150.0 CMU, 210.9 / 170.0 Bandai, where any share of the mode is worse).
-# The mean is then refined by the score model's mode seeking from this time: where it stands stays (the hedge), its
-# shape becomes the prior's (a mean of arms is no arm). Validation poses, t 0 / 0.2 / 0.3: arm bone directions
-# 26.8 / 22.8 / 23.5 degrees off (CMU one arm; arms and head 32.2 / 29.3 / 30.7), MPJPE / nearest neighbour's CMU arm
-# 0.598 / 0.588 / 0.587, CMU leg 0.580 / 0.590 / 0.604, Bandai arm 0.717 / 0.737 / 0.767. The demo's Rigify pose:
-# 20.6 / 13.2 / 10.7 degrees (the mode alone 10.4). With the two-network mean, 1,500 validation poses a cell, t 0.3 /
-# 0.2 / 0.1: MPJPE / nearest neighbour's CMU arm 0.560 / 0.555 / 0.548, CMU leg 0.580 / 0.550 / 0.527, Bandai arm
-# 0.781 / 0.750 / 0.733, but the arm's shape (PA-MPJPE on the arm, CMU) 49.4 / 55.5 / 60.9 mm (the mode alone 34.0):
-# below 0.2 the hedge wins distance and the arm stops looking like one.
-REFINE_FROM_T = 0.2
-LEG_MODE_SHARE = np.zeros((MODEL_JOINTS, 3))
-LEG_MODE_SHARE[np.array(BODY_PARTS["leg_l"] + BODY_PARTS["leg_r"]) - 1] = 0.25    # model joints: no pelvis
-LEG_MODE_SHARE = LEG_MODE_SHARE.reshape(POSE_DIM)
+# A single completion is the posterior mean refined by the score model's mode seeking from REFINE_FROM_T: where it
+# stands stays (the hedge), its shape becomes the prior's (a mean of arms is no arm). With the earlier networks (not
+# told the body) 0.2 was kept: below it the arm lost its shape (PA-MPJPE on the arm, CMU, t 0.3 / 0.2 / 0.1: 49.4 /
+# 55.5 / 60.9 mm), and a quarter of the mode was mixed into the legs (docs/history.md).
+# With the network told the body (weights/body_mean), validation (`scripts/body_mean_validation.py --refine-from 0.2
+# 0.1 0.05`, 500 poses a cell, CMU 8 and 14 and Bandai's validation clips): from t 0.1 MPJPE is lower than from 0.2 in
+# 9 of 10 cells (CMU upper body 200.4 -> 202.0 mm the exception) and the shape of the filled-in part (PA-MPJPE on it)
+# in every one (CMU arm 38.6 -> 37.2, Bandai arm 36.3 -> 34.4), so the hedge no longer costs the arm its shape;
+# 0.05 is no better than 0.1. The mode mixed into the legs (a quarter, chosen for the earlier networks) no longer
+# pays: without it CMU one leg 62.2 -> 58.8, both legs 93.6 -> 92.3, Bandai 67.7 -> 70.1, 105.2 -> 106.8 (the same
+# on average) for half the network evaluations.
+REFINE_FROM_T = 0.1
 # Defaults chosen by measured quality per second: the sampler curve of docs/bench/report.md.
 DEFAULTS = {
     "complete": ("mode", 10),
@@ -227,7 +221,7 @@ class Engine:
         out = out[:, 0] if H == 1 else out
         return out[0] if np.ndim(joints) == 2 else out
 
-    def _answer(self, arr, known_mask, H, seed, sampler, steps, callback, mode_share: float = 0.0, guess_steps=None):
+    def _answer(self, arr, known_mask, H, seed, sampler, steps, callback, guess_steps=None):
         """The network's completion (N, H, 24, 3), known joints pasted, bones not yet at their lengths."""
         empty = np.flatnonzero(~known_mask.any(1))
         if len(empty):
@@ -240,7 +234,7 @@ class Engine:
         guess = sampler is None and steps is None     # a named sampler or step count asks for the score model
         if H == 1:
             if guess:
-                x = self._best_guess(obs, cmask, gen, callback, mode_share, guess_steps, self._told(masked, frame))
+                x = self._best_guess(obs, cmask, gen, callback, guess_steps, self._told(masked, frame))
             else:
                 sampler, steps = _sampling(sampler, steps, DEFAULTS["complete"])
                 x = self._run(obs, cmask, False, sampler=sampler, steps=steps, generator=gen, callback=callback)
@@ -261,25 +255,19 @@ class Engine:
         return out, masked, frame
 
     def _best_guess(self, obs: np.ndarray, coord_mask: np.ndarray, generator, callback=None,
-                    mode_share: float = 0.0, steps: int | None = None, body=None) -> np.ndarray:
+                    steps: int | None = None, body=None) -> np.ndarray:
         """One completion per pose (model units): the posterior mean (told the `body` where the weights have the
-        network for it), with the score model's mode mixed into the legs, refined from REFINE_FROM_T, then
-        `mode_share` of the mode mixed into it all; the mode alone where the weights have no posterior-mean network."""
+        network for it) refined from REFINE_FROM_T; the mode where the weights have no posterior-mean network."""
         sampler, steps = DEFAULTS["complete"][0], steps or DEFAULTS["complete"][1]
-        total = steps * (1 if self.posterior_mean is None else 2)
-        mode = self._run(obs, coord_mask, False, sampler=sampler, steps=steps, generator=generator,
-                         callback=callback and (lambda i, n: callback(i, total)))
         if self.posterior_mean is None:
-            return mode
+            return self._run(obs, coord_mask, False, sampler=sampler, steps=steps, generator=generator,
+                             callback=callback)
         with threads_for(len(obs), self.device):     # one pose on two threads beside Blender stalls (threads.py)
             told = self.body_mean is not None and body is not None
             mean = self.body_mean(obs, coord_mask, body) if told else self.posterior_mean(obs, coord_mask)
-            mean = (1 - LEG_MODE_SHARE) * mean + LEG_MODE_SHARE * mode
         alpha, _ = self.sde.alpha_sigma(REFINE_FROM_T)
-        refined = self._run(obs, coord_mask, False, sampler=sampler, steps=steps, generator=generator,
-                            t_start=REFINE_FROM_T, x_start=float(alpha) * mean,
-                            callback=callback and (lambda i, n: callback(steps + i, total)))
-        return (1 - mode_share) * refined + mode_share * mode
+        return self._run(obs, coord_mask, False, sampler=sampler, steps=steps, generator=generator,
+                         t_start=REFINE_FROM_T, x_start=float(alpha) * mean, callback=callback)
 
     def _told(self, masked: np.ndarray, frame) -> np.ndarray | None:
         """The body code (prior/body_mean.py) of poses with their unknown joints NaN, where the weights use one."""
@@ -290,8 +278,8 @@ class Engine:
                          frame.scale)
 
     def _best_guess_steps(self) -> int:
-        """Sampler steps of _best_guess (progress callbacks count them): the mode, and the refinement if any."""
-        return DEFAULTS["complete"][1] * (1 if self.posterior_mean is None else 2)
+        """Sampler steps of _best_guess (progress callbacks count them): the mode, or the refinement."""
+        return DEFAULTS["complete"][1]
 
     def pose_from_effectors(self, joints, known=None, lengths=None, pins=None, seed=None, callback=None, rest=None):
         """Live posing (prior/effectors.py): the body between the effectors and `pins` (body24 names, held where

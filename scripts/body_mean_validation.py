@@ -2,10 +2,11 @@
 (CMU subjects 8 and 14, the Bandai validation clips; never the test split): MPJPE and PA-MPJPE per unknown set, and
 the proportion test (bench/proportions.py) on CMU validation poses.
 
-    PYTHONPATH=. .venv/bin/python scripts/body_mean_validation.py [--run RUN_DIR] [--n 500]
+    PYTHONPATH=. .venv/bin/python scripts/body_mean_validation.py [--run RUN_DIR] [--n 500] [--refine-from T ...]
 
 Rows: the engine as shipped without a body_mean network (its posterior-mean networks), and with RUN_DIR's network
-(or the shipped one where the weights have it).
+(or the shipped one where the weights have it), refined by the score model from each --refine-from time in turn
+(default: the engine's REFINE_FROM_T).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import argparse
 
 import numpy as np
 
+import gfpose_core.engine as engine_module
 from gfpose_core import Engine
 from gfpose_core.bench.common import COMPLETION_SETTINGS
 from gfpose_core.bench.completion import completion_scores, unknown_masks
@@ -25,12 +27,16 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run", help="a `gfpose train --body-mean` run (default: the shipped body_mean network)")
     ap.add_argument("--n", type=int, default=500, help="poses per dataset and unknown set")
+    ap.add_argument("--refine-from", type=float, nargs="+", default=[engine_module.REFINE_FROM_T],
+                    help="diffusion times the told network's answer is refined from (rows for each)")
     args = ap.parse_args(argv)
     engine = Engine.load(device="cpu")
     told = BodyMean.load(args.run, engine.device, engine.space) if args.run else engine.body_mean
     if told is None:
         raise SystemExit("no body_mean network: give --run RUN_DIR")
-    rows = {"posterior mean": None, "told the body": told}
+    default_t = engine_module.REFINE_FROM_T
+    rows = {"posterior mean": (None, default_t),
+            **{f"told the body, t={t:g}": (told, t) for t in args.refine_from}}
     for k, (ds, takes) in enumerate((("cmu", cmu_takes()), ("bandai", bandai_takes()))):
         idx = np.flatnonzero(takes["split"] == "val")
         rng = np.random.default_rng(3000 + k)
@@ -39,15 +45,15 @@ def main(argv=None):
             unknown = unknown_masks(setting, len(poses), np.random.default_rng(4000 + k))
             query = np.where(unknown[..., None], np.nan, poses)
             line = f"{ds:7s} {setting:11s}"
-            for name, net in rows.items():
-                engine.body_mean = net
+            for name, (net, t) in rows.items():
+                engine.body_mean, engine_module.REFINE_FROM_T = net, t
                 s = completion_scores(engine.complete(query, ~unknown, seed=0), poses, unknown)
                 line += f"  {name}: {s['mpjpe_mm']:6.1f} / {s['pa_mpjpe_mm']:5.1f}"
             print(line, flush=True)
     cmu = cmu_takes()
     idx = np.flatnonzero(cmu["split"] == "val")
-    for name, net in rows.items():
-        engine.body_mean = net
+    for name, (net, t) in rows.items():
+        engine.body_mean, engine_module.REFINE_FROM_T = net, t
         rng = np.random.default_rng(16)
         poses = cmu["joints"][np.sort(rng.choice(idx, size=600, replace=False))].astype(float)
         r = proportion_test(engine, poses, rng)

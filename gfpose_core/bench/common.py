@@ -171,17 +171,24 @@ class _Stopwatch:
 class BenchData:
     train_canon: np.ndarray                 # training poses, canonical on the reference body (with mirrors)
     sets: dict = field(default_factory=dict)  # dataset -> takes dict (joints, clip, split, names)
+    train_sets: list = field(default_factory=list)  # what train_canon holds: training_takes' record of each set
 
 
 def load_data(engine, data_dir=None) -> BenchData:
-    from gfpose_core.data import DATA_DIR, bandai_takes, cmu_takes
+    """The test sets (CMU's BVH clips, Bandai) and, for the baselines that look poses up (nearest neighbour, the
+    Gaussian, real poses against generated ones), the training split of every shippable set the default weights are
+    trained on (data.training_takes: CMU's BVH and ASF/AMC clips and HDM05), so that a lookup knows what the engine
+    saw."""
+    from gfpose_core.data import DATA_DIR, bandai_takes, cmu_takes, training_takes
     from gfpose_core.prior.train import prepare_poses
     data_dir = Path(data_dir) if data_dir is not None else DATA_DIR
     cmu = cmu_takes(data_dir)
     bandai = bandai_takes(data_dir)
-    train = cmu["joints"][cmu["split"] == "train"].astype(np.float64)
+    takes, train_sets = training_takes(data_dir)
+    train = takes["joints"][takes["split"] == "train"].astype(np.float64)
     canon, _ = prepare_poses(train, engine.space.reference_bones)
-    return BenchData(train_canon=canon.astype(np.float64), sets={"cmu": cmu, "bandai": bandai})
+    return BenchData(train_canon=canon.astype(np.float64), sets={"cmu": cmu, "bandai": bandai},
+                     train_sets=train_sets)
 
 
 def _test_rows(takes: dict, n: int, rng) -> np.ndarray:

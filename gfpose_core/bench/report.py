@@ -53,8 +53,9 @@ PROTOCOL = """\
   fitted and measured on the unknown joints (nearly degenerate for 3 random joints); bone-length error over bones
   with an unknown end. Best of 10 = per pose the hypothesis with the lowest error (PA separately); bone error of a
   best-of-10 row is the mean over all 10 hypotheses. Baselines work in the engine's canonical frame (its
-  root/facing/scale estimate from the known joints and its reference bones): training poses = the CMU training
-  subjects canonicalised on the reference body with mirror copies; *nearest neighbour* = the training pose closest on
+  root/facing/scale estimate from the known joints and its reference bones): training poses = the training split
+  of every set the default weights are trained on (CMU's BVH and ASF/AMC clips, HDM05's training actors: what the
+  engine saw) canonicalised on the reference body with mirror copies; *nearest neighbour* = the training pose closest on
   the known joints (best of 10 = the 10 nearest); *Gaussian* = conditional mean of a Gaussian fitted to the
   training poses (best of 10 = 10 conditional samples); *rest pose* = the engine's mean pose. Outputs are restored
   to world space with the same frame and the known joints pasted, so every method is scored on the same inputs.

@@ -52,7 +52,7 @@ def effector_guess(engine, arr: np.ndarray, known: np.ndarray, lengths: np.ndarr
     sampler), else engine.complete's best guess. `canonical`: engine._canonical of the known joints, if found."""
     from gfpose_core.threads import threads_for
     if engine.posterior_mean is None and engine.effector_mean is None:
-        out, _, _ = engine._answer(arr, known, 1, seed, None, None, callback, 0.0, EFFECTOR_STEPS)
+        out, _, _ = engine._answer(arr, known, 1, seed, None, None, callback, EFFECTOR_STEPS)
         return out[:, 0]
     canon, frame = canonical or engine._canonical(np.where(known[..., None], arr, np.nan))
     obs = np.nan_to_num(engine.space.to_model(canon))
