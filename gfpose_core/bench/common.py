@@ -171,7 +171,6 @@ class _Stopwatch:
 class BenchData:
     train_canon: np.ndarray                 # training poses, canonical on the reference body (with mirrors)
     sets: dict = field(default_factory=dict)  # dataset -> takes dict (joints, clip, split, names)
-    train_sets: list = field(default_factory=list)  # what train_canon holds: training_takes' record of each set
 
 
 def load_data(engine, data_dir=None) -> BenchData:
@@ -184,11 +183,10 @@ def load_data(engine, data_dir=None) -> BenchData:
     data_dir = Path(data_dir) if data_dir is not None else DATA_DIR
     cmu = cmu_takes(data_dir)
     bandai = bandai_takes(data_dir)
-    takes, train_sets = training_takes(data_dir)
+    takes, _ = training_takes(data_dir)
     train = takes["joints"][takes["split"] == "train"].astype(np.float64)
     canon, _ = prepare_poses(train, engine.space.reference_bones)
-    return BenchData(train_canon=canon.astype(np.float64), sets={"cmu": cmu, "bandai": bandai},
-                     train_sets=train_sets)
+    return BenchData(train_canon=canon.astype(np.float64), sets={"cmu": cmu, "bandai": bandai})
 
 
 def _test_rows(takes: dict, n: int, rng) -> np.ndarray:

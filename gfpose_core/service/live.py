@@ -77,10 +77,11 @@ class LivePosing:
         if binding is not None and current is not None:
             # Joints the animator's kept controls carry (Rigify's lower spine on its torso) go where the rig has
             # them: no solve could put them anywhere else, and a body built on them is one the rig can take.
-            held, at = _carried(self._held(binding_id, binding, current), known_mask, joints,
-                                self.rig_call(kept_pose, binding, current, len(joints)))
-            joints = np.where(held[..., None], at, joints)
-            known_mask = known_mask | held
+            pairs = self._held(binding_id, binding, current)
+            if pairs.any():
+                held, at = _carried(pairs, known_mask, joints, self.rig_call(kept_pose, binding, current, len(joints)))
+                joints = np.where(held[..., None], at, joints)
+                known_mask = known_mask | held
         work = limits.work(len(joints), EFFECTOR_STEPS + 1, "joints")
         stop.acquire(self.lock, short=work <= SHORT_WORK)
         try:
@@ -129,14 +130,16 @@ class LivePosing:
         return out, rig, lengths
 
     def _held(self, binding_id: str, binding, current) -> np.ndarray:
-        """held_by_kept for the bones `current` keeps (the animator's controls the map keys), cached per binding."""
+        """held_by_kept for the bones `current` keeps (the animator's controls the map keys), each joint's pair with
+        itself left out, cached per binding."""
         keep = (current or {}).get("keep") or []
         keep = tuple(sorted(keep if isinstance(keep, (list, tuple)) else
                             (b for b, flags in keep.items() if all(flags))))
         key = (binding_id, keep)
         held = self._held_cache.get(key)
         if held is None:
-            held = self._held_cache[key] = self.rig_call(held_by_kept, binding, keep)
+            held = self.rig_call(held_by_kept, binding, keep) & ~np.eye(len(INDEX), dtype=bool)
+            self._held_cache[key] = held
             while len(self._held_cache) > 4 * self.bindings.size:
                 self._held_cache.pop(next(iter(self._held_cache)))
         return held
@@ -227,13 +230,13 @@ def _limbs_to_targets(out: np.ndarray, landed: np.ndarray, known: np.ndarray, le
 
 
 def _carried(pairs: np.ndarray, known: np.ndarray, joints: np.ndarray, landed: np.ndarray):
-    """The unknown joints the kept bones hold at a fixed offset from a known one (`pairs`, held_by_kept), and where
-    that puts them: (N, 24) bool, (N, 24, 3) the known joint plus the offset `landed` (the rig) has."""
+    """The unknown joints the kept bones hold at a fixed offset from a known one (`pairs`, held_by_kept without each
+    joint's pair with itself), and where that puts them: (N, 24) bool, (N, 24, 3) the known joint plus the offset
+    `landed` (the rig) has."""
     held = np.zeros(known.shape, bool)
     at = np.array(landed, np.float64)
-    others = pairs & ~np.eye(len(pairs), dtype=bool)
-    for j in np.flatnonzero(others.any(1)):
-        for k in np.flatnonzero(others[j]):
+    for j in np.flatnonzero(pairs.any(1)):
+        for k in np.flatnonzero(pairs[j]):
             rows = known[:, k] & ~known[:, j] & ~held[:, j]
             at[rows, j] = joints[rows, k] + landed[rows, j] - landed[rows, k]
             held[rows, j] = True
