@@ -127,7 +127,7 @@ class Engine:
                  posterior_mean=None, effector_mean=None, body_mean=None):
         self.net, self.space, self.config, self.device = net, space, config, device
         self.motion = motion  # MotionPrior for takes, or None where the weights have no motion/ folder
-        self.posterior_mean = posterior_mean  # PosteriorMean for single completions, or None (mode seeking only)
+        self.posterior_mean = posterior_mean  # PosteriorMean (not told the body), or None; the shipped weights use body_mean
         self.effector_mean = effector_mean    # EffectorMean for posing from effectors, or None (posterior mean)
         self.body_mean = body_mean            # BodyMean: the posterior mean told the body, used where present
         self.sde = SubVPSDE(config["sde"]["beta_min"], config["sde"]["beta_max"])
@@ -259,11 +259,11 @@ class Engine:
         """One completion per pose (model units): the posterior mean (told the `body` where the weights have the
         network for it) refined from REFINE_FROM_T; the mode where the weights have no posterior-mean network."""
         sampler, steps = DEFAULTS["complete"][0], steps or DEFAULTS["complete"][1]
-        if self.posterior_mean is None:
+        told = self.body_mean is not None and body is not None
+        if not told and self.posterior_mean is None:
             return self._run(obs, coord_mask, False, sampler=sampler, steps=steps, generator=generator,
                              callback=callback)
         with threads_for(len(obs), self.device):     # one pose on two threads beside Blender stalls (threads.py)
-            told = self.body_mean is not None and body is not None
             mean = self.body_mean(obs, coord_mask, body) if told else self.posterior_mean(obs, coord_mask)
         alpha, _ = self.sde.alpha_sigma(REFINE_FROM_T)
         return self._run(obs, coord_mask, False, sampler=sampler, steps=steps, generator=generator,

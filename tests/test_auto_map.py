@@ -392,8 +392,8 @@ def write_bvh_text(rows, ends) -> str:
     ("cmu_asf_names", _ASF, _ASF_ENDS, 0.056444, {"hip_l": "LeftHip", "knee_r": "RightKnee", "ankle_l": "LeftAnkle",
                                                   "toe_l": "LeftToe", "shoulder_l": "LeftShoulder",
                                                   "elbow_r": "RightElbow", "wrist_l": "LeftWrist",
-                                                  "hand_end_l": "LeftWrist:end", "neck": "lowerneck",
-                                                  "head": "Neck", "head_end": "Head:end"}),
+                                                  "hand_end_l": "LeftWrist:end", "neck": "Neck",
+                                                  "head": "Head", "head_end": "Head:end"}),
 ])
 def test_load_take_reads_unmapped_bvh_conventions(tmp_path, convention, rows, ends, scale, expect):
     path = tmp_path / f"{convention}.bvh"

@@ -35,13 +35,13 @@ def poses(data_file):
 
 
 def test_the_shipped_weights_complete_with_the_body_told(engine):
-    assert engine.body_mean is not None and engine.posterior_mean is not None
+    assert engine.body_mean is not None
 
 
 def test_a_hidden_arm_completes_the_same_on_a_long_torso_and_short_legs(engine, poses, monkeypatch):
     """One arm hidden; the same poses on the reference body and on a body with a 20% longer torso and 15% shorter
     legs (a stylised character): the completed arm's bones point within a few degrees of the reference body's answer
-    (median under 5 degrees, the issue's bound), and closer than the posterior-mean networks' (not told the body)."""
+    (median under 5 degrees, the issue's bound), and closer than the score model's own answer (not told the body)."""
     rng = np.random.default_rng(0)
     side = np.where(rng.random(len(poses)) < 0.5, "l", "r")
     known = np.ones((len(poses), 24), bool)

@@ -178,11 +178,10 @@ def test_round_trip_on_real_clips(rel, suffix, data_file, tmp_path):
 
 # Bones whose ends are not fixed in one rigid body part, per mapping, and why:
 #  - spine and chest are interpolated between pelvis and neck (and the collars hang off chest), so every bone
-#    touching spine/chest follows the back's bend;
-#  - cmu_mb31 / cmu_asf31 map head to Neck1/upperneck and head_end to the End Site of the Head joint, which
-#    rotates between them.
+#    touching spine/chest follows the back's bend (the CMU maps' neck, Neck1/upperneck, and head, Head/head, are
+#    joints of their own, so neck->head and head->head_end are single bones there).
 INTERPOLATED = {"spine", "chest"}
-NOT_RIGID = {"cmu_mb31": {("head_end", "head")}, "cmu_asf31": {("head_end", "head")}}
+NOT_RIGID: dict[str, set] = {}
 
 
 @pytest.mark.parametrize("rel, rig", list(zip(CLIPS, CLIP_IDS)), ids=CLIP_IDS)

@@ -98,19 +98,26 @@ def test_completion_is_plausible(engine, real_poses):
     assert rest.shape == out.shape
 
 
-def test_posterior_mean_hedges_toward_the_truth(engine, real_poses):
-    """Nothing known: the mean pose. An arm unknown: nearer the truth than the mean pose's arm, and the single
-    completion (which starts from it) keeps the rig's bone lengths."""
-    from gfpose_core.prior.pose_space import POSE_DIM
-    mean = engine.posterior_mean
-    assert mean is not None
-    nothing = mean(np.zeros((1, POSE_DIM)), np.zeros((1, POSE_DIM)))
-    assert np.abs(nothing).max() < 0.15      # model units: the training poses' mean is 0
-    known = arm_unknown(len(real_poses))
-    canon, _ = engine._canonical(np.where(known[..., None], real_poses, np.nan))
-    truth, _ = engine._canonical(real_poses)
+def _told_mean(engine, poses, known):
+    """The shipped posterior mean told the body (body_mean/) for poses with the `known` joints, in model units."""
+    masked = np.where(known[..., None], poses, np.nan)
+    canon, frame = engine._canonical(masked)
     obs = np.nan_to_num(engine.space.to_model(canon))
-    guess = engine.space.from_model(mean(obs, engine._coord_mask(known)))
+    return obs, engine._coord_mask(known), engine._told(masked, frame)
+
+
+def test_posterior_mean_hedges_toward_the_truth(engine, real_poses):
+    """Nothing known: near the mean pose. An arm unknown: nearer the truth than the mean pose's arm, and the single
+    completion (which starts from it) keeps the rig's bone lengths."""
+    mean = engine.body_mean
+    assert mean is not None
+    nothing = np.zeros((1, 24), bool)
+    obs, cmask, body = _told_mean(engine, real_poses[:1], nothing)
+    assert np.abs(mean(obs, cmask, body)).max() < 0.5      # model units: the training poses' mean is 0
+    known = arm_unknown(len(real_poses))
+    obs, cmask, body = _told_mean(engine, real_poses, known)
+    truth, _ = engine._canonical(real_poses)
+    guess = engine.space.from_model(mean(obs, cmask, body))
     err = np.linalg.norm(guess - truth, axis=-1)[~known].mean()
     rest = np.linalg.norm(engine.mean_pose - truth, axis=-1)[~known].mean()
     assert err < 0.8 * rest
@@ -136,32 +143,43 @@ def test_posterior_mean_from_another_pose_space_is_refused(tmp_path):
 
     from gfpose_core.engine import WEIGHTS_DIR
     shutil.copytree(WEIGHTS_DIR, tmp_path / "w", ignore=shutil.ignore_patterns("motion"))
-    cfg_path = sorted((tmp_path / "w" / "posterior_mean").glob("*/config.json"))[-1]   # any one member
+    cfg_path = sorted((tmp_path / "w" / "body_mean").glob("*/config.json"))[-1]   # any one member
     cfg = json.loads(cfg_path.read_text())
     cfg["space"]["std"] *= 1.1
     cfg_path.write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="pose space"):
         Engine.load(tmp_path / "w", device="cpu")
+    cfg["space"]["std"] /= 1.1
     cfg["kind"] = "score"
     cfg_path.write_text(json.dumps(cfg))
-    with pytest.raises(ValueError, match="not a posterior_mean network"):
+    with pytest.raises(ValueError, match="not a body_mean network"):
         Engine.load(tmp_path / "w", device="cpu")
 
 
-def test_posterior_mean_averages_its_networks(engine, real_poses):
-    """The shipped posterior mean is two networks trained apart; its answer is their average, and each member folder
-    is a weights folder of its own (a training run loads the same way)."""
+def test_posterior_mean_averages_its_networks(engine, real_poses, tmp_path):
+    """A posterior-mean folder of several networks trained apart answers their average, and each member folder is a
+    weights folder of its own (a training run loads the same way): here the shipped network and a copy of it whose
+    weights are perturbed."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
     from gfpose_core.engine import WEIGHTS_DIR
-    from gfpose_core.prior.posterior_mean import PosteriorMean
-    members = sorted(p for p in (WEIGHTS_DIR / "posterior_mean").iterdir() if (p / "config.json").exists())
-    assert len(members) == len(engine.posterior_mean.nets) == 2
-    singles = [PosteriorMean.load(m, engine.device, engine.space) for m in members]
-    known = arm_unknown(len(real_poses))
-    canon, _ = engine._canonical(np.where(known[..., None], real_poses, np.nan))
-    obs, cmask = np.nan_to_num(engine.space.to_model(canon)), engine._coord_mask(known)
-    answers = [m(obs, cmask) for m in singles]
+    from gfpose_core.prior.body_mean import BodyMean
+    shipped = sorted(p for p in (WEIGHTS_DIR / "body_mean").iterdir() if (p / "config.json").exists())
+    assert len(shipped) == len(engine.body_mean.nets) >= 1
+    folder = tmp_path / "body_mean"
+    for name in ("a", "b"):
+        shutil.copytree(shipped[0], folder / name)
+    weights = load_file(str(folder / "b" / "model.safetensors"))
+    save_file({k: v * 1.05 for k, v in weights.items()}, str(folder / "b" / "model.safetensors"))
+    both = BodyMean.load(folder, engine.device, engine.space)
+    singles = [BodyMean.load(folder / n, engine.device, engine.space) for n in ("a", "b")]
+    assert len(both.nets) == 2
+    obs, cmask, body = _told_mean(engine, real_poses, arm_unknown(len(real_poses)))
+    answers = [m(obs, cmask, body) for m in singles]
     assert np.abs(answers[0] - answers[1]).max() > 0.05          # two networks, not one twice
-    np.testing.assert_allclose(engine.posterior_mean(obs, cmask), np.mean(answers, 0), atol=1e-5)
+    np.testing.assert_allclose(both(obs, cmask, body), np.mean(answers, 0), atol=1e-5)
 
 
 def test_same_seed_same_result(engine, real_poses):

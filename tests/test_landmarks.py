@@ -113,7 +113,8 @@ def test_automatic_maps_put_landmarks_where_training_has_them(case):
 def test_automatic_bvh_map_of_a_cmu_file_lands_on_the_training_landmarks(data_file):
     """A CMU file read without its map (the automatic mapping) puts the torso where the shipped map, which made the
     training data, puts it: the same pelvis and neck, spine and chest at the same fractions between them (on the
-    file's curved spine rather than on the straight line the CMU maps interpolate, so up to 3 cm apart)."""
+    file's curved spine rather than on the straight line the CMU maps interpolate from the pelvis to the top of the
+    forward-leaning lower neck, so up to 4 cm apart)."""
     path = data_file(CMU_MB31)
     auto = auto_bvh_map(bvh_rest(path)).rig
     a, s = bvh_rest_joints(path, auto), bvh_rest_joints(path, load_rig_map("cmu_mb31"))
@@ -122,7 +123,7 @@ def test_automatic_bvh_map_of_a_cmu_file_lands_on_the_training_landmarks(data_fi
     fa, fs = fractions(a), fractions(s)
     for name in ("spine", "chest"):
         assert abs(fa[name] - fs[name]) <= landmarks.SNAP, (name, fa[name], fs[name])
-        assert np.linalg.norm(a[INDEX[name]] - s[INDEX[name]]) < 0.03, name
+        assert np.linalg.norm(a[INDEX[name]] - s[INDEX[name]]) < 0.04, name
 
 
 @pytest.mark.blender

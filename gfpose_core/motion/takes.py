@@ -17,6 +17,8 @@ from scipy.interpolate import CubicSpline
 from gfpose_core.body.filters import butterworth, fill_gaps, resample, residual_cutoff
 from gfpose_core.body.skeleton import (
     BODY_PARTS,
+    BONE_MIRROR,
+    BONES,
     Frame,
     fit_bone_lengths,
     mirror,
@@ -352,8 +354,13 @@ def denoise_motion(engine, take: np.ndarray, fps: float, strength, *, sampler: s
             cutoff = sure_cutoff(y, known, x, (moved - x) / nudge, probe, jitter, rate, CUTOFF_GROUPS)
             cutoff = np.minimum(cutoff, residual_cutoff(from_rate(x, rate, fps, len(take)), fps))
     out = post_filter(from_rate(x, rate, fps, len(take)), fps, cutoff)
-    # A captured body keeps its bone lengths: the result is settled onto the lengths it has most of the time.
-    out = settle_bone_lengths(out, take_bone_lengths(out, prior.space.reference_bones * scale))
+    # A captured body keeps its bone lengths: the result is settled onto the lengths it has most of the time; a bone
+    # the take never showed whole takes its mirror bone's, else the reference body's at the take's scale (the
+    # network's own guess of it is only as good as its answer, centimetres off).
+    lengths = take_bone_lengths(out, prior.space.reference_bones * scale)
+    seen = (known[:, BONES[:, 0]] & known[:, BONES[:, 1]]).any(0)
+    unseen_length = np.where(seen[BONE_MIRROR], lengths[BONE_MIRROR], prior.space.reference_bones * scale)
+    out = settle_bone_lengths(out, np.where(seen, lengths, unseen_length))
     if lock:
         out = lock_feet(out, find_contacts(out, fps))
     return out

@@ -230,6 +230,7 @@ class _Mapper:
                          "collar": red[j - 1] if j > 0 else None})
         roots = [arm["chain"][arm["collar"] if arm["collar"] is not None else arm["shoulder"]] for arm in arms]
         self.collar_height = float(np.mean([self.height(self.p(n)) for n in roots]))
+        self.shoulder_height = float(np.mean([self.height(self.p(arm["chain"][arm["shoulder"]])) for arm in arms]))
         for s, arm in zip("lr", self.sides(arms, lambda arm: self.p(arm["chain"][arm["shoulder"]]))):
             chain = arm["chain"]
             sh, wr = chain[arm["shoulder"]], chain[arm["wrist"]]
@@ -304,10 +305,12 @@ class _Mapper:
     def map_torso(self, keyed: dict):
         g, b = self.g, self.body
         head_chain = self.head_chain(b.head)
-        # The base of the neck is level with the collar bones' roots or above: spine bones between the arms'
-        # branch and the neck belong to the torso.
+        # The base of the neck is level with the collar bones' roots and the shoulders or above (landmarks.py's
+        # shoulder_up): spine bones between the arms' branch and the neck belong to the torso, and so does a neck
+        # bone that starts below the shoulders (the CMU skeletons' clavicles start low on the chest).
         k = 0
-        while k < len(head_chain) - 2 and self.height(self.p(head_chain[k])) < self.collar_height - 0.01 * self.href:
+        base = max(self.collar_height, self.shoulder_height) - 0.01 * self.href
+        while k < len(head_chain) - 2 and self.height(self.p(head_chain[k])) < base:
             k += 1
         torso, head_chain = b.torso[1:] + head_chain[:k], head_chain[k:]
         neck = head_chain[0]
