@@ -127,7 +127,7 @@ class Engine:
                  posterior_mean=None, effector_mean=None, body_mean=None):
         self.net, self.space, self.config, self.device = net, space, config, device
         self.motion = motion  # MotionPrior for takes, or None where the weights have no motion/ folder
-        self.posterior_mean = posterior_mean  # PosteriorMean (not told the body), or None; the shipped weights use body_mean
+        self.posterior_mean = posterior_mean  # PosteriorMean not told the body, or None (shipped: body_mean only)
         self.effector_mean = effector_mean    # EffectorMean for posing from effectors, or None (posterior mean)
         self.body_mean = body_mean            # BodyMean: the posterior mean told the body, used where present
         self.sde = SubVPSDE(config["sde"]["beta_min"], config["sde"]["beta_max"])

@@ -4,7 +4,8 @@ the proportion test (bench/proportions.py) on CMU validation poses.
 
     PYTHONPATH=. .venv/bin/python scripts/body_mean_validation.py [--run RUN_DIR] [--n 500] [--refine-from T ...]
 
-Rows: the engine as shipped without a body_mean network (its posterior-mean networks), and with RUN_DIR's network
+Rows: the engine without a body_mean network (its posterior-mean networks where the weights have them, else the
+score model's mode alone), and with RUN_DIR's network
 (or the shipped one where the weights have it), refined by the score model from each --refine-from time in turn
 (default: the engine's REFINE_FROM_T).
 """
@@ -35,7 +36,7 @@ def main(argv=None):
     if told is None:
         raise SystemExit("no body_mean network: give --run RUN_DIR")
     default_t = engine_module.REFINE_FROM_T
-    rows = {"posterior mean": (None, default_t),
+    rows = {"not told the body": (None, default_t),
             **{f"told the body, t={t:g}": (told, t) for t in args.refine_from}}
     for k, (ds, takes) in enumerate((("cmu", cmu_takes()), ("bandai", bandai_takes()))):
         idx = np.flatnonzero(takes["split"] == "val")

@@ -176,12 +176,11 @@ def test_round_trip_on_real_clips(rel, suffix, data_file, tmp_path):
     assert np.abs(p1 - p0).max() < 1e-5 * size
 
 
-# Bones whose ends are not fixed in one rigid body part, per mapping, and why:
+# Bones whose ends are not fixed in one rigid body part, and why:
 #  - spine and chest are interpolated between pelvis and neck (and the collars hang off chest), so every bone
 #    touching spine/chest follows the back's bend (the CMU maps' neck, Neck1/upperneck, and head, Head/head, are
 #    joints of their own, so neck->head and head->head_end are single bones there).
 INTERPOLATED = {"spine", "chest"}
-NOT_RIGID: dict[str, set] = {}
 
 
 @pytest.mark.parametrize("rel, rig", list(zip(CLIPS, CLIP_IDS)), ids=CLIP_IDS)
@@ -192,7 +191,7 @@ def test_rigid_bone_lengths_constant_over_clip(rel, rig, data_file):
     checked = 0
     for c, p in BONES:
         names = (JOINT_NAMES[c], JOINT_NAMES[p])
-        if INTERPOLATED & set(names) or names in NOT_RIGID.get(rig, set()):
+        if INTERPOLATED & set(names):
             continue
         lengths = np.linalg.norm(joints[:, c] - joints[:, p], axis=-1)
         assert lengths.std() < 1e-4, f"{rig}: bone {names[1]}->{names[0]} length varies (std {lengths.std():.2e} m)"
