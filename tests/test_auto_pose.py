@@ -24,6 +24,7 @@ from test_addon import MODULE, _assert_same_state, _free_port, _pose_rigify, _re
 from gfpose_core.body.skeleton import INDEX
 from gfpose_core.rigs.armature import Armature
 from gfpose_core.rigs.binding import bind
+from gfpose_core.service.live import RIG_MISS
 
 pytestmark = pytest.mark.blender
 
@@ -39,12 +40,11 @@ MM = 1e-3
 # line, not rigidly with the root bone the animator placed: its legs start up to ~2 mm off, so its feet land within
 # 5 mm (measured 1.9 mm). Rigify's hips are rigid on the torso: its feet land within 1 mm.
 HIP_JOINTS = 5e-3
-# Where the rig lands a dragged hand when its solve cannot take the completed body exactly (out_of_reach empty: the
-# engine's answer has the hand exact). With the networks retrained on the consistent neck landmark (fourth session
-# of 2026-12-07) a Rigify hand lands 3.4 mm off with the torso leaned (was 0.56 mm) and a CMU BVH rig's 20 mm (was
-# 1.4 mm; its neck is now read at the top of the Neck bone): a regression left open in docs/notes/issue-20.md.
-RIGIFY_HAND = 5e-3
-BVH_HAND = 25e-3
+# Where the rig lands a dragged hand: the engine poses its answer on the rig again, held to what the rig reached,
+# until every effector lands within RIG_MISS (2 mm) or stops getting closer (gfpose_core/service/live.py). Measured
+# 0.41 mm on Rigify with the torso leaned and 0.55 mm on a CMU BVH rig, whose spine and chest lie on one line from
+# its pelvis to its neck (before that line was kept: 3.4 and 20 mm).
+HAND = RIG_MISS
 # 8 degrees forward about the world's X axis (Rigify faces -Y, so its top goes to -Y).
 LEAN_FORWARD = ((1, 0, 0), (0, 0.9903, 0.1392), (0, -0.1392, 0.9903))
 
@@ -144,7 +144,7 @@ def test_rigify_drag_hand_and_foot_controls_and_key_them_where_they_were_put(add
     foot = start[INDEX["ankle_r"]] + (0.0, -0.2, 0.15)
     _shows_the_answer(session, shown, {"wrist_l": hand, "ankle_r": foot})
     assert np.linalg.norm(shown[INDEX["ankle_r"]] - foot) < MM
-    assert np.linalg.norm(shown[INDEX["wrist_l"]] - hand) < RIGIFY_HAND
+    assert np.linalg.norm(shown[INDEX["wrist_l"]] - hand) < HAND
     # The body followed: the left elbow and the right knee moved with them, not only the hand and foot.
     assert np.linalg.norm(shown[INDEX["elbow_l"]] - start[INDEX["elbow_l"]]) > 0.05
     assert np.linalg.norm(shown[INDEX["knee_r"]] - start[INDEX["knee_r"]]) > 0.05
@@ -169,7 +169,7 @@ def test_rigify_drag_hand_and_foot_controls_and_key_them_where_they_were_put(add
         assert got[0] == values[0] and np.allclose(np.concatenate(got[1:]), np.concatenate(values[1:]), atol=1e-6), b
     keyed_pose = rig_io.read_body24(obj, binding)[0]
     assert np.linalg.norm(keyed_pose[INDEX["ankle_r"]] - foot) < MM
-    assert np.linalg.norm(keyed_pose[INDEX["wrist_l"]] - hand) < RIGIFY_HAND
+    assert np.linalg.norm(keyed_pose[INDEX["wrist_l"]] - hand) < HAND
     np.testing.assert_allclose(keyed_pose, shown, atol=1e-5)
     # Undo takes the whole Auto Pose back in one step.
     bpy.ops.ed.undo()
@@ -227,7 +227,7 @@ def test_bvh_armature_pins_drag_the_hand_bone_and_the_arm_follows(addon, data_fi
     shown = rig_io.read_body24(obj, binding)[0]
     _shows_the_answer(session, shown, {"wrist_l": target, "ankle_r": foot})
     assert np.linalg.norm(shown[INDEX["ankle_r"]] - foot) < HIP_JOINTS
-    assert np.linalg.norm(shown[INDEX["wrist_l"]] - target) < BVH_HAND
+    assert np.linalg.norm(shown[INDEX["wrist_l"]] - target) < HAND
     assert np.linalg.norm(shown[INDEX["elbow_l"]] - start[INDEX["elbow_l"]]) > 0.03
     assert np.linalg.norm(shown[INDEX["knee_r"]] - start[INDEX["knee_r"]]) > 0.03
     assert np.linalg.norm(shown[INDEX["pelvis"]] - start[INDEX["pelvis"]]) < MM     # the other pins stay put
@@ -238,8 +238,9 @@ def test_bvh_armature_pins_drag_the_hand_bone_and_the_arm_follows(addon, data_fi
     session.settle()
     crouch = rig_io.read_body24(obj, binding)[0]
     assert crouch[INDEX["pelvis"], 2] < shown[INDEX["pelvis"], 2] - 0.07
-    for j in ("ankle_l", "ankle_r", "wrist_l", "wrist_r"):    # carried along they would be 80 mm off; the engine
-        assert np.linalg.norm(crouch[INDEX[j]] - shown[INDEX[j]]) < 0.02, j   # lands them within 2-7 mm here
+    for j, near in (("ankle_l", HIP_JOINTS), ("ankle_r", HIP_JOINTS), ("wrist_l", HAND), ("wrist_r", HAND)):
+        # carried along with the hips they would be 80 mm off (measured: ankles 4.1 mm, wrists 0.5 and 1.6 mm)
+        assert np.linalg.norm(crouch[INDEX[j]] - shown[INDEX[j]]) < near, j
     shown = crouch
     print("Auto Pose answers (s):", np.round(session.timings, 3).tolist())
     before = posing.fcurve_snapshot(obj)

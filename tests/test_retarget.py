@@ -22,14 +22,18 @@ from gfpose_core.body.rotations import (
     matrix_to_quaternion,
     quaternion_to_matrix,
     swing,
+    y_up_to_z_up,
 )
 from gfpose_core.body.skeleton import (
     BONES,
     INDEX,
     JOINT_NAMES,
+    PARENTS,
     bone_directions,
+    bone_lengths,
     from_bone_directions,
 )
+from gfpose_core.formats.bvh import read_bvh
 from gfpose_core.rigs.armature import Armature, bone_matrix
 from gfpose_core.rigs.binding import Binding, bind, joints_from_pose, rest_joints
 from gfpose_core.rigs.plan import _PARTS, PARTS
@@ -131,6 +135,29 @@ RECIPES = {
         ("{s}_ankle", "{s}_knee", "ankle_", "toe_"), ("{s}_foot", "{s}_ankle", "toe_", ("toe_", (0, -0.05, 0))),
     ]),
 }
+
+
+def bvh_armature(path, name: str) -> Armature:
+    """The armature Blender's BVH importer makes of a BVH file's skeleton (bones from each joint to the mean of its
+    children, zero-length ones given a 5 cm tail, no roll), in metres by the rig map `name`'s unit scale."""
+    rig = load_rig_map(name)
+    sk = read_bvh(path).skeleton
+    pos = np.zeros((len(sk.names), 3))
+    for j, p in enumerate(sk.parents):
+        pos[j] = sk.offsets[j] + (pos[p] if p >= 0 else 0)
+    pos = y_up_to_z_up(pos * rig.unit_scale)
+    joints = [j for j in range(len(sk.names)) if not sk.is_end[j]]
+    heads, tails = [], []
+    for j in joints:
+        kids = [c for c in range(len(sk.names)) if sk.parents[c] == j]
+        tail = pos[kids].mean(0) if kids else pos[j] + [0, 0, 0.05]
+        if np.linalg.norm(tail - pos[j]) < 1e-3:           # zero-length joints: Blender's importer does this too
+            tail = pos[j] + [0, 0, 0.05]
+        heads.append(pos[j])
+        tails.append(tail)
+    index = {j: i for i, j in enumerate(joints)}
+    return Armature.from_bones(name, [sk.names[j] for j in joints], [index.get(sk.parents[j], -1) for j in joints],
+                               np.array(heads), np.array(tails), np.zeros(len(joints)))
 
 
 def build_armature(family: str, seed: int = 0, prefix: str | None = None, modes=None, rolls: bool = True,
@@ -334,6 +361,46 @@ def test_elbow_stays_a_hinge_and_bend_plane_sets_upper_arm_twist():
     np.testing.assert_allclose(lower[0], fore_rest.T @ flex @ fore_rest, atol=1e-9)
 
 
+def test_reach_lands_the_marked_hands_and_feet_where_the_body_has_them():
+    """A body whose shoulders and hips the rig cannot take (moved off the rig's own collar and pelvis distances):
+    aimed bone by bone the hands and feet miss by centimetres; with `reach` each limb is bent from where the rig put
+    its root and lands them exactly, the bones keep the rig's lengths, and unmarked limbs are solved as before."""
+    arm = build_armature("mixamo")
+    binding = bind(arm)
+    rest = rest_joints(binding, world=True)
+    bodies = random_poses(6, seed=3, max_angle=0.6)
+    bodies = solve(arm, bodies, binding=binding, root_scale=1.0).joints           # poses the rig can take
+    wanted = bodies.copy()
+    for root, end in (("shoulder_l", "wrist_l"), ("shoulder_r", "wrist_r"), ("hip_l", "ankle_l")):
+        # 3 cm towards the limb's end and 2 cm across it: the end stays within the limb's reach
+        along = _unit(bodies[:, INDEX[end]] - bodies[:, INDEX[root]])[0]
+        across = _unit(np.cross(along, [0.0, 0.0, 1.0]))[0]
+        wanted[:, INDEX[root]] += 0.03 * along + 0.02 * across
+    ends = [INDEX[n] for n in ("wrist_l", "wrist_r", "ankle_l")]
+    reach = np.zeros(wanted.shape[:2], bool)
+    reach[:, ends] = True
+    aimed = solve(arm, wanted, binding=binding, root_scale=1.0)
+    reached = solve(arm, wanted, binding=binding, root_scale=1.0, reach=reach)
+    assert np.linalg.norm(aimed.joints[:, ends] - wanted[:, ends], axis=-1).max() > 0.02
+    # Within the limb's reach of where the rig put its root: exact; beyond it: the limb straight at the target.
+    got = reached.joints
+    for end in ends:
+        mid, root = PARENTS[end], PARENTS[PARENTS[end]]
+        span = np.linalg.norm(rest[mid] - rest[root]) + np.linalg.norm(rest[end] - rest[mid])
+        far = np.linalg.norm(wanted[:, end] - got[:, root], axis=-1)
+        miss = np.linalg.norm(got[:, end] - wanted[:, end], axis=-1)
+        inside = far < span - 1e-4
+        assert inside.sum() >= 4, JOINT_NAMES[end]
+        np.testing.assert_allclose(miss[inside], 0.0, atol=1e-5, err_msg=JOINT_NAMES[end])
+        np.testing.assert_allclose(miss[~inside], far[~inside] - span, atol=1e-5, err_msg=JOINT_NAMES[end])
+    np.testing.assert_allclose(forward_kinematics(reached, binding), reached.joints, atol=1e-6)
+    limbs = [INDEX[n] - 1 for n in ("elbow_l", "wrist_l", "elbow_r", "wrist_r", "knee_l", "ankle_l")]
+    np.testing.assert_allclose(bone_lengths(reached.joints)[:, limbs],
+                               np.broadcast_to(bone_lengths(rest)[limbs], (6, len(limbs))), atol=1e-6)
+    free = INDEX["ankle_r"]                          # not marked: where the aimed solve has it
+    np.testing.assert_allclose(reached.joints[:, free], aimed.joints[:, free], atol=1e-6)
+
+
 def test_twist_stays_smooth_through_a_straight_limb_and_slow_turns():
     """A leg swinging through straight (no bend plane) and the whole body turning two full turns: keys change
     smoothly from frame to frame, no quaternion sign flips, no Euler jumps."""
@@ -434,30 +501,10 @@ def test_joints_from_pose_reads_pose_matrices():
 def test_bvh_family_map_on_an_armature_built_from_its_file(data_file):
     """A BVH map reads and writes an armature built from its file's rest skeleton (Blender's importer does the
     same): offsets in the file's axes become bone-local points; interpolated torso joints need the FK sweeps."""
-    from gfpose_core.body.rotations import y_up_to_z_up
     from gfpose_core.data import load_take
-    from gfpose_core.formats.bvh import read_bvh
 
     for rel, name in ((BANDAI, "bandai"), (CMU_MB31, "cmu_mb31")):
-        rig = load_rig_map(name)
-        sk = read_bvh(data_file(rel)).skeleton
-        pos = np.zeros((len(sk.names), 3))
-        for j, p in enumerate(sk.parents):
-            pos[j] = sk.offsets[j] + (pos[p] if p >= 0 else 0)
-        pos = y_up_to_z_up(pos * rig.unit_scale)
-        joints = [j for j in range(len(sk.names)) if not sk.is_end[j]]
-        heads, tails = [], []
-        for j in joints:
-            kids = [c for c in range(len(sk.names)) if sk.parents[c] == j]
-            tail = pos[kids].mean(0) if kids else pos[j] + [0, 0, 0.05]
-            if np.linalg.norm(tail - pos[j]) < 1e-3:           # zero-length joints: Blender's importer does this too
-                tail = pos[j] + [0, 0, 0.05]
-            heads.append(pos[j])
-            tails.append(tail)
-        index = {j: i for i, j in enumerate(joints)}
-        arm = Armature.from_bones(name, [sk.names[j] for j in joints],
-                                     [index.get(sk.parents[j], -1) for j in joints], np.array(heads),
-                                     np.array(tails), np.zeros(len(joints)))
+        arm = bvh_armature(data_file(rel), name)
         binding = bind(arm)
         assert binding.rig.name == name
         wanted = load_take(data_file(BANDAI if name == "cmu_mb31" else CMU_MB31)).joints[1:200:20]

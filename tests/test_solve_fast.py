@@ -19,7 +19,8 @@ from gfpose_core.body.skeleton import INDEX
 from gfpose_core.rigs.armature import Armature
 from gfpose_core.rigs.binding import bind, joints_from_pose, rest_joints
 from gfpose_core.rigs.plan import _PARTS, _TRUST, PARTS, _evidence, _fk, _plan, _rest_evidence, part_rotations
-from gfpose_core.rigs.solve import edit_rotations, held_by_kept, kept_rotations, solve
+from gfpose_core.rigs.holds import held_by_kept
+from gfpose_core.rigs.solve import edit_rotations, kept_rotations, solve
 
 
 def _copy(target: str, influence: float = 1.0, space: str = "WORLD") -> dict:

@@ -31,7 +31,7 @@ from gfpose_core.body.rotations import (
     matrix_to_quaternion,
     quaternion_to_matrix,
 )
-from gfpose_core.body.skeleton import INDEX, JOINT_NAMES
+from gfpose_core.body.skeleton import INDEX, JOINT_NAMES, two_bone
 from gfpose_core.rigs.armature import Armature
 from gfpose_core.rigs.binding import Binding, bind, rest_joints
 from gfpose_core.rigs.kinematics import axis_angle, cross, swing
@@ -117,7 +117,8 @@ def check_joints(joints) -> np.ndarray:
 
 
 def solve(armature: Armature, joints, rig: RigMap | str | None = None, binding: Binding | None = None,
-          root_scale: float | None = None, sweeps: int = 32, current: dict | None = None) -> RigPose:
+          root_scale: float | None = None, sweeps: int = 32, current: dict | None = None,
+          reach: np.ndarray | None = None) -> RigPose:
     """Body24 poses (F, 24, 3) world space -> keys for the armature's mapped bones (Blender's pose-bone
     convention) and the root bone's location.
 
@@ -128,6 +129,9 @@ def solve(armature: Armature, joints, rig: RigMap | str | None = None, binding: 
     (any of the armature's, with a rotation given) that stay exactly as they are: the animator's posed bones, and
     unmapped bones posed off their rest. The other bones are solved under them, so their keys are right under the
     rig's real parents and the add-on keys them as they come.
+    reach: (F, 24) bool, the wrists and ankles to land exactly where `joints` has them (live posing's dragged hands
+    and feet) rather than only pointing each bone as `joints` does: their arm or leg bent to them from where the rig
+    put its shoulder or hip (`_reach_limbs`).
     """
     j_world = check_joints(joints)
     binding = binding or bind(armature, rig)
@@ -148,12 +152,15 @@ def solve(armature: Armature, joints, rig: RigMap | str | None = None, binding: 
             kept[b] = mask
     want_dir, want_len = _aim_dirs(targets)
     posed = _sweep(plan, keyed_rot, kept, want_dir, want_len, f, sweeps)
-    heads, rots = posed.full()
-    predicted = _fk_joints(plan, heads, rots)
     # Root translation: the pelvis goes where the take puts it, scaled about the world origin by leg length.
     scale = root_scale if root_scale is not None else (
         leg_length(rest) * arm.world_scale / max(leg_length(j_world), 1e-9))
     want_root = arm.to_armature_space(j_world[:, INDEX["pelvis"]] * scale)
+    if reach is not None:
+        posed = _reach_limbs(plan, posed, kept, targets, want_root, np.asarray(reach, bool), want_dir, want_len, f,
+                             sweeps)
+    heads, rots = posed.full()
+    predicted = _fk_joints(plan, heads, rots)
     delta = want_root - predicted[:, INDEX["pelvis"]]
     axes = _location_axes(plan, plan.root, posed.pre[:, posed.col[plan.root]], rots)
     location = np.einsum("fji,fj->fi", axes, delta)   # axes are orthonormal: their transpose inverts them
@@ -243,6 +250,37 @@ def _sweep(plan, keyed_rot: dict[int, np.ndarray], kept: dict[int, np.ndarray], 
     return posed
 
 
+_LIMBS = [tuple(INDEX[f"{n}_{s}"] for n in names) for s in ("l", "r")
+          for names in (("shoulder", "elbow", "wrist"), ("hip", "knee", "ankle"))]
+_PART_OF = {p: i for i, p in enumerate(PARTS)}
+
+
+def _reach_limbs(plan, posed, kept, targets, want_root, reach, want_dir, want_len, f: int, sweeps: int):
+    """`posed` with each arm and leg whose end `reach` marks bent to put that end where `targets` has it, from where
+    the rig put the limb's root: the elbow or knee placed at the rig's own bone lengths from both (on the side the
+    rig has it now), the two parts aimed at it and the sweeps run again. A rig's shoulder need not land where the
+    body has it (a clavicle turning about a point that is no body24 joint, a chest twisted by where the shoulders
+    are), and a hand aimed only by its bones' directions misses by as much."""
+    rows = [(root, mid, end) for root, mid, end in _LIMBS if reach[:, end].any()]
+    if not rows:
+        return posed
+    now = posed.joints()
+    shift = want_root - now[:, INDEX["pelvis"]]          # the root translation still to come
+    want = want_dir.copy()
+    for root, mid, end in rows:
+        on = reach[:, end]
+        goal = targets[:, end] - shift
+        l1 = np.linalg.norm(now[:, mid] - now[:, root], axis=-1)
+        l2 = np.linalg.norm(now[:, end] - now[:, mid], axis=-1)
+        knee = two_bone(now[:, root], goal, l1, l2, now[:, mid])
+        for part, a, b in ((root, now[:, root], knee), (mid, knee, goal)):
+            d = _unit(b - a)[0]
+            i = _PART_OF[JOINT_NAMES[part]]
+            want[:, i] = np.where((on & (want_len[:, i] > 1e-9))[:, None], d, want[:, i])
+    again = {b: posed.rot[:, c].copy() for b, c in posed.col.items()}
+    return _sweep(plan, again, kept, want, want_len, f, sweeps)
+
+
 # Parts whose turn body24 fixes whole (aim and twist, from the hips and shoulders lines): an edit turns them by the
 # change of that whole orientation. Every other part keeps its own twist: its bones turn by the swing of its aim.
 _WHOLE = ("pelvis", "spine", "chest")
@@ -283,7 +321,7 @@ def edit_rotations(plan, rest: np.ndarray, targets: np.ndarray, current: dict,
     want_dir, want_len = _aim_dirs(targets)
     want_dir = np.where((want_len > 1e-9)[..., None], want_dir, cur_dir)
     names = {PARTS[p] for _, p in keyed}
-    rot_now = part_rotations(rest, cur, names)
+    rot_now = _rotations_now(rest, cur, names)
     rot_new = part_rotations(rest, targets, names) if rot_new is None else rot_new
     # Where the given bones aim each part now (the other keyed bones as the fresh solve has them).
     heads, rots, _ = _fk(plan, fresh | given, f)
@@ -297,6 +335,22 @@ def edit_rotations(plan, rest: np.ndarray, targets: np.ndarray, current: dict,
         if p in parts:
             out[b] = np.where(agree[:, p][:, None, None], turns[p] @ given[b], fresh[b])
     return out
+
+
+_NOW: dict[bytes, np.ndarray] = {}
+
+
+def _rotations_now(rest: np.ndarray, cur: np.ndarray, names: set[str]) -> np.ndarray:
+    """part_rotations of the pose the rig has now, kept for the next call: Auto Pose sends the same `current` with
+    every request of a drag (a part_rotations is about a fifth of a one-pose solve)."""
+    key = b"".join([np.ascontiguousarray(rest).tobytes(), np.ascontiguousarray(cur).tobytes(),
+                    ",".join(sorted(names)).encode()])
+    got = _NOW.get(key)               # the server's threads share it: read once, never index it after a clear
+    if got is None:
+        if len(_NOW) > 16:
+            _NOW.clear()
+        got = _NOW[key] = part_rotations(rest, cur, names)
+    return got
 
 
 def kept_rotations(arm: Armature, current: dict, f: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
@@ -397,7 +451,7 @@ class BindingCache:
 
     def pose_for_rig(self, joints, description: dict | None = None, rig: str | None = None,
                      binding_id: str | None = None, root_scale: float | None = None,
-                     current: dict | None = None) -> dict:
+                     current: dict | None = None, reach: np.ndarray | None = None) -> dict:
         """Keys for the armature sent now, or for one sent before (binding_id; UnknownBinding when it is not held)."""
         if description is not None:
             binding_id, binding = self.bind(description, rig)
@@ -405,46 +459,7 @@ class BindingCache:
             binding = self.get(binding_id)
             if binding is None:
                 raise UnknownBinding(binding_id)
-        out = solve(binding.armature, joints, binding=binding, root_scale=root_scale, current=current).to_dict()
+        out = solve(binding.armature, joints, binding=binding, root_scale=root_scale, current=current,
+                    reach=reach).to_dict()
         out["binding_id"] = binding_id
         return out
-
-
-def held_by_kept(binding: Binding, keep) -> np.ndarray:
-    """(24, 24) bool: joint pairs (j, k) the bones `keep` (names) hold at one offset from each other, j - k the same
-    whatever the solve does while those bones stay as they are: joints the kept bones carry with nothing the map keys
-    in between (Rigify's lower spine and hips on its kept torso, with the map's hips and lower spine FK keyed at
-    rest; a BVH rig's neck under its kept head bones). Found by turning every other keyed bone and seeing which
-    offsets stay, so it holds whatever the rig's map points and constraints are."""
-    plan = _plan(binding)
-    arm = binding.armature
-    kept = {arm.index[b] for b in keep if b in arm.index}
-    given = {int(b): arm.rest[b, :3, :3][None] for b in [*plan.keyed.tolist(), *kept]}
-    posed = _Posed(plan, given, 1)
-    before = posed.joints()[0]
-    for b, turn in zip(plan.keyed.tolist(), _random_turns(len(plan.keyed))):
-        if b not in kept and b in posed.col:
-            posed.turn(int(b), turn[None])
-    posed.update()
-    after = posed.joints()[0]
-    offsets = lambda j: j[:, None] - j[None]         # noqa: E731
-    moved = np.linalg.norm(offsets(after) - offsets(before), axis=-1)
-    return moved < 1e-9 * max(1.0, float(np.abs(before).max()))
-
-
-def kept_pose(binding: Binding, current: dict, f: int) -> np.ndarray:
-    """(F, 24, 3) world: body24 on the rig with the bones `current` keeps as they are and every other keyed bone at
-    rest. Its offsets between the joint pairs `held_by_kept` finds are the ones any solve under those bones gives."""
-    plan = _plan(binding)
-    arm = binding.armature
-    given = {int(b): np.repeat(arm.rest[b, :3, :3][None], f, 0) for b in plan.keyed}
-    for b, (rot, mask) in kept_rotations(arm, current, f).items():
-        given[b] = np.where(mask[:, None, None], rot, given.get(b, rot))
-    return arm.to_world(_Posed(plan, given, f).joints())
-
-
-def _random_turns(n: int, seed: int = 7) -> np.ndarray:
-    """n rotations of about a radian about random axes (fixed seed: the same answer every call)."""
-    rng = np.random.default_rng(seed)
-    axes = rng.normal(size=(n, 3))
-    return axis_angle(axes / np.linalg.norm(axes, axis=-1, keepdims=True), rng.uniform(0.5, 1.5, n))

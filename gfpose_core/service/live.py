@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 from fastapi import HTTPException
-from scipy.spatial.transform import Rotation
 
-from gfpose_core.body.skeleton import BONES, INDEX, bone_lengths, two_bone
+from gfpose_core.body.skeleton import INDEX, bone_lengths, two_bone
 from gfpose_core.prior.effector_guess import EFFECTOR_STEPS
 from gfpose_core.prior.effectors import effector_body, effector_known, hold_lengths, out_of_reach
-from gfpose_core.rigs.binding import joints_from_pose, rest_joints
-from gfpose_core.rigs.solve import held_by_kept, kept_pose
+from gfpose_core.rigs.binding import rest_joints
+from gfpose_core.rigs.holds import held_by_kept, kept_pose, rig_geometry
 from gfpose_core.service import limits
 from gfpose_core.service.cancel import SHORT_WORK, Gone, Stopper
 from gfpose_core.service.rig_names import resolve_rig
@@ -21,11 +20,15 @@ from gfpose_core.service.sessions import Sessions, SessionStopper, Superseded
 
 
 # An effector the rig puts further than RIG_MISS from where it was put is worth RIG_REFINE more passes (each one
-# rig solve, about 10 ms here). Synthetic poses the rig can take (30 on a UE4 mannequin, 30 on a Mixamo rig), the
-# rig's miss at the effectors mm median / 95th percentile, 0 / 1 / 2 more passes: 4.3 / 19.8, 2.4 / 6.2, 2.3 / 6.2
-# (UE4); 7.6 / 34.6, 2.6 / 9.2, 2.5 / 9.2 (Mixamo). What is left is the rig's own pelvis fit.
+# rig solve, about 6 ms here), while each pass brings it closer. The solve bends each dragged hand's and foot's limb to
+# it from where the rig put the shoulder or hip (`reach`), and a torso the rig holds on a line is put on it first
+# (`on_rig_lines`). Validation poses (`PYTHONPATH=. .venv/bin/python scripts/live_rig_miss.py`, 40 a rig), the rig's
+# worst effector miss mm median / 95th percentile, request ms median: UE4 mannequin 1.4 / 2.9, 17; Mixamo 1.3 / 5.9,
+# 20; CMU BVH 1.3 / 2.8, 15; Bandai BVH 0.3 / 3.4, 15 (what is left is mostly the hips: the rig's own pelvis fit).
+# Before both: 1.8 / 3.3, 20; 3.4 / 7.2, 25; 14.2 / 60.8, 56; 10.2 / 62.2, 45. Without the line, CMU BVH 1.8 / 5.3 at
+# 141 ms (the solve's sweeps fighting over a bent torso).
 RIG_MISS = 0.002
-RIG_REFINE = 1
+RIG_REFINE = 2
 
 
 class LivePosing:
@@ -34,7 +37,7 @@ class LivePosing:
     def __init__(self, engine, lock, bindings, rig_call, sessions: Sessions | None = None):
         self.engine, self.lock, self.bindings, self.rig_call = engine, lock, bindings, rig_call
         self.sessions = sessions if sessions is not None else Sessions()
-        self._pairs: dict[str, np.ndarray] = {}    # binding_id -> the rig's rigid joint pairs
+        self._geometry: dict[str, tuple] = {}      # binding_id -> rig_geometry: rigid joint pairs, joints on lines
         self._held_cache: dict[tuple, np.ndarray] = {}     # (binding_id, kept bones) -> held_by_kept
 
     def answer(self, req, joints: np.ndarray, known, current, stop: Stopper) -> dict:
@@ -111,23 +114,31 @@ class LivePosing:
     def _on_rig(self, out, joints, known, lengths, rest, req, binding_id, binding, current):
         """The completion posed on the rig; where the rig's bones leave an effector more than RIG_MISS from where
         it was put, the body is held again at the distances the rig has in the pose it reached, and posed again (at
-        most RIG_REFINE times): a rig's spine, spanning several bones, is not of one length as it bends, and a
-        chest bone carries the neck and both collars at fixed distances (rigid_pairs). Also returns the lengths held
-        last."""
-        rigid = self._rigid(binding_id, binding)
-        out = hold_lengths(out, known, lengths, rest, rigid).joints
+        most RIG_REFINE times, while the miss shrinks; the closest is answered): a rig's spine, spanning several
+        bones, is not of one length as it bends, and a chest bone carries the neck and both collars at fixed
+        distances (rig_geometry). Also returns the lengths held last."""
+        rigid, lines = self._rig_geometry(binding_id, binding)
+        spans = np.unique(np.concatenate([rigid, lines[:, 1:3].astype(int)]), axis=0)
+        out = on_rig_lines(hold_lengths(out, known, lengths, rest, rigid).joints, known, lines)
         # root_scale 1 by default: the effectors were placed on this rig, so its root goes where the pelvis is.
         scale = 1.0 if req.root_scale is None else req.root_scale
+        best = None
         for attempt in range(RIG_REFINE + 1):
             rig = limits.finite_tree(self.rig_call(self.bindings.pose_for_rig, out, None, None, binding_id, scale,
-                                                   current), "the rig pose")
+                                                   current, known), "the rig pose")
             landed = np.asarray(rig["joints"], np.float64)
-            if attempt == RIG_REFINE or not _missed(landed, out, known) or not _limbs_as_at_rest(landed, rest):
+            miss = _miss(landed, out, known)
+            if best is not None and miss >= best[0]:
+                return best[1:]
+            best = (miss, out, rig, lengths)
+            if attempt == RIG_REFINE or miss <= RIG_MISS or not _limbs_as_at_rest(landed, rest):
                 return out, rig, lengths
+            # Held again at what the rig reached: its bones' lengths, and the ends of each line it holds joints on
+            # at the distance it has them (with the joints between at their lengths, that line stays straight).
             lengths = bone_lengths(landed)
-            out = hold_lengths(np.where(known[..., None], joints, landed), known, lengths, landed, rigid).joints
-            out = _limbs_to_targets(out, landed, known, lengths)
-        return out, rig, lengths
+            out = hold_lengths(np.where(known[..., None], joints, landed), known, lengths, landed, spans).joints
+            out = on_rig_lines(_limbs_to_targets(out, landed, known, lengths), known, lines)
+        return best[1:]
 
     def _held(self, binding_id: str, binding, current) -> np.ndarray:
         """held_by_kept for the bones `current` keeps (the animator's controls the map keys), each joint's pair with
@@ -144,14 +155,15 @@ class LivePosing:
                 self._held_cache.pop(next(iter(self._held_cache)))
         return held
 
-    def _rigid(self, binding_id: str, binding) -> np.ndarray:
-        pairs = self._pairs.pop(binding_id, None)
-        if pairs is None:
-            pairs = self.rig_call(rigid_pairs, binding)
-        self._pairs[binding_id] = pairs          # newest last; as many as the binding cache holds
-        while len(self._pairs) > self.bindings.size:
-            self._pairs.pop(next(iter(self._pairs)))
-        return pairs
+    def _rig_geometry(self, binding_id: str, binding) -> tuple[np.ndarray, np.ndarray]:
+        """rig_geometry of a binding, cached as the binding cache holds bindings."""
+        got = self._geometry.pop(binding_id, None)
+        if got is None:
+            got = self.rig_call(rig_geometry, binding)
+        self._geometry[binding_id] = got          # newest last; as many as the binding cache holds
+        while len(self._geometry) > self.bindings.size:
+            self._geometry.pop(next(iter(self._geometry)))
+        return got
 
     def _binding(self, req):
         """(binding_id, Binding) of the armature sent, or of an earlier answer's binding_id; (None, None) without."""
@@ -169,40 +181,16 @@ class LivePosing:
         return None, None
 
 
-def rigid_pairs(binding, samples: int = 4, seed: int = 0) -> np.ndarray:
-    """(P, 2) body24 joint pairs, other than bones, whose distance the rig keeps in every pose: joints carried by
-    one bone (a chest's neck and collars, a pelvis's hips and lower back). Found by posing every bone at random and
-    keeping the pairs whose distances do not change, whatever the map's points are."""
-    arm = binding.armature
-    rng = np.random.default_rng(seed)
-    order = _parents_first(arm.parents)
-    poses = [arm.rest]
-    for _ in range(samples):
-        turn = Rotation.random(len(arm.bones), random_state=rng).as_matrix()
-        m = np.empty_like(arm.rest)
-        for b in order:
-            basis = np.eye(4)
-            basis[:3, :3] = turn[b]
-            p = arm.parents[b]
-            parent = np.eye(4) if p < 0 else m[p] @ np.linalg.inv(arm.rest[p])
-            m[b] = parent @ arm.rest[b] @ basis
-        poses.append(m)
-    joints = joints_from_pose(binding, np.stack(poses), world=False)          # (S, 24, 3)
-    d = np.linalg.norm(joints[:, :, None] - joints[:, None], axis=-1)           # (S, 24, 24)
-    keep = (np.ptp(d, axis=0) < 1e-6 * max(float(d.max()), 1e-9)) & (d[0] > 1e-6)
-    bones = {tuple(sorted(b)) for b in BONES.tolist()}
-    return np.array([(i, j) for i in range(24) for j in range(i + 1, 24) if keep[i, j] and (i, j) not in bones],
-                    dtype=int).reshape(-1, 2)
-
-
-def _parents_first(parents: np.ndarray) -> list[int]:
-    depth = np.zeros(len(parents), int)
-    for b in range(len(parents)):
-        p = parents[b]
-        while p >= 0:
-            depth[b] += 1
-            p = parents[p]
-    return list(np.argsort(depth, kind="stable"))
+def on_rig_lines(out: np.ndarray, known: np.ndarray, lines: np.ndarray) -> np.ndarray:
+    """Each unknown joint the rig holds on a line between two others (rig_geometry) put there: a bent torso read
+    on a rig whose spine and chest are points between its pelvis and neck would leave every aim of the solve at odds
+    with the others, and the neck, and the arms on it, centimetres off where the body has them."""
+    out = out.copy()
+    for j, a, b, t in lines:
+        j, a, b = int(j), int(a), int(b)
+        rows = ~known[:, j]
+        out[rows, j] = out[rows, a] + t * (out[rows, b] - out[rows, a])
+    return out
 
 
 _LIMBS = np.array([INDEX[n] - 1 for n in ("elbow_l", "wrist_l", "elbow_r", "wrist_r", "knee_l", "ankle_l", "knee_r",
@@ -243,10 +231,10 @@ def _carried(pairs: np.ndarray, known: np.ndarray, joints: np.ndarray, landed: n
     return held, at
 
 
-def _missed(landed: np.ndarray, out: np.ndarray, which: np.ndarray) -> bool:
-    """Whether the rig put any of the joints `which` further than RIG_MISS from where the body has them."""
-    far = np.linalg.norm(landed - out, axis=-1) > RIG_MISS
-    return bool((far & which).any())
+def _miss(landed: np.ndarray, out: np.ndarray, which: np.ndarray) -> float:
+    """How far (m) the rig put the furthest of the joints `which` from where the body has them."""
+    far = np.linalg.norm(landed - out, axis=-1)
+    return float(np.max(far, where=which, initial=0.0))
 
 
 def _limbs_as_at_rest(landed: np.ndarray, rest: np.ndarray) -> bool:
