@@ -169,9 +169,10 @@ def targets(takes: dict | None, entry) -> dict:
     filters = ("butterworth", "savgol", "gaussian_smooth")
     r = {ds: round(den[ds]["engine"]["mpjpe_mm"] / min(den[ds][f]["mpjpe_mm"] for f in filters), 3) for ds in den}
     worst = max(r.values())
+    # Issue 16's bar: at most 0.65x the best tuned filter on every dataset.
     t["takes_denoise_vs_filters"] = entry(
         "denoising 40 mm jitter + spikes + dropouts: motion model MPJPE / best tuned filter's, worst dataset",
-        worst, 0.7, worst <= 0.7, r)
+        worst, 0.65, worst <= 0.65, r)
     acc = {ds: {"engine": den[ds]["engine"]["accel_m_s2"], "clean": den[ds]["clean"]["accel_m_s2"]} for ds in den}
     ok = all(v["engine"] <= v["clean"] for v in acc.values())
     ratio = max(v["engine"] / v["clean"] for v in acc.values())

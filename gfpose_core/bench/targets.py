@@ -31,15 +31,16 @@ def evaluate_targets(results: dict) -> dict:
         r1 = {f"{ds}/{s}": _r(comp[ds][s]["engine"]["mpjpe_mm"] / comp[ds][s]["nn"]["mpjpe_mm"], 3)
               for ds in comp for s in ("one_arm", "one_leg")}
         worst = max(r1.values())
+        # Issue 16's bars: every one-limb cell at most 0.70x nearest neighbour, best of 10 included.
         t["completion_one_limb"] = entry(
             "completion with one limb unknown (one arm, one leg; CMU and Bandai): engine MPJPE / nearest-neighbour "
-            "MPJPE, worst case", worst, 0.75, worst <= 0.75, r1)
+            "MPJPE, worst case", worst, 0.70, worst <= 0.70, r1)
         r10 = {f"{ds}/{s}": _r(comp[ds][s]["engine_best10"]["mpjpe_mm"] / comp[ds][s]["nn_best10"]["mpjpe_mm"], 3)
                for ds in comp for s in ("one_arm", "one_leg")}
         worst10 = max(r10.values())
         t["completion_best_of_10"] = entry(
             "best-of-10 completion well below nearest neighbour's best of 10 neighbours (one limb unknown): "
-            "ratio, worst case (well below = at most 0.85)", worst10, 0.85, worst10 <= 0.85, r10)
+            "ratio, worst case (well below = at most 0.70)", worst10, 0.70, worst10 <= 0.70, r10)
     if den:
         ratios = {f"{ds}/{c}": _r(den[ds][c]["engine"]["mpjpe_mm"] / den[ds][c]["input"]["mpjpe_mm"], 3)
                   for ds in den for c in ("jitter20", "jitter40")}
