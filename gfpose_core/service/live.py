@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from fastapi import HTTPException
 
-from gfpose_core.body.skeleton import INDEX, bone_lengths, two_bone
+from gfpose_core.body.skeleton import INDEX, PARENTS, bone_lengths, two_bone
 from gfpose_core.prior.effector_guess import EFFECTOR_STEPS
 from gfpose_core.prior.effectors import effector_body, effector_known, hold_lengths, out_of_reach
 from gfpose_core.rigs.binding import rest_joints
@@ -23,8 +23,8 @@ from gfpose_core.service.sessions import Sessions, SessionStopper, Superseded
 # rig solve, about 6 ms here), while each pass brings it closer. The solve bends each dragged hand's and foot's limb to
 # it from where the rig put the shoulder or hip (`reach`), and a torso the rig holds on a line is put on it first
 # (`on_rig_lines`). Validation poses (`PYTHONPATH=. .venv/bin/python scripts/live_rig_miss.py`, 40 a rig), the rig's
-# worst effector miss mm median / 95th percentile, request ms median: UE4 mannequin 1.4 / 2.9, 17; Mixamo 1.3 / 5.9,
-# 20; CMU BVH 1.3 / 2.8, 15; Bandai BVH 0.3 / 3.4, 15 (what is left is mostly the hips: the rig's own pelvis fit).
+# worst effector miss mm median / 95th percentile, request ms median: UE4 mannequin 1.4 / 3.4, 16; Mixamo 1.3 / 4.3,
+# 20; CMU BVH 1.3 / 2.9, 16; Bandai BVH 0.3 / 3.3, 15 (what is left is mostly the hips: the rig's own pelvis fit).
 # Before both: 1.8 / 3.3, 20; 3.4 / 7.2, 25; 14.2 / 60.8, 56; 10.2 / 62.2, 45. Without the line, CMU BVH 1.8 / 5.3 at
 # 141 ms (the solve's sweeps fighting over a bent torso).
 RIG_MISS = 0.002
@@ -119,7 +119,11 @@ class LivePosing:
         distances (rig_geometry). Also returns the lengths held last."""
         rigid, lines = self._rig_geometry(binding_id, binding)
         spans = np.unique(np.concatenate([rigid, lines[:, 1:3].astype(int)]), axis=0)
-        out = on_rig_lines(hold_lengths(out, known, lengths, rest, rigid).joints, known, lines)
+        held = hold_lengths(out, known, lengths, rest, rigid)
+        out = on_rig_lines(held.joints, known, lines)
+        # An effector out of reach of its chain is missed by as much however often the rig is posed: not a reason
+        # to pose it again (the animator dragging a hand beyond the arm's reach would pay two more solves a move).
+        aimed = known & ~_carried_on(held.out_of_reach, known)
         # root_scale 1 by default: the effectors were placed on this rig, so its root goes where the pelvis is.
         scale = 1.0 if req.root_scale is None else req.root_scale
         best = None
@@ -127,7 +131,7 @@ class LivePosing:
             rig = limits.finite_tree(self.rig_call(self.bindings.pose_for_rig, out, None, None, binding_id, scale,
                                                    current, known), "the rig pose")
             landed = np.asarray(rig["joints"], np.float64)
-            miss = _miss(landed, out, known)
+            miss = _miss(landed, out, aimed)
             if best is not None and miss >= best[0]:
                 return best[1:]
             best = (miss, out, rig, lengths)
@@ -229,6 +233,14 @@ def _carried(pairs: np.ndarray, known: np.ndarray, joints: np.ndarray, landed: n
             at[rows, j] = joints[rows, k] + landed[rows, j] - landed[rows, k]
             held[rows, j] = True
     return held, at
+
+
+def _carried_on(flagged: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """`flagged` (N, 24) with every known joint below a flagged one flagged too (a hand's end with its wrist)."""
+    out = flagged.copy()
+    for j in range(1, len(PARENTS)):          # parents come first
+        out[:, j] |= out[:, PARENTS[j]] & known[:, j]
+    return out
 
 
 def _miss(landed: np.ndarray, out: np.ndarray, which: np.ndarray) -> float:
