@@ -361,10 +361,12 @@ def test_elbow_stays_a_hinge_and_bend_plane_sets_upper_arm_twist():
     np.testing.assert_allclose(lower[0], fore_rest.T @ flex @ fore_rest, atol=1e-9)
 
 
-def test_reach_lands_the_marked_hands_and_feet_where_the_body_has_them():
+@pytest.mark.parametrize("root_scale", [1.0, 1.3])
+def test_reach_lands_the_marked_hands_and_feet_where_the_body_has_them(root_scale):
     """A body whose shoulders and hips the rig cannot take (moved off the rig's own collar and pelvis distances):
     aimed bone by bone the hands and feet miss by centimetres; with `reach` each limb is bent from where the rig put
-    its root and lands them exactly, the bones keep the rig's lengths, and unmarked limbs are solved as before."""
+    its root and lands them exactly where the body has them from its pelvis (the root translation scaled or not),
+    the bones keep the rig's lengths, and unmarked limbs and limbs with a marked elbow are solved as before."""
     arm = build_armature("mixamo")
     binding = bind(arm)
     rest = rest_joints(binding, world=True)
@@ -379,16 +381,19 @@ def test_reach_lands_the_marked_hands_and_feet_where_the_body_has_them():
     ends = [INDEX[n] for n in ("wrist_l", "wrist_r", "ankle_l")]
     reach = np.zeros(wanted.shape[:2], bool)
     reach[:, ends] = True
-    aimed = solve(arm, wanted, binding=binding, root_scale=1.0)
-    reached = solve(arm, wanted, binding=binding, root_scale=1.0, reach=reach)
-    assert np.linalg.norm(aimed.joints[:, ends] - wanted[:, ends], axis=-1).max() > 0.02
+    aimed = solve(arm, wanted, binding=binding, root_scale=root_scale)
+    reached = solve(arm, wanted, binding=binding, root_scale=root_scale, reach=reach)
+    pelvis = INDEX["pelvis"]
+    got = reached.joints - reached.joints[:, pelvis:pelvis + 1]          # from the pelvis
+    want = wanted - wanted[:, pelvis:pelvis + 1]
+    missed = aimed.joints - aimed.joints[:, pelvis:pelvis + 1]
+    assert np.linalg.norm(missed[:, ends] - want[:, ends], axis=-1).max() > 0.02
     # Within the limb's reach of where the rig put its root: exact; beyond it: the limb straight at the target.
-    got = reached.joints
     for end in ends:
         mid, root = PARENTS[end], PARENTS[PARENTS[end]]
         span = np.linalg.norm(rest[mid] - rest[root]) + np.linalg.norm(rest[end] - rest[mid])
-        far = np.linalg.norm(wanted[:, end] - got[:, root], axis=-1)
-        miss = np.linalg.norm(got[:, end] - wanted[:, end], axis=-1)
+        far = np.linalg.norm(want[:, end] - got[:, root], axis=-1)
+        miss = np.linalg.norm(got[:, end] - want[:, end], axis=-1)
         inside = far < span - 1e-4
         assert inside.sum() >= 4, JOINT_NAMES[end]
         np.testing.assert_allclose(miss[inside], 0.0, atol=1e-5, err_msg=JOINT_NAMES[end])
@@ -399,6 +404,12 @@ def test_reach_lands_the_marked_hands_and_feet_where_the_body_has_them():
                                np.broadcast_to(bone_lengths(rest)[limbs], (6, len(limbs))), atol=1e-6)
     free = INDEX["ankle_r"]                          # not marked: where the aimed solve has it
     np.testing.assert_allclose(reached.joints[:, free], aimed.joints[:, free], atol=1e-6)
+    pinned = reach.copy()
+    pinned[:, INDEX["elbow_r"]] = True               # a pinned elbow: that arm as aimed, the others still reached
+    kept = solve(arm, wanted, binding=binding, root_scale=root_scale, reach=pinned).joints
+    np.testing.assert_allclose(kept[:, [INDEX["elbow_r"], INDEX["wrist_r"]]],
+                               aimed.joints[:, [INDEX["elbow_r"], INDEX["wrist_r"]]], atol=1e-6)
+    np.testing.assert_allclose(kept[:, INDEX["wrist_l"]], reached.joints[:, INDEX["wrist_l"]], atol=1e-6)
 
 
 def test_twist_stays_smooth_through_a_straight_limb_and_slow_turns():

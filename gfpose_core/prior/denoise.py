@@ -70,7 +70,7 @@ def denoise_take(engine, take: np.ndarray, fps: float, strength, sampler: str, s
 
 CLEAN_RADIUS = 2.5    # times a clean take's own jitter: how far auto-strength denoising may move a measured joint
 # On a noisy take (jitter over CLEAN_JITTER), as far as its noise reaches: jitter of sigma per coordinate puts a
-# joint further than 5 sigma from where it was once in 70,000 (the 3-D norm is chi-distributed), so a denoised joint
+# joint further than 5 sigma from where it was once in 65,000 (the 3-D norm is chi-distributed), so a denoised joint
 # further off than that is restyled, not cleaned. At 2.5 sigma a tenth of the joints on every frame were pulled back
 # onto their noisy samples, which put the noise back: validation takes (40 mm jitter + spikes + dropouts, 6 each,
 # /tmp script over bench.takes' corruption) mean acceleration 14.2 / 12.5 m/s² against the clean takes' 6.5 / 1.3

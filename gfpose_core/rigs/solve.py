@@ -157,7 +157,7 @@ def solve(armature: Armature, joints, rig: RigMap | str | None = None, binding: 
         leg_length(rest) * arm.world_scale / max(leg_length(j_world), 1e-9))
     want_root = arm.to_armature_space(j_world[:, INDEX["pelvis"]] * scale)
     if reach is not None:
-        posed = _reach_limbs(plan, posed, kept, targets, want_root, np.asarray(reach, bool), want_dir, want_len, f,
+        posed = _reach_limbs(plan, posed, kept, targets, np.asarray(reach, bool), want_dir, want_len, f,
                              sweeps)
     heads, rots = posed.full()
     predicted = _fk_joints(plan, heads, rots)
@@ -255,21 +255,23 @@ _LIMBS = [tuple(INDEX[f"{n}_{s}"] for n in names) for s in ("l", "r")
 _PART_OF = {p: i for i, p in enumerate(PARTS)}
 
 
-def _reach_limbs(plan, posed, kept, targets, want_root, reach, want_dir, want_len, f: int, sweeps: int):
-    """`posed` with each arm and leg whose end `reach` marks bent to put that end where `targets` has it, from where
-    the rig put the limb's root: the elbow or knee placed at the rig's own bone lengths from both (on the side the
-    rig has it now), the two parts aimed at it and the sweeps run again. A rig's shoulder need not land where the
-    body has it (a clavicle turning about a point that is no body24 joint, a chest twisted by where the shoulders
+def _reach_limbs(plan, posed, kept, targets, reach, want_dir, want_len, f: int, sweeps: int):
+    """`posed` with each arm and leg whose end `reach` marks (and whose elbow or knee it does not) bent to put that
+    end where `targets` has it from the pelvis, from where the rig put the limb's root: the elbow or knee placed at
+    the rig's own bone lengths from both (on the side the rig has it now), the two parts aimed at it and the sweeps
+    run again (by the least turn that aims each part, so the bend may leave a hinge's plane by a few degrees).
+    A rig's shoulder need not land where the body has it (a clavicle turning about a point that is no body24 joint, a chest twisted by where the shoulders
     are), and a hand aimed only by its bones' directions misses by as much."""
     rows = [(root, mid, end) for root, mid, end in _LIMBS if reach[:, end].any()]
     if not rows:
         return posed
     now = posed.joints()
-    shift = want_root - now[:, INDEX["pelvis"]]          # the root translation still to come
+    pelvis = INDEX["pelvis"]
     want = want_dir.copy()
     for root, mid, end in rows:
-        on = reach[:, end]
-        goal = targets[:, end] - shift
+        on = reach[:, end] & ~reach[:, mid]               # a pinned elbow or knee stays where the aims put it
+        # where the body has the end from its pelvis (the root translation, scaled by root_scale, comes after)
+        goal = targets[:, end] - targets[:, pelvis] + now[:, pelvis]
         l1 = np.linalg.norm(now[:, mid] - now[:, root], axis=-1)
         l2 = np.linalg.norm(now[:, end] - now[:, mid], axis=-1)
         knee = two_bone(now[:, root], goal, l1, l2, now[:, mid])
@@ -338,18 +340,24 @@ def edit_rotations(plan, rest: np.ndarray, targets: np.ndarray, current: dict,
 
 
 _NOW: dict[bytes, np.ndarray] = {}
+_NOW_FRAMES = 8
 
 
 def _rotations_now(rest: np.ndarray, cur: np.ndarray, names: set[str]) -> np.ndarray:
     """part_rotations of the pose the rig has now, kept for the next call: Auto Pose sends the same `current` with
-    every request of a drag (a part_rotations is about a fifth of a one-pose solve)."""
+    every request of a drag (a part_rotations is about a fifth of a one-pose solve). Takes of many frames are not
+    kept (each would hold megabytes, and a take is not sent again and again)."""
+    if len(cur) > _NOW_FRAMES:
+        return part_rotations(rest, cur, names)
     key = b"".join([np.ascontiguousarray(rest).tobytes(), np.ascontiguousarray(cur).tobytes(),
                     ",".join(sorted(names)).encode()])
     got = _NOW.get(key)               # the server's threads share it: read once, never index it after a clear
     if got is None:
         if len(_NOW) > 16:
             _NOW.clear()
-        got = _NOW[key] = part_rotations(rest, cur, names)
+        got = part_rotations(rest, cur, names)
+        got.flags.writeable = False                          # shared between calls: nobody may edit it
+        _NOW[key] = got
     return got
 
 

@@ -97,14 +97,16 @@ class LivePosing:
         finally:
             self.lock.release()
         stop.check()              # a newer request came during the last steps: this answer is already stale
-        rig = None
+        rig, missed = None, None
         if binding is not None:
             try:
-                out, rig, lengths = self._on_rig(out, joints, known_mask, lengths, rest, req, binding_id, binding,
-                                                 current)
+                out, rig, missed = self._on_rig(out, joints, known_mask, lengths, rest, req, binding_id, binding,
+                                                current)
             except ValueError as e:
                 raise HTTPException(422, f"the completion could not be held on this rig: {e}") from None
-        reach = None if lengths is None else _names(out_of_reach(out, known_mask, lengths))
+        elif lengths is not None:
+            missed = out_of_reach(out, known_mask, lengths)
+        reach = None if missed is None else _names(missed)
         answer = {"joints": limits.answer(out, "the completion"), "out_of_reach": reach}
         if rig is not None:
             rig["rig_joints"] = rig.pop("joints")     # where body24 lands on the rig; `joints` is the completion
@@ -116,7 +118,8 @@ class LivePosing:
         it was put, the body is held again at the distances the rig has in the pose it reached, and posed again (at
         most RIG_REFINE times, while the miss shrinks; the closest is answered): a rig's spine, spanning several
         bones, is not of one length as it bends, and a chest bone carries the neck and both collars at fixed
-        distances (rig_geometry). Also returns the lengths held last."""
+        distances (rig_geometry). Also returns the known joints out of reach of the character's bones (the first
+        holding's: the rig's lines move spine and chest off those lengths afterwards, on purpose)."""
         rigid, lines = self._rig_geometry(binding_id, binding)
         spans = np.unique(np.concatenate([rigid, lines[:, 1:3].astype(int)]), axis=0)
         held = hold_lengths(out, known, lengths, rest, rigid)
@@ -133,16 +136,15 @@ class LivePosing:
             landed = np.asarray(rig["joints"], np.float64)
             miss = _miss(landed, out, aimed)
             if best is not None and miss >= best[0]:
-                return best[1:]
-            best = (miss, out, rig, lengths)
+                return best[1], best[2], held.out_of_reach
+            best = (miss, out, rig)
             if attempt == RIG_REFINE or miss <= RIG_MISS or not _limbs_as_at_rest(landed, rest):
-                return out, rig, lengths
+                return out, rig, held.out_of_reach
             # Held again at what the rig reached: its bones' lengths, and the ends of each line it holds joints on
             # at the distance it has them (with the joints between at their lengths, that line stays straight).
             lengths = bone_lengths(landed)
             out = hold_lengths(np.where(known[..., None], joints, landed), known, lengths, landed, spans).joints
             out = on_rig_lines(_limbs_to_targets(out, landed, known, lengths), known, lines)
-        return best[1:]
 
     def _held(self, binding_id: str, binding, current) -> np.ndarray:
         """held_by_kept for the bones `current` keeps (the animator's controls the map keys), each joint's pair with
@@ -190,10 +192,15 @@ def on_rig_lines(out: np.ndarray, known: np.ndarray, lines: np.ndarray) -> np.nd
     on a rig whose spine and chest are points between its pelvis and neck would leave every aim of the solve at odds
     with the others, and the neck, and the arms on it, centimetres off where the body has them."""
     out = out.copy()
-    for j, a, b, t in lines:
-        j, a, b = int(j), int(a), int(b)
-        rows = ~known[:, j]
-        out[rows, j] = out[rows, a] + t * (out[rows, b] - out[rows, a])
+    todo = [(int(j), int(a), int(b), t) for j, a, b, t in lines]
+    while todo:
+        # a line whose end is itself on a line waits for that joint (spine and chest on pelvis - neck need none)
+        pending = {j for j, _, _, _ in todo}
+        ready = [line for line in todo if line[1] not in pending and line[2] not in pending] or todo
+        for j, a, b, t in ready:
+            rows = ~known[:, j]
+            out[rows, j] = out[rows, a] + t * (out[rows, b] - out[rows, a])
+        todo = [line for line in todo if line not in ready]
     return out
 
 
