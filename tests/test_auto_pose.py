@@ -24,7 +24,6 @@ from test_addon import MODULE, _assert_same_state, _free_port, _pose_rigify, _re
 from gfpose_core.body.skeleton import INDEX
 from gfpose_core.rigs.armature import Armature
 from gfpose_core.rigs.binding import bind
-from gfpose_core.service.live import RIG_MISS
 
 pytestmark = pytest.mark.blender
 
