@@ -229,8 +229,8 @@ def test_denoise_of_a_clean_take_keeps_joints_and_every_bones_roll(addon, data_f
           f"roll {roll.mean():.3f} deg mean, {roll.max():.3f} deg max")
     assert roll.max() < 1.0, dict(zip(bones, roll.max(0).round(2)))
     # Joints: the engine may move a measured joint only 2.5 times the take's jitter beyond what its own motion shows
-    # (prior/denoise.within_noise): under 2 mm anywhere (measured 0.57 mean / 1.38 mm max), where re-solving from rest with
-    # the unclamped engine moved joints up to 71 mm.
+    # (prior/denoise.within_noise): under 2 mm anywhere (measured 0.57 mean / 1.38 mm max), where re-solving from rest
+    # with the unclamped engine moved joints up to 71 mm.
     assert moved.max() < 2.0, moved.max(0).round(1)
     # The body keeps its shape: spine landmarks in place, segment lengths (pelvis->spine, ankle->toe) as they were.
     from gfpose_core.body.skeleton import INDEX

@@ -260,8 +260,8 @@ def _reach_limbs(plan, posed, kept, targets, reach, want_dir, want_len, f: int, 
     end where `targets` has it from the pelvis, from where the rig put the limb's root: the elbow or knee placed at
     the rig's own bone lengths from both (on the side the rig has it now), the two parts aimed at it and the sweeps
     run again (by the least turn that aims each part, so the bend may leave a hinge's plane by a few degrees).
-    A rig's shoulder need not land where the body has it (a clavicle turning about a point that is no body24 joint, a chest twisted by where the shoulders
-    are), and a hand aimed only by its bones' directions misses by as much."""
+    A rig's shoulder need not land where the body has it (a clavicle turning about a point that is no body24 joint,
+    a chest twisted by where the shoulders are), and a hand aimed only by its bones' directions misses by as much."""
     rows = [(root, mid, end) for root, mid, end in _LIMBS if reach[:, end].any()]
     if not rows:
         return posed
